@@ -1,0 +1,134 @@
+"""The backend protocol: what a convolution implementation provides and declares.
+
+A backend is any object with a ``name``, ``capabilities``, ``forward`` and ``backward``::
+
+    class MyConv:
+        name = "my-conv"
+        capabilities = conformance.Capabilities(dtypes=("float32", "float64"), groups=True,
+                                                dilation=True, backward=True)
+        def forward(self, problem, x, w, b): ...    # numpy arrays in (b may be None), numpy array out
+        def backward(self, problem, x, w, dy): ...  # -> (dx, dw, db); db may be None without bias
+
+Optional: ``available(self) -> str | None`` returns why the backend cannot run here (``None``: it can),
+and ``version`` (a string shown in the report). What a backend does not declare is never generated for it;
+the runner reports it as unsupported, with the reason. A backend never calls ``pytest.skip`` itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, NamedTuple, Optional, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import RegistryError
+from .problem import DTYPES, ConvProblem
+
+ERROR_MODELS = ("componentwise", "normwise")
+
+
+class Grads(NamedTuple):
+    """The three gradients of ``sum(conv2d(x, w, b) * dy)``."""
+
+    dx: np.ndarray
+    dw: np.ndarray
+    db: Optional[np.ndarray]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend declares it supports and how it computes.
+
+    ``precision`` names the precision profile per dtype (see ``conformance.tolerance.PROFILES``) where the
+    backend computes below its dtype, e.g. ``{"float32": "tf32"}``; a single string applies to every dtype.
+    Dtypes it does not name get the IEEE profile of the dtype itself.
+    ``error_model`` is ``"componentwise"`` (direct summation; the default) or ``"normwise"`` (FFT, Winograd).
+    ``max_macs`` caps the problem size the suite generates for a slow backend (naive loops).
+    """
+
+    dtypes: tuple[str, ...] = ("float32", "float64")
+    groups: bool = True
+    dilation: bool = True
+    backward: bool = True
+    error_model: str = "componentwise"
+    precision: Mapping[str, str] | str | None = None
+    deterministic: bool = True
+    max_macs: int | None = None
+    notes: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtypes", tuple(self.dtypes))
+        bad = [d for d in self.dtypes if d not in DTYPES]
+        if bad:
+            raise RegistryError(f"Capabilities(dtypes={self.dtypes!r}), but {bad} are not among {DTYPES}")
+        if self.error_model not in ERROR_MODELS:
+            raise RegistryError(f"Capabilities(error_model={self.error_model!r}), but it must be one of {ERROR_MODELS}")
+
+    def profile_for(self, dtype: str) -> str:
+        """The precision-profile name this backend computes ``dtype`` with."""
+        from .tolerance import default_profile
+
+        if isinstance(self.precision, str):
+            return self.precision
+        if self.precision and dtype in self.precision:
+            return self.precision[dtype]
+        return default_profile(dtype)
+
+    def unsupported_reason(self, problem: ConvProblem, *, backward: bool = False) -> str | None:
+        """Why this backend does not claim ``problem`` (``None`` when it does)."""
+        if problem.dtype not in self.dtypes:
+            return f"dtype {problem.dtype} not declared (declares {', '.join(self.dtypes)})"
+        if problem.groups != 1 and not self.groups:
+            return "groups > 1 not declared (groups=False)"
+        if problem.dilation != (1, 1) and not self.dilation:
+            return "dilation > 1 not declared (dilation=False)"
+        if backward and not self.backward:
+            return "backward not declared (backward=False)"
+        if self.max_macs is not None and problem.macs > self.max_macs:
+            return f"problem has {problem.macs} MACs, above the declared max_macs={self.max_macs}"
+        return None
+
+    def summary(self) -> str:
+        parts = [",".join(self.dtypes)]
+        parts.append("groups" if self.groups else "no-groups")
+        parts.append("dilation" if self.dilation else "no-dilation")
+        parts.append("backward" if self.backward else "forward-only")
+        parts.append(self.error_model)
+        if self.precision:
+            parts.append(f"precision={self.precision if isinstance(self.precision, str) else dict(self.precision)}")
+        if not self.deterministic:
+            parts.append("non-deterministic")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dtypes": list(self.dtypes), "groups": self.groups, "dilation": self.dilation,
+            "backward": self.backward, "error_model": self.error_model,
+            "precision": {d: self.profile_for(d) for d in self.dtypes},
+            "deterministic": self.deterministic, "max_macs": self.max_macs, "notes": self.notes,
+        }
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The members the runner calls. ``available`` and ``version`` are optional."""
+
+    name: str
+    capabilities: Capabilities
+
+    def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray: ...
+
+    def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Any: ...
+
+
+def availability(backend: Any) -> str | None:
+    """Why ``backend`` cannot run here, or ``None``. A probe that raises counts as unavailable."""
+    probe = getattr(backend, "available", None)
+    if probe is None:
+        return None
+    try:
+        reason = probe()
+    except Exception as exc:  # a probe must never take the run down
+        return f"available() raised {type(exc).__name__}: {exc}"
+    return None if reason in (None, True) else str(reason)

@@ -1,0 +1,93 @@
+"""Differential checks: run one backend pass on one problem, compare with the oracle, return verdicts.
+
+``check_forward`` and ``check_backward`` follow tinygrad's ``helper_test_op``: every pass is labelled
+(``forward``, ``grad_input``, ``grad_weight``, ``grad_bias``) and every verdict is collected, because the
+report needs every row, not only the first failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import runner
+from .backend import Capabilities
+from .compare import Verdict, compare
+from .data import Inputs
+from .problem import ConvProblem
+from .tolerance import PROFILES, Bound, FORMULAS, bound, bound_kind, terms
+
+BACKWARD_CHECKS = ("grad_input", "grad_weight", "grad_bias")
+#: known answers that replace the oracle's (the seed notebook's golden values), by check
+Expected = Optional[Mapping[str, Any]]
+
+
+@dataclass
+class CheckResult:
+    verdicts: list[Verdict]
+    seconds: float            #: time inside the backend
+    error: str | None = None
+    traceback: str | None = None
+
+
+def _error_verdict(impl: str, check: str, why: str, kind: str, profile: str) -> Verdict:
+    return Verdict(impl, check, False, float("inf"), bound_kind=kind, profile=profile,
+                   formula=FORMULAS.get(kind, ""), problem_text=why)
+
+
+def _judge(impl: str, check: str, actual: Any, p: ConvProblem, inp: Inputs, caps: Capabilities,
+           data_kind: str, expected: Expected = None) -> Verdict:
+    profile = caps.profile_for(p.dtype)
+    kind = bound_kind(caps.error_model, data_kind)
+    t = terms(check, p, inp.x, inp.w, inp.b, inp.dy, want_m2=(kind == "prob"))
+    if kind == "exact":
+        limit = 2.0 ** PROFILES[profile].exact_bits
+        if t.m1.size and t.m1.max() > limit:  # the tier's own precondition; a suite bug if it ever fires
+            raise AssertionError(f"exact tier data too large: max M1 {t.m1.max()} > 2^{PROFILES[profile].exact_bits}")
+    b: Bound = bound(check, p, t, profile, kind, inp.x, inp.w, inp.dy)
+    want = t.ref if expected is None or check not in expected else np.asarray(expected[check], dtype=np.float64)
+    return compare(impl, check, actual, want, b, t.k, dtype=p.dtype)
+
+
+def _fresh(a: np.ndarray | None) -> np.ndarray | None:
+    """A private copy for the backend, so that a backend that mutates its inputs cannot corrupt the oracle."""
+    return None if a is None else a.copy()
+
+
+def check_forward(backend: Any, p: ConvProblem, inp: Inputs, data_kind: str, *,
+                  expected: Expected = None) -> CheckResult:
+    caps = backend.capabilities
+    out = runner.call(backend, "forward", p, _fresh(inp.x), _fresh(inp.w), _fresh(inp.b))
+    if not out.ok:
+        v = _error_verdict(backend.name, "forward", out.error or "", bound_kind(caps.error_model, data_kind),
+                           caps.profile_for(p.dtype))
+        return CheckResult([v], out.seconds, out.error, out.traceback)
+    return CheckResult([_judge(backend.name, "forward", out.value, p, inp, caps, data_kind, expected)], out.seconds)
+
+
+def _unpack_grads(value: Any) -> tuple[Any, Any, Any] | str:
+    try:
+        dx, dw, db = value
+    except (TypeError, ValueError):
+        return f"backward returned {type(value).__name__}, not a (dx, dw, db) triple"
+    return dx, dw, db
+
+
+def check_backward(backend: Any, p: ConvProblem, inp: Inputs, data_kind: str,
+                   which: Sequence[str] = BACKWARD_CHECKS, *, expected: Expected = None) -> CheckResult:
+    caps = backend.capabilities
+    out = runner.call(backend, "backward", p, _fresh(inp.x), _fresh(inp.w), _fresh(inp.dy))
+    kind, profile = bound_kind(caps.error_model, data_kind), caps.profile_for(p.dtype)
+    grads = _unpack_grads(out.value) if out.ok else (out.error or "")
+    if isinstance(grads, str):
+        return CheckResult([_error_verdict(backend.name, c, grads, kind, profile) for c in which],
+                           out.seconds, grads, out.traceback)
+    got = dict(zip(BACKWARD_CHECKS, grads))
+    verdicts = []
+    for c in which:
+        if c == "grad_bias" and not p.bias:
+            continue
+        verdicts.append(_judge(backend.name, c, got[c], p, inp, caps, data_kind, expected))
+    return CheckResult(verdicts, out.seconds)

@@ -1,0 +1,70 @@
+"""Run options shared by the pytest plugin and the CLI: one definition, one help text, one default.
+
+``add_run_options(addoption, prefix)`` is called by the plugin with ``prefix="conv-"`` (``--conv-profile``) and
+by the CLI with ``prefix=""`` (``--profile``); ``--impl`` keeps its name in both. Values are parsed by ``type=``
+functions that raise ``argparse.ArgumentTypeError`` naming the option and the allowed values.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+from .data import DATA_KINDS
+from .problem import DTYPES
+
+PROFILE_NAMES = ("quick", "ci", "thorough")
+DEFAULT_PROFILE = "ci"
+DEFAULT_RESULTS = "reports/results"
+DEFAULT_DATA_KINDS = ("normal", "uniform", "wide")
+
+
+def _choice_list(option: str, allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(t.strip() for t in text.split(",") if t.strip())
+        bad = [t for t in items if t not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(
+                f"{option} {text!r}: {', '.join(bad) or 'nothing given'} not among {', '.join(allowed)}")
+        return items
+
+    return parse
+
+
+def _positive_int(option: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} {text!r} is not an integer") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{option} {v} must be at least 1")
+        return v
+
+    return parse
+
+
+def _profile(text: str) -> str:
+    if text not in PROFILE_NAMES:
+        raise argparse.ArgumentTypeError(f"profile {text!r} must be one of {', '.join(PROFILE_NAMES)}")
+    return text
+
+
+def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-") -> None:
+    addoption("--impl", action="append", default=[], metavar="SPEC", dest="conv_impl",
+              help="add a backend by import path (pkg.module:Name or path/file.py:Name), or name a registered "
+                   "one; repeatable")
+    addoption(f"--{prefix}profile", type=_profile, default=None, dest="conv_profile", metavar="NAME",
+              help=f"hypothesis profile: {', '.join(PROFILE_NAMES)} (default {DEFAULT_PROFILE}: derandomized)")
+    addoption(f"--{prefix}max-examples", type=_positive_int("max-examples"), default=None,
+              dest="conv_max_examples", metavar="N", help="override the profile's examples per check")
+    addoption(f"--{prefix}dtypes", type=_choice_list("dtypes", DTYPES), default=None, dest="conv_dtypes",
+              metavar="LIST", help=f"comma-separated dtypes to generate (default: each backend's declared "
+                                   f"float32/float64); known: {', '.join(DTYPES)}")
+    addoption(f"--{prefix}data-kinds", type=_choice_list("data-kinds", DATA_KINDS), default=None,
+              dest="conv_data_kinds", metavar="LIST",
+              help=f"data kinds of the hypothesis tiers (default {','.join(DEFAULT_DATA_KINDS)})")
+    addoption(f"--{prefix}results", default=None, dest="conv_results", metavar="DIR",
+              help=f"directory for the results files (default {DEFAULT_RESULTS})")
+    addoption(f"--{prefix}env-name", default=None, dest="conv_env_name", metavar="NAME",
+              help="environment label recorded with every row (default: $TOX_ENV_NAME or 'local')")

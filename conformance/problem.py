@@ -1,0 +1,186 @@
+"""The convolution problem: geometry and dtype of one ``conv2d`` call, its derived shapes, one validator.
+
+Semantics are ``torch.nn.functional.conv2d``: cross-correlation, NCHW input ``(N, C_in, H, W)``,
+weight ``(C_out, C_in / groups, kh, kw)``, optional bias ``(C_out,)``, zero padding.
+Along each axis the output size is::
+
+    out = (in + 2*padding - dilation*(k - 1) - 1) // stride + 1
+
+Every rule lives in one function below, so an invalid problem raises one ``InvalidProblem``
+whose message names the values and the rule (``groups=3 must divide c_in=4``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidProblem
+
+Pair = tuple[int, int]
+
+#: dtypes the problem model knows. Which of them a backend supports is its own declaration.
+DTYPES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
+
+
+def _pair(name: str, value: Any) -> Pair:
+    if isinstance(value, bool):
+        raise InvalidProblem(f"{name}={value!r}, but it must be an int or a pair of ints")
+    if isinstance(value, int):
+        return (value, value)
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise InvalidProblem(f"{name}={value!r}, but it must be an int or a pair of ints") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (a, b)):
+        raise InvalidProblem(f"{name}={value!r}, but it must be an int or a pair of ints")
+    return (int(a), int(b))
+
+
+def _check_positive(**values: int) -> None:
+    for name, v in values.items():
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise InvalidProblem(f"{name}={v!r}, but it must be an int")
+        if v < 1:
+            raise InvalidProblem(f"{name}={v}, but it must be at least 1")
+
+
+def _check_pair_at_least(name: str, pair: Pair, minimum: int) -> None:
+    for axis, v in zip("hw", pair):
+        if v < minimum:
+            raise InvalidProblem(f"{name}={pair} ({axis}={v}), but it must be at least {minimum}")
+
+
+def _check_groups(groups: int, c_in: int, c_out: int) -> None:
+    if c_in % groups:
+        raise InvalidProblem(f"groups={groups} must divide c_in={c_in}")
+    if c_out % groups:
+        raise InvalidProblem(f"groups={groups} must divide c_out={c_out}")
+
+
+def _check_kernel_fits(axis: str, size: int, k: int, pad: int, dil: int) -> None:
+    span = dil * (k - 1) + 1
+    if span > size + 2 * pad:
+        raise InvalidProblem(
+            f"dilation*(k{axis}-1)+1={span} exceeds padded {'height' if axis == 'h' else 'width'} "
+            f"{axis}+2*padding={size + 2 * pad} ({axis}={size}, k{axis}={k}, padding={pad}, dilation={dil})"
+        )
+
+
+def _check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise InvalidProblem(f"dtype={dtype!r}, but it must be one of {', '.join(DTYPES)}")
+
+
+@dataclass(frozen=True)
+class ConvProblem:
+    """One ``conv2d`` problem. Pairs are ``(h, w)``; an int is accepted for both axes.
+
+    >>> p = ConvProblem(batch=1, c_in=1, c_out=1, h=6, w=5, kh=3, kw=3)
+    >>> p.output_shape
+    (1, 1, 4, 3)
+    """
+
+    batch: int
+    c_in: int
+    c_out: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: int = 1
+    bias: bool = False
+    dtype: str = "float64"
+    #: free-form label (a network layer's name, a tier); not part of the geometry
+    label: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("stride", "padding", "dilation"):
+            object.__setattr__(self, name, _pair(name, getattr(self, name)))
+        if not isinstance(self.bias, bool):
+            raise InvalidProblem(f"bias={self.bias!r}, but it must be True or False")
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``InvalidProblem`` naming the first broken rule."""
+        _check_positive(batch=self.batch, c_in=self.c_in, c_out=self.c_out, h=self.h, w=self.w,
+                        kh=self.kh, kw=self.kw, groups=self.groups)
+        _check_pair_at_least("stride", self.stride, 1)
+        _check_pair_at_least("dilation", self.dilation, 1)
+        _check_pair_at_least("padding", self.padding, 0)
+        _check_groups(self.groups, self.c_in, self.c_out)
+        _check_kernel_fits("h", self.h, self.kh, self.padding[0], self.dilation[0])
+        _check_kernel_fits("w", self.w, self.kw, self.padding[1], self.dilation[1])
+        _check_dtype(self.dtype)
+
+    # -- derived shapes ---------------------------------------------------------------
+    @property
+    def out_h(self) -> int:
+        return (self.h + 2 * self.padding[0] - self.dilation[0] * (self.kh - 1) - 1) // self.stride[0] + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.w + 2 * self.padding[1] - self.dilation[1] * (self.kw - 1) - 1) // self.stride[1] + 1
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.c_in, self.h, self.w)
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        return (self.c_out, self.c_in // self.groups, self.kh, self.kw)
+
+    @property
+    def bias_shape(self) -> tuple[int]:
+        return (self.c_out,)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.c_out, self.out_h, self.out_w)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-adds of the forward pass (each backward pass has the same count)."""
+        return self.batch * self.c_out * self.out_h * self.out_w * (self.c_in // self.groups) * self.kh * self.kw
+
+    @property
+    def max_elements(self) -> int:
+        """The largest operand, in elements."""
+        return max(self.batch * self.c_in * self.h * self.w, self.batch * self.c_out * self.out_h * self.out_w,
+                   self.c_out * (self.c_in // self.groups) * self.kh * self.kw)
+
+    # -- (de)serialisation: records, reproductions --------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("stride", "padding", "dilation"):
+            d[k] = list(d[k])
+        if not d["label"]:
+            del d["label"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ConvProblem":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InvalidProblem(f"unknown problem fields {sorted(unknown)}; known are {sorted(known)}")
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+    def replace(self, **changes: Any) -> "ConvProblem":
+        return dataclasses.replace(self, **changes)
+
+    def short(self) -> str:
+        """A one-line description for test ids and report rows."""
+        s = (f"N{self.batch} C{self.c_in}->{self.c_out} {self.h}x{self.w} k{self.kh}x{self.kw}"
+             f" s{self.stride[0]},{self.stride[1]} p{self.padding[0]},{self.padding[1]}"
+             f" d{self.dilation[0]},{self.dilation[1]} g{self.groups}{' +b' if self.bias else ''} {self.dtype}")
+        return f"{self.label}: {s}" if self.label else s
+
+    def __repr__(self) -> str:
+        # a copy-pasteable constructor call, the label only where one is set
+        shown = [f.name for f in dataclasses.fields(self) if f.name != "label" or self.label]
+        return "ConvProblem(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in shown) + ")"

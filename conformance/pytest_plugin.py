@@ -1,0 +1,160 @@
+"""The pytest plugin (``pytest11`` entry point): options, the ``impl`` parametrization, skips with reasons,
+hypothesis profiles and the results recorder.
+
+Every suite test is parametrized over the registered implementations with ``ids=<impl name>``, so
+``pytest --pyargs conformance.suite -k im2col`` runs exactly im2col's checks. A check that an implementation
+does not declare, or an implementation that cannot run here, is skipped at collection with the reason, and the
+skip is recorded as a row (``unsupported`` / ``unavailable``) so that the report shows it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from .options import DEFAULT_PROFILE, DEFAULT_RESULTS, add_run_options
+from .records import Recorder, new_run_id
+from .registry import Registry, build_registry
+from .suite_support import SuiteContext, unsupported_check_reason
+
+REGISTRY_KEY = pytest.StashKey[Registry]()
+RECORDER_KEY = pytest.StashKey[Recorder]()
+SKIP_STATUS_KEY = pytest.StashKey[tuple[str, str, str, str]]()  # (status, impl, check, reason)
+
+_PROFILES = {
+    "quick": dict(max_examples=10),
+    "ci": dict(max_examples=25, derandomize=True, database=None, print_blob=True),
+    "thorough": dict(max_examples=300),
+}
+
+
+def register_profiles(max_examples: int | None = None) -> None:
+    for name, kw in _PROFILES.items():
+        kw = dict(kw)
+        if max_examples is not None:
+            kw["max_examples"] = max_examples
+        settings.register_profile(name, deadline=None, suppress_health_check=[
+            HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large], **kw)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conv-conformance", "conv-conformance: differential testing of conv2d")
+    add_run_options(group.addoption, prefix="conv-")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conv_check(name): the conformance check a suite test performs")
+    profile = config.getoption("conv_profile") or DEFAULT_PROFILE
+    register_profiles(config.getoption("conv_max_examples"))
+    if not config.getoption("hypothesis_profile", None):
+        settings.load_profile(profile)
+    workerinput = getattr(config, "workerinput", None)
+    run_id = workerinput["conv_run_id"] if workerinput else os.environ.get("CONV_CONFORMANCE_RUN_ID") or new_run_id()
+    config._conv_run_id = run_id  # type: ignore[attr-defined]
+    results = Path(config.getoption("conv_results") or DEFAULT_RESULTS)
+    env_name = config.getoption("conv_env_name") or os.environ.get("TOX_ENV_NAME") or "local"
+    meta = {"env": env_name, "profile": profile, "max_examples": settings.default.max_examples,
+            "hypothesis_seed": config.getoption("hypothesis_seed", None)}
+    config.stash[RECORDER_KEY] = Recorder(results, run_id, worker=workerinput["workerid"] if workerinput else "main",
+                                          meta=meta)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:  # pytest-xdist: all workers share the controller's run id
+    node.workerinput["conv_run_id"] = node.config._conv_run_id
+
+
+def registry(config: pytest.Config) -> Registry:
+    if REGISTRY_KEY not in config.stash:
+        config.stash[REGISTRY_KEY] = build_registry(config.getoption("conv_impl"))
+    return config.stash[REGISTRY_KEY]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    try:
+        reg = registry(config)
+    except Exception as exc:  # a bad --impl must be reported, not crash the header
+        return [f"conv-conformance: registry error: {exc}"]
+    lines = [f"conv-conformance: profile {config.getoption('conv_profile') or DEFAULT_PROFILE}, "
+             f"results in {config.stash[RECORDER_KEY].directory}"]
+    for e in reg:
+        state = "runnable" if e.runnable else f"unavailable: {e.unavailable}"
+        lines.append(f"  impl {e.name} {e.version} ({state})")
+    env = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("CONV_CONFORMANCE_")]
+    if env:
+        lines.append("  " + " ".join(env))
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "impl" in metafunc.fixturenames:
+        entries = list(registry(metafunc.config))
+        metafunc.parametrize("impl", entries, ids=[e.name for e in entries])
+
+
+def _check_of(item: pytest.Item) -> str | None:
+    m = item.get_closest_marker("conv_check")
+    return m.args[0] if m else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    dtypes = config.getoption("conv_dtypes")
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        check = _check_of(item)
+        if callspec is None or "impl" not in callspec.params or check is None:
+            continue
+        entry = callspec.params["impl"]
+        if entry.unavailable:
+            status, reason = "unavailable", entry.unavailable
+        else:
+            status, reason = "unsupported", unsupported_check_reason(entry.backend.capabilities, check, dtypes) or ""
+        if reason:
+            item.stash[SKIP_STATUS_KEY] = (status, entry.name, check, reason)
+            item.add_marker(pytest.mark.skip(reason=f"{entry.name}: {reason}"))
+
+
+@pytest.fixture
+def conv(request: pytest.FixtureRequest, impl: Any) -> Any:
+    """The per-test context: the backend, the run options, and a buffer of rows flushed at teardown."""
+    cfg = request.config
+    ctx = SuiteContext(entry=impl, recorder=cfg.stash[RECORDER_KEY], nodeid=request.node.nodeid,
+                       check=_check_of(request.node) or "", dtypes=cfg.getoption("conv_dtypes"),
+                       data_kinds=cfg.getoption("conv_data_kinds"))
+    yield ctx
+    ctx.flush()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    outcome = yield
+    rep = outcome.get_result()
+    recorder = item.config.stash.get(RECORDER_KEY, None)
+    if recorder is None:
+        return
+    skip = item.stash.get(SKIP_STATUS_KEY, None)
+    if skip is not None and rep.when == "setup" and rep.skipped:
+        status, impl, check, reason = skip
+        recorder.record(status=status, impl=impl, check=check, tier=_tier(check), reason=reason,
+                        nodeid=item.nodeid)
+    elif rep.failed and _check_of(item) is not None:
+        ctx = getattr(item, "funcargs", {}).get("conv")
+        if ctx is None or not ctx.has_rows:
+            # the test broke outside the checks (setup, a suite bug): still a row, never a silent gap
+            impl = item.callspec.params["impl"].name if hasattr(item, "callspec") else "?"
+            recorder.record(status="error", impl=impl, check=_check_of(item), tier=_tier(_check_of(item) or ""),
+                            reason=f"{rep.when} failed: {str(rep.longrepr)[-2000:]}", nodeid=item.nodeid)
+
+
+def _tier(check: str) -> str:
+    return check if check in ("golden", "exact") else "hypothesis"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    recorder = session.config.stash.get(RECORDER_KEY, None)
+    if recorder is not None:
+        recorder.close(exitstatus=int(exitstatus))

@@ -1,0 +1,46 @@
+"""Reproduce one checked example: a copy-pasteable snippet, and the function it calls.
+
+Every failure message and every worst case in the report ends with ``snippet(...)``; running it re-creates the
+exact operands (from the seed and data kind), calls the backend and prints the verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .checks import check_backward, check_forward
+from .compare import Verdict, format_verdict
+from .data import make_inputs
+from .problem import ConvProblem
+from .tolerance import PROFILES
+
+
+def snippet(spec: str, problem: ConvProblem, *, seed: int, data_kind: str, check: str) -> str:
+    """Python that reproduces this example, given the backend's import path or registered name."""
+    return (
+        "from conformance import ConvProblem, reproduce\n"
+        f"problem = {problem!r}\n"
+        f"print(reproduce({spec!r}, problem, seed={seed}, data_kind={data_kind!r}, check={check!r}))"
+    )
+
+
+def reproduce(spec: str, problem: ConvProblem, *, seed: int, data_kind: str = "normal",
+              check: str = "forward") -> str:
+    """Run one example again and return the verdict text (``passed`` or the failure message)."""
+    from .registry import add_spec, build_registry
+
+    reg = build_registry()
+    backend = add_spec(reg, spec).backend
+    v = run_example(backend, problem, seed=seed, data_kind=data_kind, check=check)
+    return f"{check} of {backend.name!r}: passed (max error/bound = {v.max_ratio:.3g})" if v.passed \
+        else format_verdict(v)
+
+
+def run_example(backend: Any, problem: ConvProblem, *, seed: int, data_kind: str, check: str) -> Verdict:
+    bits = PROFILES[backend.capabilities.profile_for(problem.dtype)].exact_bits
+    inputs = make_inputs(problem, seed, data_kind, exact_bits=bits)
+    if check == "forward":
+        res = check_forward(backend, problem, inputs, data_kind)
+    else:
+        res = check_backward(backend, problem, inputs, data_kind, which=(check,))
+    return res.verdicts[0]

@@ -1,0 +1,17 @@
+"""The seed notebook's golden values (Sobel 6×5, ``loss = out.sum()``) on every implementation.
+
+Semantics: https://pytorch.org/docs/stable/generated/torch.nn.functional.conv2d.html
+"""
+
+import pytest
+
+from conformance.golden import golden_case
+from conformance.suite_support import dtypes_for
+
+
+@pytest.mark.conv_check("golden")
+def test_golden(conv):
+    caps = conv.backend.capabilities
+    for dtype in dtypes_for(caps, conv.dtypes):
+        problem, inputs, expected = golden_case(dtype)
+        conv.run(problem, seed=0, kind="int", tier="golden", inputs=inputs, expected=expected)

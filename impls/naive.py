@@ -1,0 +1,91 @@
+"""The textbook definition of ``conv2d`` and its three gradients, as nested Python loops.
+
+This backend is the readable oracle: every output is one explicit sum, and every gradient is the adjoint of
+that sum written beside it. With ``sh, sw`` the stride, ``ph, pw`` the padding, ``dh, dw`` the dilation,
+``G`` the groups, ``Cg = C_in / G`` and ``Og = C_out / G``, output channel ``o`` belongs to group
+``g = o // Og`` and reads input channels ``g*Cg .. g*Cg + Cg - 1``::
+
+    y[n, o, i, j] = b[o] + sum_{c < Cg, p < kh, q < kw} x[n, g*Cg + c, ih, iw] * w[o, c, p, q]
+    ih = i*sh - ph + p*dh,   iw = j*sw - pw + q*dw
+
+A tap with ``ih`` or ``iw`` outside the input reads the zero padding and contributes nothing, so it is
+skipped instead of materialising a padded copy. Sums are accumulated in Python floats (IEEE double), so a
+float32 problem is computed more accurately than its dtype and rounded once at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from conformance.backend import Capabilities, Grads
+from conformance.problem import ConvProblem
+
+
+def _taps(problem: ConvProblem, i: int, j: int) -> Iterator[tuple[int, int, int, int]]:
+    """The taps ``(p, q)`` of output ``(i, j)`` that land inside the unpadded input, with ``(ih, iw)``."""
+    (sh, sw), (ph, pw), (dh, dw) = problem.stride, problem.padding, problem.dilation
+    for p in range(problem.kh):
+        ih = i * sh - ph + p * dh
+        if not 0 <= ih < problem.h:
+            continue  # a padding row: x is zero there
+        for q in range(problem.kw):
+            iw = j * sw - pw + q * dw
+            if 0 <= iw < problem.w:
+                yield p, q, ih, iw
+
+
+class NaiveLoops:
+    """``conv2d`` as the definition reads: one Python loop per index."""
+
+    name = "naive"
+    capabilities = Capabilities(dtypes=("float32", "float64"), max_macs=50_000,
+                                notes="pure Python loops; only small problems")
+
+    def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        xs, ws = x.tolist(), w.tolist()  # nested lists of Python floats: exact copies of the inputs
+        bs = b.tolist() if b is not None else [0.0] * problem.c_out
+        cg, og = problem.c_in // problem.groups, problem.c_out // problem.groups
+        y = np.zeros(problem.output_shape, dtype=np.float64)
+        for n in range(problem.batch):
+            for o in range(problem.c_out):
+                first = (o // og) * cg  # first input channel of o's group
+                for i in range(problem.out_h):
+                    for j in range(problem.out_w):
+                        acc = float(bs[o])
+                        for c in range(cg):
+                            for p, q, ih, iw in _taps(problem, i, j):
+                                acc += xs[n][first + c][ih][iw] * ws[o][c][p][q]
+                        y[n, o, i, j] = acc
+        return np.ascontiguousarray(y, dtype=problem.dtype)
+
+    def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        # L = sum(y * dy). Each multiply-add of the forward, y[n,o,i,j] += x[n,first+c,ih,iw] * w[o,c,p,q],
+        # contributes dy[n,o,i,j] * w[o,c,p,q] to dL/dx[n,first+c,ih,iw] and dy[n,o,i,j] * x[...] to
+        # dL/dw[o,c,p,q]; so the backward is the forward's loop nest with the two adjoint updates in its body.
+        # Input positions that no output reads (padding-only taps, rows skipped by a stride that does not
+        # divide evenly) are never visited and keep their zero gradient.
+        xs, ws, dys = x.tolist(), w.tolist(), dy.tolist()
+        dx = np.zeros(problem.input_shape).tolist()  # nested lists of 0.0: Python-float accumulators
+        dw = np.zeros(problem.weight_shape).tolist()
+        cg, og = problem.c_in // problem.groups, problem.c_out // problem.groups
+        for n in range(problem.batch):
+            for o in range(problem.c_out):
+                first = (o // og) * cg
+                for i in range(problem.out_h):
+                    for j in range(problem.out_w):
+                        g = dys[n][o][i][j]
+                        for c in range(cg):
+                            for p, q, ih, iw in _taps(problem, i, j):
+                                dx[n][first + c][ih][iw] += g * ws[o][c][p][q]
+                                dw[o][c][p][q] += g * xs[n][first + c][ih][iw]
+        # The bias is added once to every output of its channel: db[o] = sum over n, i, j of dy[n, o, i, j].
+        db = None
+        if problem.bias:
+            db = [sum(dys[n][o][i][j] for n in range(problem.batch)
+                      for i in range(problem.out_h) for j in range(problem.out_w))
+                  for o in range(problem.c_out)]
+        return Grads(dx=np.array(dx, dtype=problem.dtype),
+                     dw=np.array(dw, dtype=problem.dtype),
+                     db=None if db is None else np.array(db, dtype=problem.dtype))

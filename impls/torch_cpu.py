@@ -1,0 +1,96 @@
+"""``torch.nn.functional.conv2d`` and autograd on the CPU: the library whose semantics the suite tests.
+
+The gradients are torch's own: ``torch.autograd.grad`` of ``conv2d(x, w, b)`` with ``grad_outputs=dy`` is
+exactly ``d sum(conv2d(x, w, b) * dy)``. The bias gradient does not depend on the bias values, so backward
+builds a zero bias that requires grad, which makes torch compute ``db`` through its own bias path.
+
+The inputs go in as given (``torch.from_numpy``, strides and all), so non-contiguous layouts reach torch's
+kernels too. Two exceptions need a copy or a guard: torch has no negative strides (a reversed view is
+copied), and ``from_numpy`` warns on read-only arrays (torch never writes to them here: autograd only reads
+its leaves). ``torch`` is imported inside the methods so that the suite still loads without it.
+CUDA subclasses (``impls.torch_cuda``) reuse all of this by overriding ``device`` and ``_settings``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any
+
+import numpy as np
+
+from conformance.backend import Capabilities, Grads
+from conformance.problem import ConvProblem
+
+
+class TorchCPU:
+    """torch's ``conv2d`` forward and autograd backward, on ``device`` (``"cpu"`` here)."""
+
+    name = "torch-cpu"
+    capabilities = Capabilities(dtypes=("float32", "float64"), notes="torch.nn.functional.conv2d + autograd")
+    device = "cpu"
+
+    def available(self) -> str | None:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return "torch is not installed"
+        return None
+
+    @property
+    def version(self) -> str:
+        try:
+            import torch
+        except ImportError:
+            return "n/a"
+        return str(torch.__version__)
+
+    def _settings(self) -> contextlib.AbstractContextManager[Any]:
+        """Backend flags to hold while torch computes; none on the CPU."""
+        return contextlib.nullcontext()
+
+    def _tensor(self, problem: ConvProblem, a: np.ndarray) -> Any:
+        import torch
+
+        a = np.asarray(a, dtype=problem.dtype)
+        if any(s < 0 for s in a.strides):
+            a = np.ascontiguousarray(a)  # torch tensors cannot have negative strides
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*not writable.*", category=UserWarning)
+            t = torch.from_numpy(a)
+        return t.to(self.device)
+
+    @staticmethod
+    def _numpy(t: Any) -> np.ndarray:
+        """A C-contiguous numpy copy that owns its memory (torch may return a channels-last layout)."""
+        return np.array(t.detach().cpu().numpy(), order="C", copy=True)
+
+    def _conv(self, problem: ConvProblem, x: Any, w: Any, b: Any) -> Any:
+        from torch.nn import functional
+
+        return functional.conv2d(x, w, b, stride=problem.stride, padding=problem.padding,
+                                 dilation=problem.dilation, groups=problem.groups)
+
+    def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        import torch
+
+        with self._settings(), torch.no_grad():
+            bt = self._tensor(problem, b) if b is not None else None
+            y = self._conv(problem, self._tensor(problem, x), self._tensor(problem, w), bt)
+            return self._numpy(y)
+
+    def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        import torch
+
+        with self._settings():
+            xt = self._tensor(problem, x).requires_grad_(True)
+            wt = self._tensor(problem, w).requires_grad_(True)
+            leaves = [xt, wt]
+            bt = None
+            if problem.bias:
+                bt = torch.zeros(problem.c_out, dtype=xt.dtype, device=xt.device, requires_grad=True)
+                leaves.append(bt)
+            y = self._conv(problem, xt, wt, bt)
+            grads = torch.autograd.grad(y, leaves, grad_outputs=self._tensor(problem, dy))
+            return Grads(dx=self._numpy(grads[0]), dw=self._numpy(grads[1]),
+                         db=self._numpy(grads[2]) if problem.bias else None)

@@ -1,0 +1,95 @@
+"""``conv2d`` with torch on a CUDA GPU, twice: every fast path off (strict), and as a user gets it (default).
+
+Both reuse ``TorchCPU`` (inputs as given, autograd with ``grad_outputs=dy``) with the tensors moved to
+``cuda`` and the results copied back; they differ only in the flags held while torch computes.
+
+- ``torch-cuda-strict``: cuDNN disabled, so torch uses its own im2col + cuBLAS GEMM convolution, and TF32 off
+  for both cuDNN and cuBLAS matmuls (that GEMM is a cuBLAS matmul, governed by
+  ``torch.backends.cuda.matmul.allow_tf32``). Every product is an IEEE fp32 (or fp64) product summed directly:
+  the componentwise error model at the dtype's own precision.
+- ``torch-cuda-default``: cuDNN on and ``torch.backends.cudnn.allow_tf32 = True``, torch's default for
+  convolutions (unlike matmuls, where TF32 is off by default). On Ampere and newer GPUs a float32 convolution
+  then rounds its inputs to TF32 (10-bit mantissa), and cuDNN's heuristics may pick FFT or Winograd kernels,
+  whose error is normwise; algorithm choice and split reductions also make it non-deterministic.
+
+Global flags are saved and restored around every call, so the two backends can run in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from conformance.backend import Capabilities
+
+from .torch_cpu import TorchCPU
+
+
+class _TorchCuda(TorchCPU):
+    """The shared CUDA mechanics; subclasses set ``cudnn_flags`` and ``matmul_allow_tf32``."""
+
+    device = "cuda"
+    #: keyword arguments of ``torch.backends.cudnn.flags`` held during each call
+    cudnn_flags: ClassVar[dict[str, bool]] = {}
+    #: ``torch.backends.cuda.matmul.allow_tf32`` held during each call
+    matmul_allow_tf32: ClassVar[bool] = False
+
+    def available(self) -> str | None:
+        reason = super().available()
+        if reason is not None:
+            return reason
+        import torch
+
+        if not torch.cuda.is_available():
+            return "torch.cuda.is_available() is False (no CUDA GPU)"
+        return None
+
+    @contextlib.contextmanager
+    def _settings(self) -> Iterator[None]:
+        import torch
+
+        saved = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = self.matmul_allow_tf32
+        try:
+            with torch.backends.cudnn.flags(**self.cudnn_flags):  # restores cuDNN's flags on exit
+                yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = saved
+
+    def environment(self) -> dict[str, Any]:
+        """What the report needs to reproduce a run: versions, the device and the flags this backend holds."""
+        env: dict[str, Any] = {"torch": self.version, "cuda": None, "cudnn": None, "device": None,
+                               "cudnn_flags": dict(self.cudnn_flags),
+                               "matmul_allow_tf32": self.matmul_allow_tf32}
+        if self.available() is not None:
+            return env
+        import torch
+
+        env["cuda"] = torch.version.cuda
+        env["cudnn"] = torch.backends.cudnn.version()
+        env["device"] = torch.cuda.get_device_name()
+        env["capability"] = ".".join(map(str, torch.cuda.get_device_capability()))
+        return env
+
+
+class TorchCudaStrict(_TorchCuda):
+    """CUDA without cuDNN and without TF32: IEEE arithmetic in the problem dtype."""
+
+    name = "torch-cuda-strict"
+    capabilities = Capabilities(dtypes=("float32", "float64"), notes="cuDNN off, TF32 off (cuDNN and cuBLAS)")
+    cudnn_flags: ClassVar[dict[str, bool]] = {"enabled": False, "allow_tf32": False, "benchmark": False,
+                                              "deterministic": False}
+    matmul_allow_tf32: ClassVar[bool] = False
+
+
+class TorchCudaDefault(_TorchCuda):
+    """CUDA as torch ships: cuDNN on, TF32 allowed for float32 convolutions, heuristic algorithm choice."""
+
+    name = "torch-cuda-default"
+    capabilities = Capabilities(dtypes=("float32", "float64"), precision={"float32": "tf32"},
+                                error_model="normwise", deterministic=False,
+                                notes="cuDNN on, TF32 convolutions (torch's defaults)")
+    cudnn_flags: ClassVar[dict[str, bool]] = {"enabled": True, "allow_tf32": True, "benchmark": False,
+                                              "deterministic": False}
+    matmul_allow_tf32: ClassVar[bool] = False

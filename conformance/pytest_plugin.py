@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from .options import DEFAULT_PROFILE, DEFAULT_RESULTS, add_run_options
 from .records import Recorder, new_run_id
-from .registry import Registry, build_registry
+from .registry import Registry, build_registry, describe
 from .suite_support import SuiteContext, unsupported_check_reason
 
 REGISTRY_KEY = pytest.StashKey[Registry]()
@@ -70,7 +70,9 @@ def pytest_configure_node(node: Any) -> None:  # pytest-xdist: all workers share
 
 def registry(config: pytest.Config) -> Registry:
     if REGISTRY_KEY not in config.stash:
-        config.stash[REGISTRY_KEY] = build_registry(config.getoption("conv_impl"))
+        reg = config.stash[REGISTRY_KEY] = build_registry(config.getoption("conv_impl"))
+        if RECORDER_KEY in config.stash:  # the report shows what each backend declared
+            config.stash[RECORDER_KEY].meta["impls"] = [describe(e) for e in reg]
     return config.stash[REGISTRY_KEY]
 
 

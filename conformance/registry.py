@@ -44,6 +44,12 @@ class Entry:
         return str(v() if callable(v) else v)
 
 
+def describe(e: Entry) -> dict[str, Any]:
+    """A JSON-able description of an entry for `conformance list` and the report."""
+    return {"name": e.name, "source": e.source, "spec": e.spec, "version": e.version, "unavailable": e.unavailable,
+            "capabilities": e.backend.capabilities.to_dict()}
+
+
 def validate_backend(obj: Any, origin: str) -> None:
     """Raise RegistryError naming what ``obj`` lacks of the backend protocol."""
     name = getattr(obj, "name", None)

@@ -15,8 +15,9 @@ Reshaped to ``(N, G, K, L)`` with ``K = Cg*kh*kw`` and ``L = Ho*Wo`` (this resha
 
 ``dx`` is the adjoint of the unfolding (col2im): every column entry is added back to the ``xp`` position it
 was read from. Tap by tap that is a strided slice again, so ``kh*kw`` vectorised ``+=`` do it; within one
-tap the positions are distinct, so no scatter-add (``np.add.at``, slow) is needed. Padding rows, and the
-trailing rows a stride that does not divide evenly never reads, receive nothing and stay zero.
+tap the positions are distinct, so no scatter-add (``np.add.at``, slow) is needed. What lands on the padding
+is cropped away with it; trailing rows that a stride which does not divide evenly never reads receive
+nothing and stay zero.
 All arithmetic is in the problem dtype; the GEMMs are BLAS (direct sums: componentwise error model).
 """
 

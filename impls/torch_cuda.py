@@ -60,7 +60,7 @@ class _TorchCuda(TorchCPU):
     def environment(self) -> dict[str, Any]:
         """What the report needs to reproduce a run: versions, the device and the flags this backend holds."""
         env: dict[str, Any] = {"torch": self.version, "cuda": None, "cudnn": None, "device": None,
-                               "cudnn_flags": dict(self.cudnn_flags),
+                               "capability": None, "cudnn_flags": dict(self.cudnn_flags),
                                "matmul_allow_tf32": self.matmul_allow_tf32}
         if self.available() is not None:
             return env

@@ -1,0 +1,123 @@
+"""``python -m conformance`` / ``conv-conformance``: list the implementations, run the suite, render a report.
+
+    conv-conformance list [--impl SPEC]
+    conv-conformance run  [--impl SPEC] [--profile ci] [-k EXPR] [-n 2] [--out reports/index.html]
+    conv-conformance report RESULTS... [--out reports/index.html]
+
+``run`` is the main job: the conformance suite over every available implementation (pytest, with the
+``conv-conformance`` plugin), the results recorded under ``reports/results/<run id>/``, then the HTML report and
+a one-screen summary. The run options are the plugin's (``conformance.options``), without the ``conv-`` prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import ConformanceError
+from .options import DEFAULT_RESULTS, add_run_options
+from .records import new_run_id
+from .registry import build_registry, describe
+
+DEFAULT_REPORT = "reports/index.html"
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="conv-conformance", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="print the implementation table")
+    ls.add_argument("--impl", action="append", default=[], dest="conv_impl", metavar="SPEC")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+
+    run = sub.add_parser("run", help="run the conformance suite and write the HTML report")
+    add_run_options(run.add_argument, prefix="")
+    run.add_argument("-k", dest="keyword", default=None, help="pytest -k expression (e.g. an implementation)")
+    run.add_argument("-n", dest="workers", default=None, help="pytest-xdist workers (e.g. 2 or auto)")
+    run.add_argument("--seed", type=int, default=None, help="hypothesis seed (randomized exploration, reproducible)")
+    run.add_argument("--out", default=DEFAULT_REPORT, help=f"report path (default {DEFAULT_REPORT})")
+    run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+
+    rep = sub.add_parser("report", help="render the HTML report from saved results")
+    rep.add_argument("results", nargs="+", help="results files or directories (merged)")
+    rep.add_argument("--out", default=DEFAULT_REPORT)
+    return ap
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    reg = build_registry(args.conv_impl)
+    if args.json:
+        print(json.dumps([describe(e) for e in reg], indent=2))
+        return 0
+    width = max(len(e.name) for e in reg) if len(reg) else 4
+    for e in reg:
+        state = "runnable" if e.runnable else f"NOT RUNNABLE: {e.unavailable}"
+        print(f"{e.name:<{width}}  {state}")
+        print(f"{'':<{width}}  capabilities: {e.backend.capabilities.summary()}")
+        print(f"{'':<{width}}  from {e.source}" + (f"  [{e.version}]" if e.version else ""))
+    return 0
+
+
+def pytest_args_for_run(args: argparse.Namespace, results_dir: Path) -> list[str]:
+    pa = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-v", "--tb=no", "-rN",
+          "--conv-results", str(results_dir)]
+    for spec in args.conv_impl:
+        pa += ["--impl", spec]
+    for opt, dest in (("--conv-profile", "conv_profile"), ("--conv-max-examples", "conv_max_examples"),
+                      ("--conv-env-name", "conv_env_name")):
+        if getattr(args, dest) is not None:
+            pa += [opt, str(getattr(args, dest))]
+    for opt, dest in (("--conv-dtypes", "conv_dtypes"), ("--conv-data-kinds", "conv_data_kinds")):
+        if getattr(args, dest):
+            pa += [opt, ",".join(getattr(args, dest))]
+    if args.keyword:
+        pa += ["-k", args.keyword]
+    if args.workers:
+        pa += ["-n", str(args.workers)]
+    if args.seed is not None:
+        pa += [f"--hypothesis-seed={args.seed}"]
+    return pa + list(args.pytest_args)
+
+
+def _render(paths: Sequence[str | Path], out: str) -> Path:
+    from reports.render import write_report
+    from reports.summarize import terminal_summary
+
+    path = write_report(list(paths), out)
+    print(terminal_summary(list(paths), report_path=path))
+    return path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    # the registry must load before the run starts: a bad --impl is a usage error, not a failed run
+    build_registry(args.conv_impl)
+    run_id = new_run_id()
+    results_dir = Path(args.conv_results or DEFAULT_RESULTS) / run_id
+    os.environ["CONV_CONFORMANCE_RUN_ID"] = run_id
+    code = int(pytest.main(pytest_args_for_run(args, results_dir)))
+    if not results_dir.exists():
+        print(f"conv-conformance: the run recorded no results (pytest exit {code})", file=sys.stderr)
+        return code or 1
+    _render([results_dir], args.out)
+    # pytest: 0 all passed, 1 some failed; anything else is a usage or internal error worth passing on
+    return code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _render(args.results, args.out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"list": cmd_list, "run": cmd_run, "report": cmd_report}[args.command](args)
+    except (ConformanceError, FileNotFoundError) as exc:
+        print(f"conv-conformance: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,15 +1,19 @@
 """Call a backend so that whatever it does becomes an ``Outcome``, never an exception in the suite.
 
-In-process here: exceptions (with their traceback) and the wall time are captured. The gate's isolated
-worker process (timeouts, crashes) builds on the same ``Outcome``.
+``invoke`` runs the call here and watches the contract around it: exceptions (with their traceback), wall time,
+inputs the backend modified, the memory layout of what it returned, and, with ``repeat=2``, a second call with
+the very same objects. ``conformance.isolation`` runs ``invoke`` inside a worker process, which adds timeouts,
+crashes (a segfault, ``os.abort()``) and a memory budget on top; ``call`` picks whichever the backend needs.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 
 @dataclass
@@ -18,20 +22,58 @@ class Outcome:
     error: str | None = None        #: one line: "forward raised ValueError: ..."
     traceback: str | None = None
     seconds: float = 0.0
+    repeats: list[Any] = field(default_factory=list)   #: the values of calls after the first (repeat > 1)
+    mutated: list[str] = field(default_factory=list)   #: names of the inputs the backend modified
+    layouts: list[str] = field(default_factory=list)   #: memory layout of each returned array
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-def call(backend: Any, method: str, *args: Any) -> Outcome:
+ARG_NAMES = {"forward": ("problem", "x", "w", "b"), "backward": ("problem", "x", "w", "dy")}
+
+
+def _layout(a: Any) -> str:
+    if not isinstance(a, np.ndarray):
+        return type(a).__name__
+    if a.flags.c_contiguous:
+        return "C"
+    return "F" if a.flags.f_contiguous else "strided"
+
+
+def _arrays(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (tuple, list)) else [value]
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+
+
+def invoke(backend: Any, method: str, args: tuple[Any, ...], repeat: int = 1) -> Outcome:
     fn = getattr(backend, method, None)
     if fn is None:
         return Outcome(error=f"backend {getattr(backend, 'name', backend)!r} has no method {method}()")
+    names = ARG_NAMES.get(method, tuple(f"arg{i}" for i in range(len(args))))
+    before = [(n, a.copy()) for n, a in zip(names, args) if isinstance(a, np.ndarray)]
+    values = []
     t0 = time.perf_counter()
     try:
-        value = fn(*args)
+        for _ in range(repeat):
+            values.append(fn(*args))
     except Exception as exc:  # the backend's failure is a result, not our crash
         return Outcome(error=f"{method} raised {type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
                        seconds=time.perf_counter() - t0)
-    return Outcome(value=value, seconds=time.perf_counter() - t0)
+    seconds = (time.perf_counter() - t0) / repeat
+    current = dict(zip(names, args))
+    mutated = [n for n, a in before if not _same(a, current[n])]
+    layouts = [_layout(a) for a in _arrays(values[0]) if a is not None]
+    return Outcome(value=values[0], seconds=seconds, repeats=values[1:], mutated=mutated, layouts=layouts)
+
+
+def call(backend: Any, method: str, *args: Any, repeat: int = 1) -> Outcome:
+    """Run ``backend.method(*args)``: in its worker process if it is isolated, here otherwise."""
+    isolated = getattr(backend, "isolated_call", None)
+    if isolated is not None:
+        return isolated(method, args, repeat)
+    return invoke(backend, method, args, repeat)

@@ -1,0 +1,177 @@
+"""Run a backend in a worker process, so that a crash, a hang or a memory blow-up is a recorded failure.
+
+A real compiled backend can segfault or abort on an unusual shape; a Python exception is the easy case. The
+``IsolatedBackend`` proxy has the backend's name and capabilities, and sends each call (the problem and the
+arrays) to a worker process that loads the backend from its import path and runs ``runner.invoke`` there. The
+parent waits at most ``timeout`` seconds. A worker that died (a signal, an exit) or timed out is killed and
+restarted for the next call, and the call becomes an ``Outcome`` whose error says what happened. The worker runs
+under an address-space limit (``memory_limit`` bytes, ``RLIMIT_AS``), so a backend asking for huge memory gets a
+``MemoryError`` instead of taking the machine down.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Client, Listener
+from typing import Any
+
+from .runner import Outcome, invoke
+
+DEFAULT_TIMEOUT = 60.0
+START_TIMEOUT = 180.0
+DEFAULT_MEMORY_LIMIT = 16 * 2**30
+
+
+def _worker_main(conn: Any, spec: str, memory_limit: int | None) -> None:
+    """The worker's loop: load the backend, then answer (method, args, repeat) requests until EOF."""
+    if memory_limit:
+        try:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+        except (ImportError, ValueError, OSError):
+            pass
+    try:
+        from .registry import _instantiate, load_import_path
+
+        backend = _instantiate(load_import_path(spec), spec)
+    except BaseException as exc:  # noqa: BLE001 - report anything to the parent
+        conn.send(("load-error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            method, args, repeat = conn.recv()
+        except EOFError:
+            return
+        out = invoke(backend, method, args, repeat)
+        try:
+            conn.send(("outcome", out))
+        except Exception as exc:  # an unpicklable result
+            conn.send(("outcome", Outcome(error=f"{method} returned something that cannot be sent back: "
+                                                f"{type(exc).__name__}: {exc}", seconds=out.seconds)))
+
+
+def _death(proc: Any) -> str:
+    code = proc.poll()
+    if code is None:
+        return "the worker process stopped answering"
+    if code < 0:
+        try:
+            return f"the worker process died with signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"the worker process died with signal {-code}"
+    return f"the worker process exited with code {code}"
+
+
+class IsolatedBackend:
+    """A stand-in for a backend that forwards every call to a worker process."""
+
+    def __init__(self, backend: Any, spec: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 memory_limit: int | None = DEFAULT_MEMORY_LIMIT) -> None:
+        self.name = backend.name
+        self.capabilities = backend.capabilities
+        self.version = getattr(backend, "version", "")
+        self.spec, self.timeout, self.memory_limit = spec, timeout, memory_limit
+        self._proc: Any = None
+        self._conn: Any = None
+        self.restarts = 0
+
+    def __repr__(self) -> str:
+        return f"<isolated {self.name} from {self.spec}>"
+
+    # -- the worker's life ---------------------------------------------------------------------------
+    def _start(self) -> str | None:
+        # a fresh interpreter (not multiprocessing's spawn, which re-imports the parent's __main__) that connects
+        # back over a Unix socket with a one-time key
+        self._dir = tempfile.mkdtemp(prefix="conv-worker-")
+        address = os.path.join(self._dir, "sock")
+        key = secrets.token_bytes(16)
+        listener = Listener(address, family="AF_UNIX", authkey=key)
+        env = dict(os.environ, CONV_CONFORMANCE_WORKER_KEY=key.hex())
+        cmd = [sys.executable, "-m", "conformance.isolation", address, self.spec, str(self.memory_limit or 0)]
+        self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        listener._listener._socket.settimeout(START_TIMEOUT)  # accept() must not wait forever on a dead worker
+        try:
+            self._conn = listener.accept()
+        except (OSError, EOFError):
+            listener.close()
+            why = _death(self._proc)
+            self.close()
+            return f"loading {self.spec}: {why}"
+        listener.close()
+        if not self._conn.poll(START_TIMEOUT):
+            self.close()
+            return f"the worker process did not load {self.spec} within {START_TIMEOUT:.0f} s"
+        try:
+            kind, detail = self._conn.recv()
+        except (EOFError, OSError):
+            self._proc.wait(5)
+            why = _death(self._proc)
+            self.close()
+            return f"loading {self.spec}: {why}"
+        if kind != "ready":
+            self.close()
+            return f"loading {self.spec} in the worker failed: {detail}"
+        return None
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+        if getattr(self, "_dir", None):
+            for f in os.listdir(self._dir):
+                os.unlink(os.path.join(self._dir, f))
+            os.rmdir(self._dir)
+            self._dir = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- one call ---------------------------------------------------------------------------------------
+    def isolated_call(self, method: str, args: tuple[Any, ...], repeat: int = 1) -> Outcome:
+        if self._proc is None or self._proc.poll() is not None:
+            if self._proc is not None:
+                self.restarts += 1
+                self.close()
+            failed = self._start()
+            if failed:
+                return Outcome(error=failed)
+        t0 = time.perf_counter()
+        try:
+            self._conn.send((method, args, repeat))
+            if not self._conn.poll(self.timeout * repeat):
+                self.close()
+                return Outcome(error=f"{method} timed out after {self.timeout * repeat:g} s (the worker was killed "
+                                     "and is restarted for the next call)", seconds=time.perf_counter() - t0)
+            kind, out = self._conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            self._proc.wait(5)
+            why = _death(self._proc)
+            self.close()
+            return Outcome(error=f"{method} crashed: {why} (restarted for the next call)",
+                           seconds=time.perf_counter() - t0)
+        return out
+
+    def forward(self, problem: Any, x: Any, w: Any, b: Any) -> Any:  # pragma: no cover - protocol shape only
+        raise RuntimeError("an IsolatedBackend is called through conformance.runner.call")
+
+    backward = forward
+
+
+if __name__ == "__main__":  # the worker: python -m conformance.isolation ADDRESS SPEC MEMORY_LIMIT
+    _address, _spec, _limit = sys.argv[1:4]
+    _conn = Client(_address, family="AF_UNIX", authkey=bytes.fromhex(os.environ["CONV_CONFORMANCE_WORKER_KEY"]))
+    _worker_main(_conn, _spec, int(_limit))

@@ -1,0 +1,157 @@
+"""Checks that need no oracle: a backend's forward and backward must agree with each other and with algebra.
+
+All run in float64, where they have power (in float32 the adjoint test lost a flipped kernel at K = 6400). With
+``L(x, w) = ⟨conv(x, w), g⟩`` for a random upstream gradient ``g``:
+
+``adjoint``            ⟨conv(x, w), g⟩ = ⟨x, dx(g)⟩ = ⟨w, dw(g)⟩
+``finite_difference``  (L(x+v, w) − L(x−v, w)) / 2 = ⟨dx(g), v⟩ and the same in w; conv is bilinear, so a unit
+                       step is exact up to rounding
+``linearity``          conv(a·x1 + x2, w) = a·conv(x1, w) + conv(x2, w), and the same in w
+``batch``              conv(x, w)[n] = conv(x[n:n+1], w)[0] for every sample n
+
+Each bound is the deterministic one, ``γ(K, 2^-53)`` times the magnitude of what was summed, doubled because
+both sides carry rounding errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from . import reference as R
+from . import runner
+from .compare import Verdict
+from .problem import ConvProblem
+from .tolerance import PROFILES, gamma, norm_bound, term_counts, terms
+
+U64 = 2.0**-53
+CHECKS = ("adjoint", "finite_difference", "linearity", "batch")
+
+
+class _Failed(Exception):
+    """A backend call failed; carries the error text."""
+
+
+def _call(backend: Any, method: str, *args: Any) -> Any:
+    out = runner.call(backend, method, *args)
+    if not out.ok:
+        raise _Failed(out.error)
+    return out.value
+
+
+def _fwd(backend: Any, p: ConvProblem, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.asarray(_call(backend, "forward", p, x, w, None), dtype=np.float64)
+
+
+def _grads(backend: Any, p: ConvProblem, x: np.ndarray, w: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, ...]:
+    dx, dw, _ = _call(backend, "backward", p, x, w, g)
+    return np.asarray(dx, dtype=np.float64), np.asarray(dw, dtype=np.float64)
+
+
+def _scalar_verdict(impl: str, check: str, lhs: float, rhs: float, bound: float, what: str) -> Verdict:
+    err = abs(lhs - rhs)
+    ratio = 0.0 if err == 0 else (err / bound if bound > 0 else float("inf"))
+    if not np.isfinite(err):
+        ratio = float("inf")
+    return Verdict(impl, check, ratio <= 1.0, ratio, n_elements=1, n_mismatched=int(ratio > 1.0), worst_index=(),
+                   worst_actual=float(lhs), worst_expected=float(rhs), worst_error=err, worst_bound=bound,
+                   bound_kind="det", profile="fp64", formula=f"2·γ(K, 2^-53)·(magnitude); {what}")
+
+
+def _array_verdict(impl: str, check: str, got: np.ndarray, want: np.ndarray, bound: np.ndarray, what: str) -> Verdict:
+    err = np.abs(got - want)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(err == 0, 0.0, err / bound)
+    ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    i = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    return Verdict(impl, check, bool((ratio <= 1).all()), float(ratio[i]), n_elements=int(ratio.size),
+                   n_mismatched=int((ratio > 1).sum()), worst_index=tuple(int(v) for v in i),
+                   worst_actual=float(got[i]), worst_expected=float(want[i]), worst_error=float(err[i]),
+                   worst_bound=float(bound[i]), bound_kind="det", profile="fp64",
+                   formula=f"2·γ(K, 2^-53)·(|a|*|b| summed over both sides); {what}")
+
+
+def adjoint(backend: Any, p: ConvProblem, x: np.ndarray, w: np.ndarray, g: np.ndarray) -> list[Verdict]:
+    y = _fwd(backend, p, x, w)
+    dx, dw = _grads(backend, p, x, w, g)
+    mag = float((R.forward(p, np.abs(x), np.abs(w)) * np.abs(g)).sum())
+    k = float(term_counts("forward", p).max()) + y.size + max(x.size, w.size)
+    bound = float(2 * gamma(k, U64) * mag)
+    lhs = float((y * g).sum())
+    return [_scalar_verdict(backend.name, "adjoint", lhs, float((x * dx).sum()), bound, "⟨conv(x,w), g⟩ vs ⟨x, dx(g)⟩"),
+            _scalar_verdict(backend.name, "adjoint", lhs, float((w * dw).sum()), bound, "⟨conv(x,w), g⟩ vs ⟨w, dw(g)⟩")]
+
+
+def finite_difference(backend: Any, p: ConvProblem, x: np.ndarray, w: np.ndarray, g: np.ndarray,
+                      vx: np.ndarray, vw: np.ndarray) -> list[Verdict]:
+    dx, dw = _grads(backend, p, x, w, g)
+    k = float(term_counts("forward", p).max()) + g.size + max(x.size, w.size)
+    out = []
+    for name, direction, grad, plus, minus in (
+        ("x", vx, dx, lambda: _fwd(backend, p, x + vx, w), lambda: _fwd(backend, p, x - vx, w)),
+        ("w", vw, dw, lambda: _fwd(backend, p, x, w + vw), lambda: _fwd(backend, p, x, w - vw)),
+    ):
+        fd = float(((plus() - minus()) * g).sum()) / 2
+        ax, aw = (np.abs(x) + np.abs(vx), np.abs(w)) if name == "x" else (np.abs(x), np.abs(w) + np.abs(vw))
+        mag = float((R.forward(p, ax, aw) * np.abs(g)).sum()) + float((np.abs(grad) * np.abs(direction)).sum())
+        out.append(_scalar_verdict(backend.name, "finite_difference", fd, float((grad * direction).sum()),
+                                   float(2 * gamma(k, U64) * mag), f"central difference along a random {name}"))
+    return out
+
+
+def _transform_slack(backend: Any, p: ConvProblem, *pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray | float:
+    """A normwise backend (FFT) spreads rounding over whole planes: add its normwise bound for each evaluation."""
+    if backend.capabilities.error_model != "normwise":
+        return 0.0
+    return sum(norm_bound("forward", p, terms("forward", p, a, b, None, None), PROFILES["fp64"], a, b, None)
+               for a, b in pairs)
+
+
+def linearity(backend: Any, p: ConvProblem, x: np.ndarray, w: np.ndarray, x2: np.ndarray, w2: np.ndarray,
+              a: float = 0.75) -> list[Verdict]:
+    kmax = term_counts("forward", p) + 2
+    out = []
+    for name, mix, parts, mags in (
+        ("x", lambda: _fwd(backend, p, a * x + x2, w), lambda: a * _fwd(backend, p, x, w) + _fwd(backend, p, x2, w),
+         lambda: R.forward(p, np.abs(a * x) + np.abs(x2) + np.abs(a * x + x2), np.abs(w))),
+        ("w", lambda: _fwd(backend, p, x, a * w + w2), lambda: a * _fwd(backend, p, x, w) + _fwd(backend, p, x, w2),
+         lambda: R.forward(p, np.abs(x), np.abs(a * w) + np.abs(w2) + np.abs(a * w + w2))),
+    ):
+        bound = 2 * gamma(kmax, U64) * mags() + 4 * U64 * np.abs(parts_val := parts())
+        bound = bound + 2 * _transform_slack(backend, p, (x, w), (x2, w), (x, w2), (a * x + x2, a * w + w2))
+        out.append(_array_verdict(backend.name, "linearity", mix(), parts_val, bound,
+                                  f"conv(a·{name}1 + {name}2) vs a·conv({name}1) + conv({name}2)"))
+    return out
+
+
+def batch(backend: Any, p: ConvProblem, x: np.ndarray, w: np.ndarray) -> list[Verdict]:
+    whole = _fwd(backend, p, x, w)
+    one = p.replace(batch=1)
+    parts = np.concatenate([_fwd(backend, one, np.ascontiguousarray(x[n:n + 1]), w) for n in range(p.batch)])
+    bound = 2 * gamma(term_counts("forward", p), U64) * R.forward(p, np.abs(x), np.abs(w))
+    bound = bound + 2 * _transform_slack(backend, p, (x, w))
+    return [_array_verdict(backend.name, "batch", whole, parts, bound, "conv(x)[n] vs conv(x[n:n+1])[0]")]
+
+
+def run_all(backend: Any, p: ConvProblem, rng: np.random.Generator) -> dict[str, list[Verdict]]:
+    """Every oracle-free check on float64 normal data; a failing call is an error verdict of that check."""
+    x, w = rng.standard_normal(p.input_shape), rng.standard_normal(p.weight_shape)
+    g = rng.standard_normal(p.output_shape)
+    x2, w2 = rng.standard_normal(p.input_shape), rng.standard_normal(p.weight_shape)
+    vx, vw = rng.standard_normal(p.input_shape), rng.standard_normal(p.weight_shape)
+    plan: dict[str, Callable[[], list[Verdict]]] = {
+        "adjoint": lambda: adjoint(backend, p, x, w, g),
+        "finite_difference": lambda: finite_difference(backend, p, x, w, g, vx, vw),
+        "linearity": lambda: linearity(backend, p, x, w, x2, w2),
+        "batch": lambda: batch(backend, p, x, w),
+    }
+    if not backend.capabilities.backward:
+        plan = {k: v for k, v in plan.items() if k in ("linearity", "batch")}
+    results = {}
+    for name, fn in plan.items():
+        try:
+            results[name] = fn()
+        except _Failed as exc:
+            results[name] = [Verdict(backend.name, name, False, float("inf"), problem_text=str(exc))]
+    return results

@@ -1,0 +1,5 @@
+"""The HTML tolerance report and the terminal summary, built from recorded results (``conformance.records``).
+
+``reports.summarize`` merges results files into cells (environment × implementation × check column) and writes
+the one-screen terminal summary; ``reports.render`` turns the cells into one self-contained HTML page.
+"""

@@ -1,0 +1,282 @@
+"""Merge recorded results into report cells (environment × implementation × check column) and summarize them.
+
+A *column* is the check (``forward``, ``grad_input``, ``grad_weight``, ``grad_bias``) of a hypothesis-tier row
+and the tier (``golden``, ``exact``) of the other tiers, so the matrix reads: does it compute each quantity
+right, does it reproduce the golden values, is it exact on integers. Rows read from several files (pytest-xdist
+workers, several runs, several tox environments, the same file named twice) are merged without duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from conformance.records import RunFile, as_float, load
+
+KNOWN_COLUMNS = ("forward", "grad_input", "grad_weight", "grad_bias", "golden", "exact")
+FAILING = ("failed", "error")
+NOT_RUN = {"unavailable": "unavailable", "unsupported": "unsupported", "skipped": "skipped", "stale": "skipped"}
+WORST_N = 5
+
+
+def column_of(row: dict[str, Any]) -> str:
+    tier = row.get("tier") or "hypothesis"
+    return str(row.get("check") or "?") if tier == "hypothesis" else str(tier)
+
+
+def ratio_of(row: dict[str, Any]) -> float:
+    """The row's max error/bound; nan when it has none (a skip, or an error outside the checks)."""
+    try:
+        return as_float(row.get("max_ratio"))
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def fmt_ratio(r: float) -> str:
+    """A ratio in units of the bound: ``0.31×``, ``3.3e+15×``, ``∞×``."""
+    if math.isnan(r):
+        return "—"
+    if math.isinf(r):
+        return "∞×"
+    if r == 0:
+        return "0×"
+    if r < 0.01 or r >= 1000:
+        return f"{r:.1e}×"
+    return f"{r:.2f}×" if r < 10 else f"{r:.0f}×"
+
+
+def _dedupe_key(row: dict[str, Any]) -> str:
+    return json.dumps([row.get(k) for k in ("run_id", "worker", "nodeid", "check", "tier", "seed", "problem",
+                                            "data_kind", "status", "impl")], sort_keys=True, default=str)
+
+
+def _worst_key(row: dict[str, Any]) -> tuple[int, float]:
+    r = ratio_of(row)
+    return (0 if row.get("status") in FAILING else 1, -(math.inf if math.isnan(r) else r))
+
+
+@dataclass
+class Cell:
+    """The rows of one (environment, implementation, column)."""
+
+    env: str
+    impl: str
+    column: str
+    counts: Counter = field(default_factory=Counter)
+    ratios: list[float] = field(default_factory=list)      #: per row with a verdict: max error/bound
+    ks: list[int] = field(default_factory=list)            #: the accumulation length K at that worst element
+    failed_flags: list[bool] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  #: why not run (or why it broke) -> status
+    worst: list[dict[str, Any]] = field(default_factory=list)
+    ident: str = ""
+
+    def add(self, row: dict[str, Any]) -> None:
+        status = str(row.get("status"))
+        self.counts[status] += 1
+        if row.get("reason"):
+            self.reasons.setdefault(str(row["reason"]), status)
+        verdict = row.get("verdict")
+        if isinstance(verdict, dict):
+            self.ratios.append(ratio_of(row))
+            self.ks.append(int(verdict.get("k_at_worst") or 0))
+            self.failed_flags.append(status in FAILING)
+        if status not in NOT_RUN:
+            self.worst.append(row)
+            self.worst.sort(key=_worst_key)
+            del self.worst[WORST_N:]
+
+    @property
+    def n_failing(self) -> int:
+        return sum(self.counts[s] for s in FAILING)
+
+    @property
+    def n_run(self) -> int:
+        return sum(n for s, n in self.counts.items() if s not in NOT_RUN)
+
+    @property
+    def worst_ratio(self) -> float:
+        finite = [r for r in self.ratios if not math.isnan(r)]
+        return max(finite) if finite else math.nan
+
+    @property
+    def state(self) -> str:
+        """fail, pass, xfail, unavailable, unsupported, skipped or empty: the cell's colour."""
+        if self.n_failing:
+            return "fail"
+        if self.counts["passed"]:
+            return "pass"
+        if self.counts["xfailed"]:
+            return "xfail"
+        for status in ("unavailable", "unsupported", "skipped", "stale"):
+            if self.counts[status]:
+                return NOT_RUN[status]
+        return "empty"
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+    @property
+    def label(self) -> str:
+        """The cell's one-line text: counts and worst ratio, or what kept it from running."""
+        if self.state in ("fail", "pass", "xfail"):
+            head = f"{self.n_failing} failed / {self.n_run}" if self.n_failing else f"{self.counts['passed']} passed"
+            return f"{head} · {fmt_ratio(self.worst_ratio)}"
+        return self.state
+
+
+@dataclass
+class RunInfo:
+    run_id: str
+    env: str
+    header: dict[str, Any]
+    files: list[dict[str, Any]] = field(default_factory=list)
+    finished: str = ""
+
+    @property
+    def partial(self) -> bool:
+        return any(f["partial"] for f in self.files)
+
+
+@dataclass
+class Report:
+    cells: dict[tuple[str, str, str], Cell]
+    envs: list[str]
+    impls: list[str]
+    columns: list[str]
+    runs: list[RunInfo]
+    impl_info: dict[str, dict[str, Any]]
+    n_rows: int
+    n_duplicates: int
+
+    @property
+    def partial_files(self) -> list[dict[str, Any]]:
+        return [f for r in self.runs for f in r.files if f["partial"]]
+
+    def cell(self, env: str, impl: str, column: str) -> Cell | None:
+        return self.cells.get((env, impl, column))
+
+    @property
+    def failing(self) -> list[Cell]:
+        return [c for c in self.cells.values() if c.state == "fail"]
+
+
+def _impl_info(runfiles: Sequence[RunFile], cells: Iterable[Cell], rows_by_impl: dict[str, list]) -> dict:
+    """What each implementation declared: the run header's ``impls`` list when present, else what rows show."""
+    info: dict[str, dict[str, Any]] = {}
+    for rf in runfiles:
+        for d in rf.header.get("impls") or []:
+            if isinstance(d, dict) and d.get("name"):
+                info.setdefault(str(d["name"]), {"declared": True, **d})
+    for impl, rows in rows_by_impl.items():
+        d = info.setdefault(impl, {"name": impl, "declared": False})
+        profiles = sorted({f"{r.get('dtype')}: {r['verdict'].get('profile')}" for r in rows
+                           if isinstance(r.get("verdict"), dict) and r["verdict"].get("profile")})
+        kinds = sorted({r["verdict"].get("bound_kind") for r in rows
+                        if isinstance(r.get("verdict"), dict) and r["verdict"].get("bound_kind")})
+        d["observed"] = {"profiles": profiles, "bound_kinds": kinds,
+                         "error_model": "normwise" if "norm" in kinds else ("componentwise" if kinds else "")}
+        if not d.get("unavailable"):
+            d["unavailable"] = next((r.get("reason") for r in rows if r.get("status") == "unavailable"), None)
+    return info
+
+
+def _ordered(names: Iterable[str], first: Sequence[str] = ()) -> list[str]:
+    names = set(names)
+    return [c for c in first if c in names] + sorted(names - set(first))
+
+
+def summarize(source: Sequence[str | Path] | Sequence[RunFile]) -> Report:
+    """Read results files or directories (or already loaded ``RunFile``s) and merge them into a ``Report``."""
+    runfiles: list[RunFile] = [s for s in source if isinstance(s, RunFile)]  # type: ignore[misc]
+    paths = [s for s in source if not isinstance(s, RunFile)]
+    if paths:
+        runfiles += load(paths)
+    seen: set[str] = set()
+    cells: dict[tuple[str, str, str], Cell] = {}
+    runs: dict[str, RunInfo] = {}
+    rows_by_impl: dict[str, list[dict[str, Any]]] = {}
+    n_rows = dups = 0
+    for rf in runfiles:
+        head = rf.header
+        run_id = str(head.get("run_id") or (rf.rows[0].get("run_id") if rf.rows else "") or rf.path.stem)
+        env_name = str(head.get("env") or (rf.rows[0].get("env") if rf.rows else "") or "local")
+        run = runs.setdefault(run_id, RunInfo(run_id, env_name, head))
+        if not run.header and head:
+            run.header = head
+        if rf.end and str(rf.end.get("finished", "")) > run.finished:
+            run.finished = str(rf.end.get("finished", ""))
+        new = 0
+        for row in rf.rows:
+            key = _dedupe_key(row)
+            if key in seen:
+                dups += 1
+                continue
+            seen.add(key)
+            new += 1
+            env = str(row.get("env") or env_name)
+            impl, column = str(row.get("impl") or "?"), column_of(row)
+            cell = cells.setdefault((env, impl, column), Cell(env, impl, column))
+            cell.add(row)
+            rows_by_impl.setdefault(impl, []).append(row)
+        n_rows += new
+        run.files.append({"path": str(rf.path), "name": rf.path.name, "worker": head.get("worker", "?"),
+                          "rows": len(rf.rows), "new_rows": new, "partial": rf.partial,
+                          "exitstatus": rf.end.get("exitstatus") if rf.end else None})
+    envs = _ordered(c.env for c in cells.values())
+    impls = _ordered(c.impl for c in cells.values())
+    columns = _ordered((c.column for c in cells.values()), KNOWN_COLUMNS)
+    for i, key in enumerate(sorted(cells, key=lambda k: (impls.index(k[1]), envs.index(k[0]), columns.index(k[2])))):
+        cells[key].ident = f"cell-{i}"
+    return Report(cells, envs, impls, columns, list(runs.values()), _impl_info(runfiles, cells.values(), rows_by_impl),
+                  n_rows, dups)
+
+
+def _short(cell: Cell | None) -> str:
+    if cell is None:
+        return "—"
+    if cell.state == "fail":
+        return f"FAIL {cell.n_failing}/{cell.n_run} {fmt_ratio(cell.worst_ratio)}"
+    if cell.state in ("pass", "xfail"):
+        return f"ok {cell.counts['passed']} {fmt_ratio(cell.worst_ratio)}"
+    return {"unavailable": "unavail.", "unsupported": "n/a", "skipped": "skipped"}.get(cell.state, "—")
+
+
+def terminal_summary(source: Sequence[str | Path] | Sequence[RunFile] | Report,
+                     report_path: str | Path | None = None, *, max_failures: int = 12) -> str:
+    """One screen: implementation × column (passed count or failures, worst error/bound), then each failing
+    cell's worst case on one line, then where the HTML report is."""
+    rep = source if isinstance(source, Report) else summarize(source)
+    multi = len(rep.envs) > 1
+    labels = [(env, impl, f"{env}/{impl}" if multi else impl) for impl in rep.impls for env in rep.envs
+              if any(rep.cell(env, impl, c) for c in rep.columns)]
+    width = max([len(lab) for *_, lab in labels] + [14])
+    colw = {col: 2 + max([len(col)] + [len(_short(c)) for c in rep.cells.values() if c.column == col])
+            for col in rep.columns}
+    partial = f", PARTIAL: {len(rep.partial_files)} file(s) without an end line" if rep.partial_files else ""
+    lines = [f"conv-conformance: {rep.n_rows} results, {len(rep.impls)} implementations, "
+             f"{len(rep.runs)} run(s){partial}  (error in units of the bound)",
+             f"{'':<{width}}" + "".join(f"{c:>{colw[c]}}" for c in rep.columns)]
+    for env, impl, lab in labels:
+        lines.append(f"{lab:<{width}}" + "".join(f"{_short(rep.cell(env, impl, c)):>{colw[c]}}" for c in rep.columns))
+    for impl in rep.impls:
+        cells = [c for c in rep.cells.values() if c.impl == impl]
+        if cells and all(c.state in ("unavailable", "unsupported", "skipped") for c in cells):
+            lines.append(f"{impl}: not run: {cells[0].reason or cells[0].state}"[:160])
+    failing = rep.failing
+    if failing:
+        lines.append(f"failing cells ({len(failing)}), worst case each:")
+    for cell in failing[:max_failures]:
+        w = cell.worst[0] if cell.worst else {}
+        where = w.get("problem_text") or w.get("reason", "")[:80].replace("\n", " ")
+        what = f"{w.get('check', '?')} {fmt_ratio(ratio_of(w))} seed {w.get('seed')} {w.get('data_kind', '')}"
+        lines.append(f"  {cell.env + '/' if multi else ''}{cell.impl} {cell.column}: {what}: {where}")
+    if len(failing) > max_failures:
+        lines.append(f"  … and {len(failing) - max_failures} more (see the report)")
+    if report_path is not None:
+        lines.append(f"report: {report_path}")
+    return "\n".join(lines)

@@ -39,6 +39,12 @@ def _error_verdict(impl: str, check: str, why: str, kind: str, profile: str) -> 
 
 def _judge(impl: str, check: str, actual: Any, p: ConvProblem, inp: Inputs, caps: Capabilities,
            data_kind: str, expected: Expected = None) -> Verdict:
+    with np.errstate(all="ignore"):  # NaN/Inf data (the nonfinite kind) is judged, not warned about
+        return _judge_quietly(impl, check, actual, p, inp, caps, data_kind, expected)
+
+
+def _judge_quietly(impl: str, check: str, actual: Any, p: ConvProblem, inp: Inputs, caps: Capabilities,
+                   data_kind: str, expected: Expected) -> Verdict:
     profile = caps.profile_for(p.dtype)
     kind = bound_kind(caps.error_model, data_kind)
     t = terms(check, p, inp.x, inp.w, inp.b, inp.dy, want_m2=(kind == "prob"))

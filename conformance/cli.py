@@ -21,9 +21,13 @@ from typing import Sequence
 from .errors import ConformanceError
 from .options import DEFAULT_RESULTS, add_run_options
 from .records import new_run_id
+
+#: the CLI imports conformance before pytest starts, so pytest cannot rewrite its asserts; that is expected
+IGNORE_REWRITE = "ignore::pytest.PytestAssertRewriteWarning"
 from .registry import build_registry, describe
 
 DEFAULT_REPORT = "reports/index.html"
+BUILTIN_KNOWN_FAILURES = Path(__file__).parent / "data" / "known_failures.txt"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="hypothesis seed (randomized exploration, reproducible)")
     run.add_argument("--out", default=DEFAULT_REPORT, help=f"report path (default {DEFAULT_REPORT})")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+
+    gate = sub.add_parser("gate", help="the CI gate for one backend: exit 0 only if every supported check passes")
+    add_run_options(gate.add_argument, prefix="")
+    gate.add_argument("-n", dest="workers", default=None, help="pytest-xdist workers")
+    gate.add_argument("--seed", type=int, default=None, help="hypothesis seed (reproduces a randomized run)")
+    gate.add_argument("--junit", default=None, help="JUnit XML path (default <results>/junit.xml)")
+    gate.add_argument("--out", default="reports/gate.html", help="HTML report path (default reports/gate.html)")
+    gate.add_argument("--json", default=None, help="also write the gate's summary as JSON to this path")
+    gate.add_argument("-k", dest="keyword", default=None, help=argparse.SUPPRESS)
+    gate.add_argument("pytest_args", nargs="*", help=argparse.SUPPRESS)
 
     rep = sub.add_parser("report", help="render the HTML report from saved results")
     rep.add_argument("results", nargs="+", help="results files or directories (merged)")
@@ -63,8 +77,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def pytest_args_for_run(args: argparse.Namespace, results_dir: Path) -> list[str]:
-    pa = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-v", "--tb=no", "-rN",
+    pa = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-v", "--tb=no", "-rN", "-W", IGNORE_REWRITE,
           "--conv-results", str(results_dir)]
+    for f in args.conv_known_failures:
+        pa += ["--conv-known-failures", f]
+    if args.conv_strict:
+        pa.append("--conv-strict")
+    if not args.conv_isolate:
+        pa.append("--conv-no-isolate")
+    for opt, dest in (("--conv-timeout", "conv_timeout"), ("--conv-memory-limit", "conv_memory_limit")):
+        pa += [opt, str(getattr(args, dest))]
     for spec in args.conv_impl:
         pa += ["--impl", spec]
     for opt, dest in (("--conv-profile", "conv_profile"), ("--conv-max-examples", "conv_max_examples"),
@@ -97,6 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # the registry must load before the run starts: a bad --impl is a usage error, not a failed run
     build_registry(args.conv_impl)
+    if not args.conv_known_failures:  # the built-ins' own known deviations, with their reasons
+        args.conv_known_failures = [str(BUILTIN_KNOWN_FAILURES)]
     run_id = new_run_id()
     results_dir = Path(args.conv_results or DEFAULT_RESULTS) / run_id
     os.environ["CONV_CONFORMANCE_RUN_ID"] = run_id
@@ -109,6 +133,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    from .gate import run_gate
+
+    if len(args.conv_impl) != 1:
+        print("conv-conformance gate: give exactly one --impl (an import path or a registered name)", file=sys.stderr)
+        return 2
+    run_id = new_run_id()
+    results_dir = Path(args.conv_results or DEFAULT_RESULTS) / f"gate-{run_id}"
+    junit = Path(args.junit) if args.junit else results_dir / "junit.xml"
+    extra = pytest_args_for_run(args, results_dir)
+    extra = extra[extra.index("--conv-results") + 2:]  # the run options, without the suite/selection part
+    extra = [a for i, a in enumerate(extra) if not (a == "--impl" or (i and extra[i - 1] == "--impl"))]
+    res = run_gate(args.conv_impl[0], results_dir=results_dir, junit=junit, extra=extra, strict=args.conv_strict)
+    try:
+        res.report = str(_render([results_dir], args.out)) if results_dir.exists() else ""
+    except Exception as exc:  # the verdict stands even if the page cannot be drawn
+        print(f"conv-conformance gate: the HTML report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"\nGATE {'PASSED' if res.passed else 'FAILED'} for {res.impl!r}: {res.reason}")
+    print(f"  JUnit XML: {res.junit}\n  results:   {res.results_dir}")
+    if args.json:
+        Path(args.json).write_text(res.to_json())
+    return 0 if res.passed else 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     _render(args.results, args.out)
     return 0
@@ -117,7 +165,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"list": cmd_list, "run": cmd_run, "report": cmd_report}[args.command](args)
+        return {"list": cmd_list, "run": cmd_run, "gate": cmd_gate, "report": cmd_report}[args.command](args)
     except (ConformanceError, FileNotFoundError) as exc:
         print(f"conv-conformance: error: {exc}", file=sys.stderr)
         return 2

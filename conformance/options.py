@@ -66,5 +66,20 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-") -> Non
               help=f"data kinds of the hypothesis tiers (default {','.join(DEFAULT_DATA_KINDS)})")
     addoption(f"--{prefix}results", default=None, dest="conv_results", metavar="DIR",
               help=f"directory for the results files (default {DEFAULT_RESULTS})")
+    addoption(f"--{prefix}known-failures", action="append", default=[], dest="conv_known_failures",
+              metavar="FILE", help="expected failures with reasons (<impl>::<check>  # reason); repeatable")
+    addoption(f"--{prefix}strict", action="store_true", default=False, dest="conv_strict",
+              help="a known failure that passes (a stale entry) fails the run")
+    addoption(f"--{prefix}no-isolate", action="store_false", default=True, dest="conv_isolate",
+              help="call backends in this process (default: each backend runs in its own worker process, "
+                   "restarted after a crash)")
+    addoption(f"--{prefix}timeout", type=float, default=60.0, dest="conv_timeout", metavar="SECONDS",
+              help="per-call timeout of an isolated backend (default 60)")
+    addoption(f"--{prefix}memory-limit", type=float, default=16.0, dest="conv_memory_limit", metavar="GIB",
+              help="address-space limit of a backend's worker process in GiB (default 16)")
+    addoption(f"--{prefix}select", action="append", default=[], dest="conv_select", metavar="NAME",
+              help="run only these implementations (exact names; repeatable)")
+    addoption(f"--{prefix}no-entry-points", action="store_false", default=True, dest="conv_entry_points",
+              help="load no entry-point backends, only those given with --impl")
     addoption(f"--{prefix}env-name", default=None, dest="conv_env_name", metavar="NAME",
               help="environment label recorded with every row (default: $TOX_ENV_NAME or 'local')")

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from . import known
+from .isolation import IsolatedBackend
 from .options import DEFAULT_PROFILE, DEFAULT_RESULTS, add_run_options
 from .records import Recorder, new_run_id
 from .registry import Registry, build_registry, describe
@@ -24,6 +26,8 @@ from .suite_support import SuiteContext, unsupported_check_reason
 REGISTRY_KEY = pytest.StashKey[Registry]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 SKIP_STATUS_KEY = pytest.StashKey[tuple[str, str, str, str]]()  # (status, impl, check, reason)
+KNOWN_KEY = pytest.StashKey[known.KnownFailure]()
+ISOLATED_KEY = pytest.StashKey[dict[str, IsolatedBackend]]()
 
 _PROFILES = {
     "quick": dict(max_examples=10),
@@ -70,7 +74,8 @@ def pytest_configure_node(node: Any) -> None:  # pytest-xdist: all workers share
 
 def registry(config: pytest.Config) -> Registry:
     if REGISTRY_KEY not in config.stash:
-        reg = config.stash[REGISTRY_KEY] = build_registry(config.getoption("conv_impl"))
+        reg = config.stash[REGISTRY_KEY] = build_registry(config.getoption("conv_impl"),
+                                                          entry_points=config.getoption("conv_entry_points"))
         if RECORDER_KEY in config.stash:  # the report shows what each backend declared
             config.stash[RECORDER_KEY].meta["impls"] = [describe(e) for e in reg]
     return config.stash[REGISTRY_KEY]
@@ -95,7 +100,25 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "impl" in metafunc.fixturenames:
         entries = list(registry(metafunc.config))
+        select = metafunc.config.getoption("conv_select")
+        if select:
+            unknown = set(select) - {e.name for e in entries}
+            if unknown:
+                raise pytest.UsageError(f"--conv-select {', '.join(sorted(unknown))}: no such implementation; "
+                                        f"registered: {', '.join(e.name for e in entries)}")
+            entries = [e for e in entries if e.name in select]
         metafunc.parametrize("impl", entries, ids=[e.name for e in entries])
+
+
+def _isolated(config: pytest.Config, entry: Any) -> Any:
+    """The backend the checks call: its worker-process proxy (one per backend and pytest process) by default."""
+    if not config.getoption("conv_isolate"):
+        return entry.backend
+    pool = config.stash.setdefault(ISOLATED_KEY, {})
+    if entry.name not in pool:
+        pool[entry.name] = IsolatedBackend(entry.backend, entry.spec, timeout=config.getoption("conv_timeout"),
+                                           memory_limit=int(config.getoption("conv_memory_limit") * 2**30))
+    return pool[entry.name]
 
 
 def _check_of(item: pytest.Item) -> str | None:
@@ -105,6 +128,8 @@ def _check_of(item: pytest.Item) -> str | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     dtypes = config.getoption("conv_dtypes")
+    known_entries = known.load(config.getoption("conv_known_failures"))
+    used: set[known.KnownFailure] = set()
     for item in items:
         callspec = getattr(item, "callspec", None)
         check = _check_of(item)
@@ -118,6 +143,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if reason:
             item.stash[SKIP_STATUS_KEY] = (status, entry.name, check, reason)
             item.add_marker(pytest.mark.skip(reason=f"{entry.name}: {reason}"))
+            continue
+        kf = known.lookup(known_entries, entry.name, check)
+        if kf is not None:
+            used.add(kf)
+            item.stash[KNOWN_KEY] = kf
+            item.add_marker(pytest.mark.xfail(reason=f"known: {kf.reason} ({kf.source})",
+                                              strict=config.getoption("conv_strict")))
+    unmatched = [str(e) for e in known_entries if e not in used]
+    if unmatched and known_entries:
+        config.issue_config_time_warning(pytest.PytestWarning(
+            f"known-failure entries that match no collected test: {', '.join(unmatched)}"), stacklevel=2)
 
 
 @pytest.fixture
@@ -126,7 +162,8 @@ def conv(request: pytest.FixtureRequest, impl: Any) -> Any:
     cfg = request.config
     ctx = SuiteContext(entry=impl, recorder=cfg.stash[RECORDER_KEY], nodeid=request.node.nodeid,
                        check=_check_of(request.node) or "", dtypes=cfg.getoption("conv_dtypes"),
-                       data_kinds=cfg.getoption("conv_data_kinds"))
+                       data_kinds=cfg.getoption("conv_data_kinds"), backend=_isolated(cfg, impl),
+                       known=request.node.stash.get(KNOWN_KEY, None))
     yield ctx
     ctx.flush()
 
@@ -143,6 +180,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
         status, impl, check, reason = skip
         recorder.record(status=status, impl=impl, check=check, tier=_tier(check), reason=reason,
                         nodeid=item.nodeid)
+    elif rep.when == "call" and rep.passed and hasattr(rep, "wasxfail") and KNOWN_KEY in item.stash:
+        kf = item.stash[KNOWN_KEY]
+        recorder.record(status="stale", impl=item.callspec.params["impl"].name, check=_check_of(item),
+                        tier=_tier(_check_of(item) or ""), nodeid=item.nodeid,
+                        reason=f"known failure {kf} ({kf.source}) no longer fails: remove the entry")
     elif rep.failed and _check_of(item) is not None:
         ctx = getattr(item, "funcargs", {}).get("conv")
         if ctx is None or not ctx.has_rows:
@@ -153,10 +195,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
 
 
 def _tier(check: str) -> str:
-    return check if check in ("golden", "exact") else "hypothesis"
+    return {"golden": "golden", "exact": "exact", "nonfinite": "nonfinite", "contract": "contract",
+            "oracle_free": "oracle-free"}.get(check, "hypothesis")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for backend in session.config.stash.get(ISOLATED_KEY, {}).values():
+        backend.close()
     recorder = session.config.stash.get(RECORDER_KEY, None)
     if recorder is not None:
         recorder.close(exitstatus=int(exitstatus))

@@ -237,7 +237,7 @@ def bound_kind(error_model: str, data_kind: str) -> str:
     """Which bound judges a backend of ``error_model`` on data of ``data_kind``."""
     if error_model == "normwise":
         return "norm"
-    return {"int": "exact", "normal": "prob", "uniform": "prob"}.get(data_kind, "det")
+    return {"int": "exact", "normal": "prob", "uniform": "prob"}.get(data_kind, "det")  # wide, nonfinite: det
 
 
 FORMULAS = {

@@ -8,8 +8,9 @@ that sum written beside it. With ``sh, sw`` the stride, ``ph, pw`` the padding, 
     y[n, o, i, j] = b[o] + sum_{c < Cg, p < kh, q < kw} x[n, g*Cg + c, ih, iw] * w[o, c, p, q]
     ih = i*sh - ph + p*dh,   iw = j*sw - pw + q*dw
 
-A tap with ``ih`` or ``iw`` outside the input reads the zero padding and contributes nothing, so it is
-skipped instead of materialising a padded copy. Sums are accumulated in Python floats (IEEE double), so a
+A tap with ``ih`` or ``iw`` outside the input reads the zero padding. It is still multiplied, as a 0.0, rather
+than skipped: ``0 * inf`` and ``0 * nan`` are NaN in IEEE arithmetic, and torch (which multiplies the padding)
+propagates them so; skipping the padding would silently turn those NaNs into numbers. Sums are accumulated in Python floats (IEEE double), so a
 float32 problem is computed more accurately than its dtype and rounded once at the end.
 """
 
@@ -23,17 +24,15 @@ from conformance.backend import Capabilities, Grads
 from conformance.problem import ConvProblem
 
 
-def _taps(problem: ConvProblem, i: int, j: int) -> Iterator[tuple[int, int, int, int]]:
-    """The taps ``(p, q)`` of output ``(i, j)`` that land inside the unpadded input, with ``(ih, iw)``."""
+def _taps(problem: ConvProblem, i: int, j: int) -> Iterator[tuple[int, int, int, int, bool]]:
+    """Every tap ``(p, q)`` of output ``(i, j)`` with its input position ``(ih, iw)`` and whether that is inside
+    the unpadded input (False: it reads the zero padding)."""
     (sh, sw), (ph, pw), (dh, dw) = problem.stride, problem.padding, problem.dilation
     for p in range(problem.kh):
         ih = i * sh - ph + p * dh
-        if not 0 <= ih < problem.h:
-            continue  # a padding row: x is zero there
         for q in range(problem.kw):
             iw = j * sw - pw + q * dw
-            if 0 <= iw < problem.w:
-                yield p, q, ih, iw
+            yield p, q, ih, iw, 0 <= ih < problem.h and 0 <= iw < problem.w
 
 
 class NaiveLoops:
@@ -55,8 +54,8 @@ class NaiveLoops:
                     for j in range(problem.out_w):
                         acc = float(bs[o])
                         for c in range(cg):
-                            for p, q, ih, iw in _taps(problem, i, j):
-                                acc += xs[n][first + c][ih][iw] * ws[o][c][p][q]
+                            for p, q, ih, iw, inside in _taps(problem, i, j):
+                                acc += (xs[n][first + c][ih][iw] if inside else 0.0) * ws[o][c][p][q]
                         y[n, o, i, j] = acc
         return np.ascontiguousarray(y, dtype=problem.dtype)
 
@@ -77,9 +76,10 @@ class NaiveLoops:
                     for j in range(problem.out_w):
                         g = dys[n][o][i][j]
                         for c in range(cg):
-                            for p, q, ih, iw in _taps(problem, i, j):
-                                dx[n][first + c][ih][iw] += g * ws[o][c][p][q]
-                                dw[o][c][p][q] += g * xs[n][first + c][ih][iw]
+                            for p, q, ih, iw, inside in _taps(problem, i, j):
+                                if inside:  # the gradient of a padding value is discarded with the padding
+                                    dx[n][first + c][ih][iw] += g * ws[o][c][p][q]
+                                dw[o][c][p][q] += g * (xs[n][first + c][ih][iw] if inside else 0.0)
         # The bias is added once to every output of its channel: db[o] = sum over n, i, j of dy[n, o, i, j].
         db = None
         if problem.bias:

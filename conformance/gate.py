@@ -1,0 +1,93 @@
+"""The CI gate for one backend: run every check at the ``ci`` profile, exit 0 only if every supported check passed.
+
+    python -m conformance gate --impl my_pkg.conv:MyConv [--known-failures known.txt] [--strict]
+
+Besides the exit code it writes a JUnit XML file (pytest's ``--junitxml``) for CI systems, the HTML report, and a
+JSON summary; it prints a one-screen summary. A backend that declares nothing runnable, or whose every check was
+skipped, does not pass: a gate that checked nothing says no.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import records
+from .registry import add_spec, build_registry
+
+FAILING = ("failed", "error")
+IGNORE_REWRITE = "ignore::pytest.PytestAssertRewriteWarning"
+
+
+def column(row: dict[str, Any]) -> str:
+    """The report column of a row: the tier for tiers that cover every pass, else the check."""
+    tier = row.get("tier", "hypothesis")
+    return tier if tier in ("golden", "exact", "nonfinite", "contract") else row["check"]
+
+
+@dataclass
+class GateResult:
+    impl: str
+    passed: bool
+    reason: str
+    checks: dict[str, dict[str, int]] = field(default_factory=dict)   # column -> status -> count
+    failing_checks: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    pytest_exit: int = 0
+    results_dir: str = ""
+    junit: str = ""
+    report: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def judge(impl: str, rows: list[dict[str, Any]], pytest_exit: int, *, strict: bool) -> GateResult:
+    mine = [r for r in rows if r.get("impl") == impl]
+    checks: dict[str, dict[str, int]] = {}
+    for r in mine:
+        per = checks.setdefault(column(r), {})
+        per[r["status"]] = per.get(r["status"], 0) + 1
+    failing = sorted({column(r) for r in mine if r["status"] in FAILING})
+    stale = sorted({column(r) for r in mine if r["status"] == "stale"})
+    res = GateResult(impl, False, "", checks, failing, stale, pytest_exit)
+    if not any(r["status"] == "passed" for r in mine):
+        res.reason = "no check ran and passed: the backend declares nothing runnable here, or every check was skipped"
+    elif failing:
+        res.reason = f"failing checks: {', '.join(failing)}"
+    elif strict and stale:
+        res.reason = f"stale known failures (strict): {', '.join(stale)}"
+    elif pytest_exit not in (0,):
+        res.reason = f"the test run ended with pytest exit code {pytest_exit}"
+    else:
+        res.passed, res.reason = True, "every supported check passed"
+    return res
+
+
+def resolve(spec: str) -> tuple[str, list[str]]:
+    """The backend's name and the pytest options that restrict the suite to it."""
+    if ":" in spec:
+        entry = add_spec(build_registry(entry_points=False), spec)
+        return entry.name, ["--conv-no-entry-points", "--impl", spec, "--conv-select", entry.name]
+    entry = build_registry().get(spec)
+    return entry.name, ["--conv-select", entry.name]
+
+
+def run_gate(spec: str, *, results_dir: Path, junit: Path, extra: list[str], strict: bool) -> GateResult:
+    import pytest
+
+    name, select = resolve(spec)
+    run_id = results_dir.name
+    os.environ["CONV_CONFORMANCE_RUN_ID"] = run_id
+    args = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-q", "--tb=no", "-rN", "-W", IGNORE_REWRITE,
+            "--conv-results", str(results_dir), f"--junitxml={junit}", *select, *extra]
+    if strict:
+        args.append("--conv-strict")
+    code = int(pytest.main(args))
+    rows = [r for f in records.load([results_dir]) for r in f.rows] if results_dir.exists() else []
+    res = judge(name, rows, code, strict=strict)
+    res.results_dir, res.junit = str(results_dir), str(junit)
+    return res

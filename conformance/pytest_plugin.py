@@ -180,7 +180,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
         status, impl, check, reason = skip
         recorder.record(status=status, impl=impl, check=check, tier=_tier(check), reason=reason,
                         nodeid=item.nodeid)
-    elif rep.when == "call" and rep.passed and hasattr(rep, "wasxfail") and KNOWN_KEY in item.stash:
+    elif rep.when == "call" and KNOWN_KEY in item.stash and (
+            (rep.passed and hasattr(rep, "wasxfail")) or (rep.failed and "XPASS(strict)" in str(rep.longrepr))):
         kf = item.stash[KNOWN_KEY]
         recorder.record(status="stale", impl=item.callspec.params["impl"].name, check=_check_of(item),
                         tier=_tier(_check_of(item) or ""), nodeid=item.nodeid,

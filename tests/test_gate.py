@@ -1,0 +1,74 @@
+"""The gate command end to end (subprocesses, as a backend author's CI runs it): the template passes, a backend
+that checks nothing does not, known failures are honoured and stale ones reported (failing in strict mode)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "examples" / "backend_template.py"
+
+
+def gate(tmp_path: Path, *args: str, timeout: float = 300) -> tuple[int, dict, str]:
+    out = tmp_path / "gate.json"
+    cmd = [sys.executable, "-m", "conformance", "gate", "--json", str(out), "--results", str(tmp_path / "res"),
+           "--out", str(tmp_path / "gate.html"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+    summary = json.loads(out.read_text()) if out.exists() else {}
+    return proc.returncode, summary, proc.stdout + proc.stderr
+
+
+def test_template_passes_the_gate(tmp_path: Path) -> None:
+    code, summary, log = gate(tmp_path, "--impl", f"{TEMPLATE}:MyConv")
+    assert code == 0, log
+    assert summary["passed"] and summary["failing_checks"] == []
+    assert (tmp_path / "res").is_dir() and list((tmp_path / "res").rglob("junit.xml"))
+    assert "GATE PASSED for 'my-conv'" in log
+
+
+def test_a_backend_that_checks_nothing_fails(tmp_path: Path) -> None:
+    mod = tmp_path / "half_only.py"
+    mod.write_text(textwrap.dedent('''
+        import conformance
+        class HalfOnly:
+            name = "half-only"
+            capabilities = conformance.Capabilities(dtypes=("float16",))
+            def forward(self, problem, x, w, b): raise NotImplementedError
+            def backward(self, problem, x, w, dy): raise NotImplementedError
+    '''))
+    code, summary, log = gate(tmp_path, "--impl", f"{mod}:HalfOnly")
+    assert code == 1, log
+    assert not summary["passed"] and "no check ran and passed" in summary["reason"]
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+def test_known_failures_and_stale_entries(tmp_path: Path, strict: bool) -> None:
+    known = tmp_path / "known.txt"
+    known.write_text("my-conv::grad_bias   # pretend the bias gradient is unfinished (stale: it passes)\n")
+    args = ["--impl", f"{TEMPLATE}:MyConv", "--known-failures", str(known), "--max-examples", "5"]
+    code, summary, log = gate(tmp_path, *args, *(["--strict"] if strict else []))
+    assert summary["stale"] == ["grad_bias"], log
+    assert code == (1 if strict else 0), log
+
+
+def test_known_failure_is_honoured(tmp_path: Path) -> None:
+    known = tmp_path / "known.txt"
+    known.write_text("fft::nonfinite   # NaN spreads over the plane through the transform\n")
+    code, summary, log = gate(tmp_path, "--impl", "fft", "--known-failures", str(known), "--max-examples", "10")
+    assert code == 0, log
+    assert summary["checks"]["nonfinite"].get("xfailed", 0) >= 1 and "failed" not in summary["checks"]["nonfinite"]
+    again = tmp_path / "without"
+    again.mkdir()
+    code, summary, log = gate(again, "--impl", "fft", "--max-examples", "10")
+    assert code == 1 and summary["failing_checks"] == ["nonfinite"], log
+
+
+def test_a_bad_import_path_is_a_usage_error(tmp_path: Path) -> None:
+    code, summary, log = gate(tmp_path, "--impl", "no_such_module_xyz:Conv")
+    assert code == 2 and "cannot import module 'no_such_module_xyz'" in log

@@ -17,7 +17,7 @@ from .backend import Capabilities
 from .compare import Verdict, compare
 from .data import Inputs
 from .problem import ConvProblem
-from .tolerance import PROFILES, Bound, FORMULAS, bound, bound_kind, terms
+from .tolerance import FORMULAS, PROFILES, Bound, bound, bound_kind, terms
 
 BACKWARD_CHECKS = ("grad_input", "grad_weight", "grad_bias")
 #: known answers that replace the oracle's (the seed notebook's golden values), by check

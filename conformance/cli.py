@@ -21,10 +21,10 @@ from typing import Sequence
 from .errors import ConformanceError
 from .options import DEFAULT_RESULTS, add_run_options
 from .records import new_run_id
+from .registry import build_registry, describe
 
 #: the CLI imports conformance before pytest starts, so pytest cannot rewrite its asserts; that is expected
 IGNORE_REWRITE = "ignore::pytest.PytestAssertRewriteWarning"
-from .registry import build_registry, describe
 
 DEFAULT_REPORT = "reports/index.html"
 BUILTIN_KNOWN_FAILURES = Path(__file__).parent / "data" / "known_failures.txt"
@@ -158,7 +158,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    _render(args.results, args.out)
+    present = [p for p in args.results if Path(p).exists()]
+    for p in sorted(set(args.results) - set(present)):
+        print(f"conv-conformance report: no results at {p} (skipped)", file=sys.stderr)
+    if not present:
+        raise FileNotFoundError(f"none of the results paths exist: {', '.join(args.results)}")
+    _render(present, args.out)
     return 0
 
 

@@ -51,9 +51,12 @@ def _same(a: Any, b: Any) -> bool:
 def check_calls(backend: Any, p: ConvProblem, inp: Inputs) -> list[Verdict]:
     """One verdict per violated rule (an empty list: the contract holds)."""
     impl, caps = backend.name, backend.capabilities
-    calls = [("forward", (p, inp.x, inp.w, inp.b), [("output", p.output_shape)])]
+    calls: list[tuple[str, tuple[Any, ...], list[tuple[str, tuple[int, ...]]]]] = [
+        ("forward", (p, inp.x, inp.w, inp.b), [("output", p.output_shape)])]
     if caps.backward:
-        shapes = [("dx", p.input_shape), ("dw", p.weight_shape)] + ([("db", p.bias_shape)] if p.bias else [])
+        shapes: list[tuple[str, tuple[int, ...]]] = [("dx", p.input_shape), ("dw", p.weight_shape)]
+        if p.bias:
+            shapes.append(("db", p.bias_shape))
         calls.append(("backward", (p, inp.x, inp.w, inp.dy), shapes))
     bad: list[Verdict] = []
     for method, args, shapes in calls:

@@ -81,6 +81,7 @@ class IsolatedBackend:
         self.spec, self.timeout, self.memory_limit = spec, timeout, memory_limit
         self._proc: Any = None
         self._conn: Any = None
+        self._dir: str | None = None
         self.restarts = 0
 
     def __repr__(self) -> str:
@@ -97,7 +98,9 @@ class IsolatedBackend:
         env = dict(os.environ, CONV_CONFORMANCE_WORKER_KEY=key.hex())
         cmd = [sys.executable, "-m", "conformance.isolation", address, self.spec, str(self.memory_limit or 0)]
         self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
-        listener._listener._socket.settimeout(START_TIMEOUT)  # accept() must not wait forever on a dead worker
+        # accept() must not wait forever on a worker that died before connecting (CPython's Listener keeps its
+        # socket here; multiprocessing offers no public accept timeout)
+        listener._listener._socket.settimeout(START_TIMEOUT)  # type: ignore[attr-defined]
         try:
             self._conn = listener.accept()
         except (OSError, EOFError):
@@ -128,7 +131,7 @@ class IsolatedBackend:
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
-        if getattr(self, "_dir", None):
+        if self._dir is not None:
             for f in os.listdir(self._dir):
                 os.unlink(os.path.join(self._dir, f))
             os.rmdir(self._dir)

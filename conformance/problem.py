@@ -168,7 +168,8 @@ class ConvProblem:
         unknown = set(d) - known
         if unknown:
             raise InvalidProblem(f"unknown problem fields {sorted(unknown)}; known are {sorted(known)}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(**kwargs)
 
     def replace(self, **changes: Any) -> "ConvProblem":
         return dataclasses.replace(self, **changes)

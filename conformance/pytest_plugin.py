@@ -29,7 +29,7 @@ SKIP_STATUS_KEY = pytest.StashKey[tuple[str, str, str, str]]()  # (status, impl,
 KNOWN_KEY = pytest.StashKey[known.KnownFailure]()
 ISOLATED_KEY = pytest.StashKey[dict[str, IsolatedBackend]]()
 
-_PROFILES = {
+_PROFILES: dict[str, dict[str, Any]] = {
     "quick": dict(max_examples=10),
     "ci": dict(max_examples=25, derandomize=True, database=None, print_blob=True),
     "thorough": dict(max_examples=300),
@@ -61,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config._conv_run_id = run_id  # type: ignore[attr-defined]
     results = Path(config.getoption("conv_results") or DEFAULT_RESULTS)
     env_name = config.getoption("conv_env_name") or os.environ.get("TOX_ENV_NAME") or "local"
-    meta = {"env": env_name, "profile": profile, "max_examples": settings.default.max_examples,
+    meta = {"env": env_name, "profile": profile, "max_examples": settings().max_examples,
             "hypothesis_seed": config.getoption("hypothesis_seed", None)}
     config.stash[RECORDER_KEY] = Recorder(results, run_id, worker=workerinput["workerid"] if workerinput else "main",
                                           meta=meta)
@@ -183,7 +183,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     elif rep.when == "call" and KNOWN_KEY in item.stash and (
             (rep.passed and hasattr(rep, "wasxfail")) or (rep.failed and "XPASS(strict)" in str(rep.longrepr))):
         kf = item.stash[KNOWN_KEY]
-        recorder.record(status="stale", impl=item.callspec.params["impl"].name, check=_check_of(item),
+        impl = item.callspec.params["impl"].name  # type: ignore[attr-defined]
+        recorder.record(status="stale", impl=impl, check=_check_of(item),
                         tier=_tier(_check_of(item) or ""), nodeid=item.nodeid,
                         reason=f"known failure {kf} ({kf.source}) no longer fails: remove the entry")
     elif rep.failed and _check_of(item) is not None:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import time
-
-import numpy as np
 from typing import Any, Sequence
 
-from .backend import Capabilities
+import numpy as np
+
 from . import oracle_free
+from .backend import Capabilities
 from .checks import BACKWARD_CHECKS, CheckResult, check_backward, check_forward
-from .contract import check_calls
 from .compare import Verdict, format_verdict
+from .contract import check_calls
 from .data import Inputs, make_inputs
 from .options import DEFAULT_DATA_KINDS
 from .problem import ConvProblem
@@ -46,7 +46,8 @@ def dtypes_for(caps: Capabilities, requested: Sequence[str] | None) -> tuple[str
 def unsupported_check_reason(caps: Capabilities, check: str, requested: Sequence[str] | None) -> str | None:
     """Why a backend with ``caps`` cannot be given ``check`` (None: it can)."""
     if not dtypes_for(caps, requested):
-        return f"declares dtypes {', '.join(caps.dtypes)}, none of the requested {', '.join(requested or DEFAULT_DTYPES)}"
+        wanted = ", ".join(requested or DEFAULT_DTYPES)
+        return f"declares dtypes {', '.join(caps.dtypes)}, none of the requested {wanted}"
     if check in BACKWARD_CHECKS and not caps.backward:
         return "backward not declared (backward=False)"
     if check == "oracle_free" and "float64" not in caps.dtypes:

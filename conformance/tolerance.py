@@ -88,7 +88,7 @@ def default_profile(dtype: str) -> str:
     return _DEFAULT[dtype]
 
 
-def gamma(k: np.ndarray, u: float) -> np.ndarray:
+def gamma(k: np.ndarray | float, u: float) -> np.ndarray:
     """γ(K, u) = K·u / (1 − K·u); infinite where K·u >= 1 (no bound exists)."""
     ku = np.asarray(k, dtype=np.float64) * u
     with np.errstate(divide="ignore"):
@@ -101,7 +101,9 @@ Operands = tuple[np.ndarray, np.ndarray]
 
 
 def _op(check: str) -> Callable[..., np.ndarray]:
-    return {"forward": R.forward, "grad_input": R.grad_input, "grad_weight": R.grad_weight}[check]
+    ops: dict[str, Callable[..., np.ndarray]] = {
+        "forward": R.forward, "grad_input": R.grad_input, "grad_weight": R.grad_weight}
+    return ops[check]
 
 
 def operands(check: str, x: np.ndarray, w: np.ndarray, dy: np.ndarray | None) -> Operands:
@@ -144,11 +146,13 @@ def terms(check: str, p: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarra
     a, c = (np.asarray(v, dtype=np.float64) for v in operands(check, x, w, dy))
     op = _op(check)
     bias = np.asarray(b, dtype=np.float64) if (check == "forward" and b is not None) else None
-    ref = op(p, a, c, bias)if check == "forward" else op(p, a, c)
-    m1 = op(p, np.abs(a), np.abs(c), None if bias is None else np.abs(bias)) if check == "forward" else op(p, np.abs(a), np.abs(c))
+    ref = op(p, a, c, bias) if check == "forward" else op(p, a, c)
+    m1 = op(p, np.abs(a), np.abs(c), None if bias is None else np.abs(bias)) if check == "forward" \
+        else op(p, np.abs(a), np.abs(c))
     m2 = None
     if want_m2:
-        sq = op(p, a * a, c * c, None if bias is None else bias * bias) if check == "forward" else op(p, a * a, c * c)
+        sq = op(p, a * a, c * c, None if bias is None else bias * bias) if check == "forward" \
+            else op(p, a * a, c * c)
         m2 = np.sqrt(sq)
     return Terms(ref, m1, term_counts(check, p), m2)
 
@@ -182,7 +186,6 @@ def prob_bound(t: Terms, prof: Profile) -> np.ndarray:
 
 def _plane_norm_sum(check: str, p: ConvProblem, a: np.ndarray, c: np.ndarray) -> np.ndarray:
     """S per output plane: Σ over reduced channels of min(‖a‖₂‖c‖₁, ‖a‖₁‖c‖₂), broadcastable to the output."""
-    g = p.groups
     n1 = lambda v: np.abs(v).sum(axis=(2, 3))  # noqa: E731  (per (outer, channel) plane)
     n2 = lambda v: np.sqrt((v * v).sum(axis=(2, 3)))  # noqa: E731
 

@@ -10,7 +10,8 @@ that sum written beside it. With ``sh, sw`` the stride, ``ph, pw`` the padding, 
 
 A tap with ``ih`` or ``iw`` outside the input reads the zero padding. It is still multiplied, as a 0.0, rather
 than skipped: ``0 * inf`` and ``0 * nan`` are NaN in IEEE arithmetic, and torch (which multiplies the padding)
-propagates them so; skipping the padding would silently turn those NaNs into numbers. Sums are accumulated in Python floats (IEEE double), so a
+propagates them so; skipping the padding would silently turn those NaNs into numbers.
+Sums are accumulated in Python floats (IEEE double), so a
 float32 problem is computed more accurately than its dtype and rounded once at the end.
 """
 

@@ -4,7 +4,8 @@ Semantics: https://pytorch.org/docs/stable/generated/torch.nn.functional.conv2d.
 """
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @pytest.mark.conv_check("grad_input")

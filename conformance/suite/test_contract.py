@@ -2,7 +2,8 @@
 answer twice (see ``conformance.contract``)."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @pytest.mark.conv_check("contract")

@@ -2,7 +2,8 @@
 the oracle bitwise, forward and backward (benchdnn's integer fill)."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @pytest.mark.conv_check("exact")

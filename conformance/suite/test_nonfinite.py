@@ -2,7 +2,8 @@
 padding multiplied like any other value) puts them, forward and backward."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @pytest.mark.conv_check("nonfinite")

@@ -2,7 +2,8 @@
 backend's own forward and backward (see ``conformance.oracle_free``)."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @pytest.mark.conv_check("oracle_free")

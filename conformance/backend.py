@@ -54,23 +54,31 @@ class Capabilities:
     precision: Mapping[str, str] | str | None = None
     deterministic: bool = True
     max_macs: int | None = None
+    #: padding modes of torch.nn.Conv2d(padding_mode=...) this backend handles ("zeros" only by default)
+    padding_modes: tuple[str, ...] = ("zeros",)
+    #: whether it takes ONNX-style asymmetric padding (problem.padding_end; also padding="same" with even kernels)
+    asymmetric_padding: bool = False
     notes: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtypes", tuple(self.dtypes))
+        object.__setattr__(self, "padding_modes", tuple(self.padding_modes))
         bad = [d for d in self.dtypes if d not in DTYPES]
         if bad:
             raise RegistryError(f"Capabilities(dtypes={self.dtypes!r}), but {bad} are not among {DTYPES}")
         if self.error_model not in ERROR_MODELS:
             raise RegistryError(f"Capabilities(error_model={self.error_model!r}), but it must be one of {ERROR_MODELS}")
 
-    def profile_for(self, dtype: str) -> str:
-        """The precision-profile name this backend computes ``dtype`` with."""
+    def profile_for(self, dtype: str, check: str | None = None) -> str:
+        """The precision-profile name this backend computes ``dtype`` with; a key ``"float16:grad_weight"`` in
+        ``precision`` declares one pass apart (torch CPU accumulates float16 backward passes in float16)."""
         from .tolerance import default_profile
 
         if isinstance(self.precision, str):
             return self.precision
+        if self.precision and check and f"{dtype}:{check}" in self.precision:
+            return self.precision[f"{dtype}:{check}"]
         if self.precision and dtype in self.precision:
             return self.precision[dtype]
         return default_profile(dtype)
@@ -85,6 +93,10 @@ class Capabilities:
             return "dilation > 1 not declared (dilation=False)"
         if backward and not self.backward:
             return "backward not declared (backward=False)"
+        if problem.padding_mode not in self.padding_modes:
+            return f"padding_mode={problem.padding_mode!r} not declared (declares {', '.join(self.padding_modes)})"
+        if problem.asymmetric and not self.asymmetric_padding:
+            return "asymmetric padding not declared (asymmetric_padding=False)"
         if self.max_macs is not None and problem.macs > self.max_macs:
             return f"problem has {problem.macs} MACs, above the declared max_macs={self.max_macs}"
         return None
@@ -97,6 +109,10 @@ class Capabilities:
         parts.append(self.error_model)
         if self.precision:
             parts.append(f"precision={self.precision if isinstance(self.precision, str) else dict(self.precision)}")
+        if self.padding_modes != ("zeros",):
+            parts.append("padding=" + "/".join(self.padding_modes))
+        if self.asymmetric_padding:
+            parts.append("asymmetric")
         if not self.deterministic:
             parts.append("non-deterministic")
         return " ".join(parts)
@@ -105,8 +121,10 @@ class Capabilities:
         return {
             "dtypes": list(self.dtypes), "groups": self.groups, "dilation": self.dilation,
             "backward": self.backward, "error_model": self.error_model,
-            "precision": {d: self.profile_for(d) for d in self.dtypes},
+            "precision": {d: self.profile_for(d) for d in self.dtypes} | (
+                {k: v for k, v in self.precision.items() if ":" in k} if isinstance(self.precision, Mapping) else {}),
             "deterministic": self.deterministic, "max_macs": self.max_macs, "notes": self.notes,
+            "padding_modes": list(self.padding_modes), "asymmetric_padding": self.asymmetric_padding,
         }
 
 

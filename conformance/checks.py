@@ -45,7 +45,7 @@ def _judge(impl: str, check: str, actual: Any, p: ConvProblem, inp: Inputs, caps
 
 def _judge_quietly(impl: str, check: str, actual: Any, p: ConvProblem, inp: Inputs, caps: Capabilities,
                    data_kind: str, expected: Expected) -> Verdict:
-    profile = caps.profile_for(p.dtype)
+    profile = caps.profile_for(p.dtype, check)
     kind = bound_kind(caps.error_model, data_kind)
     t = terms(check, p, inp.x, inp.w, inp.b, inp.dy, want_m2=(kind == "prob"))
     if kind == "exact":

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .problem import numpy_dtype
 from .tolerance import Bound
 
 MAX_LISTED = 5
@@ -75,7 +76,8 @@ def compare(impl: str, check: str, actual: Any, expected: np.ndarray, bound: Bou
         return _not_comparable(impl, check, f"{check} has dtype {actual.dtype}, expected {dtype}", bound)
 
     got = actual.astype(np.float64)
-    err = np.abs(got - expected)
+    with np.errstate(invalid="ignore"):  # inf - inf: handled just below
+        err = np.abs(got - expected)
     both_nan = np.isnan(got) & np.isnan(expected)
     same_inf = np.isinf(got) & np.isinf(expected) & (np.sign(got) == np.sign(expected))
     err = np.where(both_nan | same_inf, 0.0, err)
@@ -87,10 +89,13 @@ def compare(impl: str, check: str, actual: Any, expected: np.ndarray, bound: Bou
     mismatched = ratio > 1.0
     nonfinite = "match"
     bad_nf = (~np.isfinite(got)) & np.isfinite(expected)
+    wrong_nf = ~np.isfinite(expected) & ~(both_nan | same_inf) & ~np.isfinite(got)
     if bad_nf.any():
         nonfinite = f"{int(bad_nf.sum())} NaN/Inf where the reference is finite"
     elif (np.isfinite(got) & ~np.isfinite(expected)).any():
         nonfinite = "finite values where the reference has NaN/Inf"
+    elif wrong_nf.any():
+        nonfinite = f"{int(wrong_nf.sum())} NaN/Inf of the wrong kind (NaN for Inf, or the wrong sign)"
 
     v = Verdict(impl, check, passed=not mismatched.any(), max_ratio=float(ratio.max()) if ratio.size else 0.0,
                 n_elements=int(err.size), n_mismatched=int(mismatched.sum()), bound_kind=bound.kind,
@@ -108,11 +113,7 @@ def compare(impl: str, check: str, actual: Any, expected: np.ndarray, bound: Bou
 
 
 def _np_dtype(dtype: str) -> Any:
-    if dtype == "bfloat16":
-        import ml_dtypes  # type: ignore[import-not-found]
-
-        return ml_dtypes.bfloat16
-    return np.dtype(dtype)
+    return numpy_dtype(dtype)
 
 
 def _g(v: float | None) -> str:

@@ -1,10 +1,13 @@
 """The convolution problem: geometry and dtype of one ``conv2d`` call, its derived shapes, one validator.
 
-Semantics are ``torch.nn.functional.conv2d``: cross-correlation, NCHW input ``(N, C_in, H, W)``,
-weight ``(C_out, C_in / groups, kh, kw)``, optional bias ``(C_out,)``, zero padding.
-Along each axis the output size is::
+Semantics are ``torch.nn.Conv2d``: cross-correlation, NCHW input ``(N, C_in, H, W)``,
+weight ``(C_out, C_in / groups, kh, kw)``, optional bias ``(C_out,)``, padding with ``padding_mode`` zeros, reflect,
+replicate or circular (``torch.nn.Conv2d(padding_mode=...)``). ``padding`` is ``(h, w)`` applied on both sides, as
+torch has it; ONNX-style asymmetric padding gives the far sides in ``padding_end`` (bottom, right), and the strings
+``"same"`` and ``"valid"`` are resolved as torch resolves them (for ``"same"`` the odd extra row/column goes to the
+bottom/right). Along each axis the output size is::
 
-    out = (in + 2*padding - dilation*(k - 1) - 1) // stride + 1
+    out = (in + pad_begin + pad_end - dilation*(k - 1) - 1) // stride + 1
 
 Every rule lives in one function below, so an invalid problem raises one ``InvalidProblem``
 whose message names the values and the rule (``groups=3 must divide c_in=4``).
@@ -16,12 +19,23 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .errors import InvalidProblem
 
 Pair = tuple[int, int]
 
 #: dtypes the problem model knows. Which of them a backend supports is its own declaration.
 DTYPES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
+
+
+def numpy_dtype(name: str) -> Any:
+    """numpy's dtype for one of ``DTYPES``; bfloat16 comes from the ``ml_dtypes`` package."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 
 
 def _pair(name: str, value: Any) -> Pair:
@@ -59,13 +73,33 @@ def _check_groups(groups: int, c_in: int, c_out: int) -> None:
         raise InvalidProblem(f"groups={groups} must divide c_out={c_out}")
 
 
-def _check_kernel_fits(axis: str, size: int, k: int, pad: int, dil: int) -> None:
+def _check_kernel_fits(axis: str, size: int, k: int, pad: int, dil: int, pad_end: int | None = None) -> None:
     span = dil * (k - 1) + 1
-    if span > size + 2 * pad:
+    end = pad if pad_end is None else pad_end
+    if span > size + pad + end:
+        what = f"{axis}+2*padding={size + 2 * pad}" if end == pad else f"{axis}+padding+padding_end={size + pad + end}"
+        pads = f"padding={pad}" if end == pad else f"padding={pad}, padding_end={end}"
         raise InvalidProblem(
             f"dilation*(k{axis}-1)+1={span} exceeds padded {'height' if axis == 'h' else 'width'} "
-            f"{axis}+2*padding={size + 2 * pad} ({axis}={size}, k{axis}={k}, padding={pad}, dilation={dil})"
+            f"{what} ({axis}={size}, k{axis}={k}, {pads}, dilation={dil})"
         )
+
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _check_padding_mode(mode: str, size: Pair, begin: Pair, end: Pair) -> None:
+    """torch's rules: reflect needs every pad < the input size, circular every pad <= it (one wrap at most)."""
+    if mode not in PADDING_MODES:
+        raise InvalidProblem(f"padding_mode={mode!r}, but it must be one of {', '.join(PADDING_MODES)}")
+    for axis, n, pads in (("h", size[0], (begin[0], end[0])), ("w", size[1], (begin[1], end[1]))):
+        worst = max(pads)
+        if mode == "reflect" and worst >= n:
+            raise InvalidProblem(f"padding_mode='reflect' needs padding < the input size, but padding {worst} >= "
+                                 f"{axis}={n}")
+        if mode == "circular" and worst > n:
+            raise InvalidProblem(f"padding_mode='circular' needs padding <= the input size (it wraps around once), "
+                                 f"but padding {worst} > {axis}={n}")
 
 
 def _check_dtype(dtype: str) -> None:
@@ -95,15 +129,48 @@ class ConvProblem:
     groups: int = 1
     bias: bool = False
     dtype: str = "float64"
+    padding_mode: str = "zeros"
+    #: (bottom, right) padding where it differs from ``padding`` (top, left); None: symmetric, as torch
+    padding_end: Pair | None = None
     #: free-form label (a network layer's name, a tier); not part of the geometry
     label: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("stride", "padding", "dilation"):
+        for name in ("stride", "dilation"):
             object.__setattr__(self, name, _pair(name, getattr(self, name)))
+        if isinstance(self.padding, str):
+            self._resolve_padding_string()
+        elif isinstance(self.padding, (tuple, list)) and len(self.padding) == 4:
+            top, bottom, left, right = self.padding  # ONNX's order would be (top, left, bottom, right): see docs
+            object.__setattr__(self, "padding", _pair("padding", (top, left)))
+            object.__setattr__(self, "padding_end", _pair("padding_end", (bottom, right)))
+        else:
+            object.__setattr__(self, "padding", _pair("padding", self.padding))
+        if self.padding_end is not None:
+            end = _pair("padding_end", self.padding_end)
+            object.__setattr__(self, "padding_end", None if end == self.padding else end)
+        numpy_type = isinstance(self.dtype, type) and issubclass(self.dtype, np.generic)
+        if isinstance(self.dtype, np.dtype) or numpy_type:  # equal to its name, but not the same: store the name
+            object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
         if not isinstance(self.bias, bool):
             raise InvalidProblem(f"bias={self.bias!r}, but it must be True or False")
         self.validate()
+
+    def _resolve_padding_string(self) -> None:
+        """``"valid"``: no padding. ``"same"``: out = in, total = dilation*(k-1) split as torch splits it."""
+        if self.padding == "valid":
+            object.__setattr__(self, "padding", (0, 0))
+            return
+        if self.padding != "same":
+            raise InvalidProblem(f"padding={self.padding!r}, but a string padding must be 'same' or 'valid'")
+        if self.stride != (1, 1):
+            raise InvalidProblem(f"padding='same' with stride={self.stride}, but 'same' is not supported for "
+                                 "strided convolutions (as in torch)")
+        totals = [d * (k - 1) for d, k in zip(self.dilation, (self.kh, self.kw))]
+        begin = tuple(t // 2 for t in totals)
+        end = tuple(t - t // 2 for t in totals)
+        object.__setattr__(self, "padding", begin)
+        object.__setattr__(self, "padding_end", end)
 
     def validate(self) -> None:
         """Raise ``InvalidProblem`` naming the first broken rule."""
@@ -113,18 +180,43 @@ class ConvProblem:
         _check_pair_at_least("dilation", self.dilation, 1)
         _check_pair_at_least("padding", self.padding, 0)
         _check_groups(self.groups, self.c_in, self.c_out)
-        _check_kernel_fits("h", self.h, self.kh, self.padding[0], self.dilation[0])
-        _check_kernel_fits("w", self.w, self.kw, self.padding[1], self.dilation[1])
+        if self.padding_end is not None:
+            _check_pair_at_least("padding_end", self.padding_end, 0)
+        end = self.pad_end
+        _check_kernel_fits("h", self.h, self.kh, self.padding[0], self.dilation[0], end[0])
+        _check_kernel_fits("w", self.w, self.kw, self.padding[1], self.dilation[1], end[1])
+        _check_padding_mode(self.padding_mode, (self.h, self.w), self.padding, end)
         _check_dtype(self.dtype)
 
     # -- derived shapes ---------------------------------------------------------------
     @property
+    def pad_end(self) -> Pair:
+        """(bottom, right) padding: ``padding_end`` where given, else ``padding``."""
+        return self.padding if self.padding_end is None else self.padding_end
+
+    @property
+    def pads(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right)."""
+        return (self.padding[0], self.pad_end[0], self.padding[1], self.pad_end[1])
+
+    @property
+    def asymmetric(self) -> bool:
+        return self.padding_end is not None
+
+    @property
     def out_h(self) -> int:
-        return (self.h + 2 * self.padding[0] - self.dilation[0] * (self.kh - 1) - 1) // self.stride[0] + 1
+        return (self.h + self.padding[0] + self.pad_end[0] - self.dilation[0] * (self.kh - 1) - 1) \
+            // self.stride[0] + 1
 
     @property
     def out_w(self) -> int:
-        return (self.w + 2 * self.padding[1] - self.dilation[1] * (self.kw - 1) - 1) // self.stride[1] + 1
+        return (self.w + self.padding[1] + self.pad_end[1] - self.dilation[1] * (self.kw - 1) - 1) \
+            // self.stride[1] + 1
+
+    @property
+    def np_dtype(self) -> Any:
+        """The numpy dtype of the operands (bfloat16 is ml_dtypes' extension type)."""
+        return numpy_dtype(self.dtype)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -156,10 +248,11 @@ class ConvProblem:
     # -- (de)serialisation: records, reproductions --------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for k in ("stride", "padding", "dilation"):
-            d[k] = list(d[k])
-        if not d["label"]:
-            del d["label"]
+        for k in ("stride", "padding", "dilation", "padding_end"):
+            d[k] = None if d[k] is None else list(d[k])
+        for k, default in (("label", ""), ("padding_mode", "zeros"), ("padding_end", None)):
+            if d[k] == default:
+                del d[k]  # records and reproductions of plain problems stay as they were
         return d
 
     @classmethod
@@ -178,10 +271,14 @@ class ConvProblem:
         """A one-line description for test ids and report rows."""
         s = (f"N{self.batch} C{self.c_in}->{self.c_out} {self.h}x{self.w} k{self.kh}x{self.kw}"
              f" s{self.stride[0]},{self.stride[1]} p{self.padding[0]},{self.padding[1]}"
-             f" d{self.dilation[0]},{self.dilation[1]} g{self.groups}{' +b' if self.bias else ''} {self.dtype}")
+             + (f"/{self.pad_end[0]},{self.pad_end[1]}" if self.asymmetric else "")
+             + ("" if self.padding_mode == "zeros" else f" {self.padding_mode}")
+             + f" d{self.dilation[0]},{self.dilation[1]} g{self.groups}{' +b' if self.bias else ''} {self.dtype}")
         return f"{self.label}: {s}" if self.label else s
 
     def __repr__(self) -> str:
         # a copy-pasteable constructor call, the label only where one is set
-        shown = [f.name for f in dataclasses.fields(self) if f.name != "label" or self.label]
+        defaults = {"label": "", "padding_mode": "zeros", "padding_end": None}
+        shown = [f.name for f in dataclasses.fields(self)
+                 if f.name not in defaults or getattr(self, f.name) != defaults[f.name]]
         return "ConvProblem(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in shown) + ")"

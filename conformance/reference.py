@@ -1,7 +1,6 @@
 """The oracle: ``conv2d`` forward and its three gradients in float64, straight from the definition.
 
-Written independently of ``impls/``: one loop over the ``kh*kw`` kernel taps, and for each tap one batched
-matrix product over channels. With ``xp`` the zero-padded input, tap ``(i, j)`` reads the rows
+Written independently of ``impls/``. With ``xp`` the padded input, tap ``(i, j)`` reads the rows
 ``i*dh + sh*oh`` (``oh = 0..Ho-1``) and the columns ``j*dw + sw*ow``, so::
 
     y[n, g*Og+o, oh, ow]  = sum_{c, i, j} xp[n, g*Cg+c, i*dh + sh*oh, j*dw + sw*ow] * w[g*Og+o, c, i, j]
@@ -9,16 +8,26 @@ matrix product over channels. With ``xp`` the zero-padded input, tap ``(i, j)`` 
     dw[g*Og+o, c, i, j]  = sum_{n, oh, ow} xp[n, g*Cg+c, i*dh + sh*oh, j*dw + sw*ow] * dy[n, g*Og+o, oh, ow]
     db[o]                = sum_{n, oh, ow} dy[n, o, oh, ow]
 
-and ``dx`` is ``dxp`` without its padding border. Every function is bilinear in its two operands, which
-``conformance.tolerance`` uses to get magnitudes (``op(|a|, |b|)``) and term counts (``op(1, 1)``) from the
-same code. It is validated in ``tests/test_reference.py`` against exact integer arithmetic and the seed
-notebook's golden values.
+Computed as: one loop over the ``kh*kw`` taps copies what each tap reads into ``cols`` (the unfolded
+input), then one matrix product per (sample, group) contracts the ``K = Cg*kh*kw`` index ``(c, i, j)`` at once::
+
+    cols[n, g, (c, i, j), (oh, ow)] = xp[n, g*Cg+c, i*dh + sh*oh, j*dw + sw*ow]      (N, G, K, L = Ho*Wo)
+    W[g, o, (c, i, j)]               = w[g*Og+o, c, i, j]                             (G, Og, K)
+    y[n, g] = W[g] @ cols[n, g]       dcols[n, g] = W[g]^T @ dy[n, g]       dW[g] = sum_n dy[n, g] @ cols[n, g]^T
+
+and ``dxp`` gathers ``dcols`` back tap by tap (``+=`` on the same slices; within one tap the positions are
+distinct). ``dx`` is the adjoint of the padding applied to ``dxp``: the border cropped for zero padding, folded
+back onto the input for reflect, replicate and circular padding (``conformance.padding``). Every function is
+bilinear in its two operands, which ``conformance.tolerance`` uses to get magnitudes (``op(|a|, |b|)``) and
+term counts (``op(1, 1)``) from the same code. It is validated in ``tests/test_reference.py`` against exact
+integer arithmetic and the seed notebook's golden values.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import padding
 from .problem import ConvProblem
 
 
@@ -35,54 +44,54 @@ def _grouped(a: np.ndarray, groups: int) -> np.ndarray:
 
 
 def _pad(p: ConvProblem, x: np.ndarray) -> np.ndarray:
-    ph, pw = p.padding
-    return np.pad(np.asarray(x, dtype=np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    """The padded input in float64 (``conformance.padding``: any padding mode, symmetric or not)."""
+    return padding.pad(p, x)
 
 
-def _weight_taps(p: ConvProblem, w: np.ndarray) -> np.ndarray:
-    """(C_out, Cg, kh, kw) -> (kh, kw, G, Og, Cg), one (G, Og, Cg) matrix stack per tap."""
+def _weight_matrix(p: ConvProblem, w: np.ndarray) -> np.ndarray:
+    """(C_out, Cg, kh, kw) -> (G, Og, Cg*kh*kw): row o of group g, columns in (c, i, j) order like ``cols``."""
     g = p.groups
-    w = np.asarray(w, dtype=np.float64)
-    return w.reshape(g, p.c_out // g, p.c_in // g, p.kh, p.kw).transpose(3, 4, 0, 1, 2)
+    return np.ascontiguousarray(w, dtype=np.float64).reshape(g, p.c_out // g, -1)
+
+
+def _unfold(p: ConvProblem, xp: np.ndarray) -> np.ndarray:
+    """cols[n, g, (c, i, j), (oh, ow)] = xp[n, g*Cg+c, i*dh + sh*oh, j*dw + sw*ow], shape (N, G, K, Ho*Wo)."""
+    cols = np.empty((p.batch, p.c_in, p.kh, p.kw, p.out_h, p.out_w))
+    for i in range(p.kh):
+        for j in range(p.kw):
+            rows, cols_ = _tap_slices(p, i, j)
+            cols[:, :, i, j] = xp[:, :, rows, cols_]
+    return cols.reshape(p.batch, p.groups, -1, p.out_h * p.out_w)
 
 
 def forward(p: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    xp = _pad(p, x)
-    wt = _weight_taps(p, w)
-    y = np.zeros((p.batch, p.groups, p.c_out // p.groups, p.out_h * p.out_w))
-    for i in range(p.kh):
-        for j in range(p.kw):
-            rows, cols = _tap_slices(p, i, j)
-            y += wt[i, j] @ _grouped(xp[:, :, rows, cols], p.groups)
-    y = y.reshape(p.output_shape)
+    # y[n, g] = W[g] @ cols[n, g]: (G, Og, K) @ (N, G, K, L) -> (N, G, Og, L), one product per (n, g)
+    y = (_weight_matrix(p, w) @ _unfold(p, _pad(p, x))).reshape(p.output_shape)
     if b is not None:
         y += np.asarray(b, dtype=np.float64)[None, :, None, None]
     return y
 
 
 def grad_input(p: ConvProblem, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    ph, pw = p.padding
-    wt = _weight_taps(p, w).swapaxes(-1, -2)  # (kh, kw, G, Cg, Og): the transposed map
-    dyg = _grouped(np.asarray(dy, dtype=np.float64), p.groups)
-    dxp = np.zeros((p.batch, p.c_in, p.h + 2 * ph, p.w + 2 * pw))
+    top, bottom, left, right = p.pads
+    # dcols[n, g] = W[g]^T @ dy[n, g]: the gradient of every entry of cols, (N, G, K, L)
+    dcols = _weight_matrix(p, w).swapaxes(-1, -2) @ _grouped(np.asarray(dy, dtype=np.float64), p.groups)
+    dcols = dcols.reshape(p.batch, p.c_in, p.kh, p.kw, p.out_h, p.out_w)
+    dxp = np.zeros((p.batch, p.c_in, p.h + top + bottom, p.w + left + right))
     for i in range(p.kh):
         for j in range(p.kw):
-            rows, cols = _tap_slices(p, i, j)
-            dxp[:, :, rows, cols] += (wt[i, j] @ dyg).reshape(p.batch, p.c_in, p.out_h, p.out_w)
+            rows, cols_ = _tap_slices(p, i, j)
+            dxp[:, :, rows, cols_] += dcols[:, :, i, j]  # back to where tap (i, j) read xp
     # rows and columns that no tap reads (the stride's remainder) were never touched: they stay 0
-    return np.ascontiguousarray(dxp[:, :, ph:ph + p.h, pw:pw + p.w])
+    return np.ascontiguousarray(padding.pad_adjoint(p, dxp))
 
 
 def grad_weight(p: ConvProblem, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    xp = _pad(p, x)
+    # dW[g] = sum_n dy[n, g] @ cols[n, g]^T: (N, G, Og, L) @ (N, G, L, K), summed over the batch
+    cols = _unfold(p, _pad(p, x))
     dyg = _grouped(np.asarray(dy, dtype=np.float64), p.groups)
-    dw = np.zeros((p.kh, p.kw, p.groups, p.c_out // p.groups, p.c_in // p.groups))
-    for i in range(p.kh):
-        for j in range(p.kw):
-            rows, cols = _tap_slices(p, i, j)
-            xs = _grouped(xp[:, :, rows, cols], p.groups)
-            dw[i, j] = (dyg @ xs.swapaxes(-1, -2)).sum(axis=0)
-    return np.ascontiguousarray(dw.transpose(2, 3, 4, 0, 1).reshape(p.weight_shape))
+    dw = (dyg @ cols.swapaxes(-1, -2)).sum(axis=0)  # (G, Og, K), K in (c, i, j) order
+    return np.ascontiguousarray(dw.reshape(p.weight_shape))
 
 
 def grad_bias(p: ConvProblem, dy: np.ndarray) -> np.ndarray:

@@ -128,8 +128,9 @@ def load_entry_points(registry: Registry, group: str = GROUP) -> int:
             obj = ep.load()
         except Exception as exc:
             raise RegistryError(f"{source} failed to import: {type(exc).__name__}: {exc}") from exc
+        before = len(registry)
         registry.register(obj, source=source, spec=ep.value)
-        count += 1
+        count += len(registry) - before  # the same class under two names is one entry
     return count
 
 

@@ -12,7 +12,7 @@ from .checks import check_backward, check_forward
 from .compare import Verdict, format_verdict
 from .data import make_inputs
 from .problem import ConvProblem
-from .tolerance import PROFILES
+from .tolerance import exact_bits_for
 
 
 def snippet(spec: str, problem: ConvProblem, *, seed: int, data_kind: str, check: str) -> str:
@@ -37,7 +37,7 @@ def reproduce(spec: str, problem: ConvProblem, *, seed: int, data_kind: str = "n
 
 
 def run_example(backend: Any, problem: ConvProblem, *, seed: int, data_kind: str, check: str) -> Verdict:
-    bits = PROFILES[backend.capabilities.profile_for(problem.dtype)].exact_bits
+    bits = exact_bits_for(backend.capabilities, problem.dtype)
     inputs = make_inputs(problem, seed, data_kind, exact_bits=bits)
     if check == "forward":
         res = check_forward(backend, problem, inputs, data_kind)

@@ -4,8 +4,8 @@ No ``filter`` or ``assume``: ``conv_problems`` draws groups, then channels as mu
 dilation, stride and *output* size, and derives the input size from them::
 
     padded = (out - 1)*stride + dilation*(k - 1) + 1 + slack       slack in [0, stride - 1]
-    padding in [0, (padded - 1) // 2]                              so that the input keeps >= 1 row
-    in = padded - 2*padding
+    begin, end in [0, (padded - 1) // 2]   (// 3 for reflect and circular, which need padding below the input size)
+    in = padded - begin - end                                      end = begin unless asymmetric padding is declared
 
 Each size is drawn with an upper bound taken from what is left of the work budget (multiply-adds), so every
 problem fits the budget and every draw shrinks towards 1 (padding and slack towards 0): the minimal problem is
@@ -45,6 +45,7 @@ def conv_problems(
     max_dilation: int = 3,
     max_padding: int = 3,
     max_out: int = 7,
+    padding_modes: Sequence[str] | None = None,
 ) -> ConvProblem:
     caps = capabilities or Capabilities(dtypes=tuple(dtypes))
     allowed = [d for d in dtypes if d in caps.dtypes]
@@ -53,8 +54,9 @@ def conv_problems(
     if caps.max_macs is not None:
         max_macs = min(max_macs, caps.max_macs)
     dtype = draw(st.sampled_from(allowed))
-    groups = draw(st.integers(1, max_groups if caps.groups else 1))
-    cin_g = draw(st.integers(1, max_channels_per_group))
+    # every size is capped by what the budget leaves once everything drawn so far takes its minimum
+    groups = draw(st.integers(1, max(1, min(max_groups if caps.groups else 1, max_macs))))
+    cin_g = draw(st.integers(1, max(1, min(max_channels_per_group, max_macs // groups))))
     cout_g = draw(st.integers(1, max(1, min(max_channels_per_group, max_macs // (groups * cin_g)))))
     per_tap = groups * cout_g * cin_g
     kh = draw(st.integers(1, max(1, min(max_kernel, max_macs // per_tap))))
@@ -67,16 +69,25 @@ def conv_problems(
     oh = draw(st.integers(1, max(1, min(max_out, outputs_left))))
     ow = draw(st.integers(1, max(1, min(max_out, outputs_left // oh))))
     batch = draw(st.integers(1, max(1, min(max_batch, outputs_left // (oh * ow)))))
-    sizes, pads = [], []
+    modes = [m for m in (padding_modes or caps.padding_modes) if m in caps.padding_modes] or ["zeros"]
+    mode = draw(st.sampled_from(sorted(modes, key=lambda m: m != "zeros")))  # shrinks to zeros
+    asym = caps.asymmetric_padding and draw(st.booleans())
+    sizes, begins, ends = [], [], []
     for out, k, d, s in ((oh, kh, dh, sh), (ow, kw, dw, sw)):
         padded = (out - 1) * s + d * (k - 1) + 1 + draw(st.integers(0, s - 1))
-        pad = draw(st.integers(0, min(max_padding, (padded - 1) // 2)))
-        sizes.append(padded - 2 * pad)
-        pads.append(pad)
+        # zeros: each side up to (padded-1)//2 keeps >= 1 input row; reflect/circular also need every pad below
+        # (at most) the input size, which (padded-1)//3 per side guarantees: in >= padded - 2*(padded-1)//3 > pad
+        cap = min(max_padding, (padded - 1) // (2 if mode == "zeros" else 3))
+        begin = draw(st.integers(0, cap))
+        end = draw(st.integers(0, cap)) if asym else begin
+        sizes.append(padded - begin - end)
+        begins.append(begin)
+        ends.append(end)
     has_bias = draw(st.booleans()) if bias is None else bias
     return ConvProblem(batch=batch, c_in=groups * cin_g, c_out=groups * cout_g, h=sizes[0], w=sizes[1],
-                       kh=kh, kw=kw, stride=(sh, sw), padding=(pads[0], pads[1]), dilation=(dh, dw),
-                       groups=groups, bias=has_bias, dtype=dtype)
+                       kh=kh, kw=kw, stride=(sh, sw), padding=(begins[0], begins[1]), dilation=(dh, dw),
+                       groups=groups, bias=has_bias, dtype=dtype, padding_mode=mode,
+                       padding_end=(ends[0], ends[1]) if asym else None)
 
 
 def data_kinds(kinds: Sequence[str] = ("normal", "uniform", "wide")) -> st.SearchStrategy[str]:

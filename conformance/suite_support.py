@@ -24,7 +24,7 @@ from .records import Recorder
 from .registry import Entry
 from .repro import snippet
 from .strategies import conv_problems, data_kinds, seeds
-from .tolerance import PROFILES
+from .tolerance import exact_bits_for
 
 DEFAULT_DTYPES = ("float64", "float32")
 #: checks whose data kind is fixed, and the tier each non-hypothesis check records
@@ -123,7 +123,7 @@ class SuiteContext:
             inputs: Inputs | None = None, expected: dict[str, Any] | None = None) -> list[Verdict]:
         caps: Capabilities = self.backend.capabilities
         if inputs is None:
-            inputs = make_inputs(problem, seed, kind, exact_bits=PROFILES[caps.profile_for(problem.dtype)].exact_bits)
+            inputs = make_inputs(problem, seed, kind, exact_bits=exact_bits_for(caps, problem.dtype))
         results: list[CheckResult] = []
         passes = self._passes(caps)
         if "forward" in passes:

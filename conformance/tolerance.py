@@ -15,11 +15,13 @@ kind    bound B_i                                                               
 det     (2·u_in + γ(K_i, u_acc))·M1_i + u_out·|ref_i| + (K_i+1)·tiny                      any data; a theorem
 prob    min(2·u_in·M1_i, 10·u_in·M2_i) + min(γ(K_i,u_acc), λ·√K_i·u_acc)·M1_i + …        seeded i.i.d. random data
 exact   0 (bitwise), data of small integers with max M1 ≤ 2^p                          the exact-integer tier
-norm    C·u_acc·log2(F)·S_plane + 2·u_in·M1_i + u_acc·|ref_i| + (K_i+1)·tiny            FFT/Winograd (normwise)
+norm    C·u_acc·(3·log2(F)+1)·S_plane + 2·u_in·M1_i + u_acc·|ref_i| + (K_i+1)·tiny      FFT/Winograd (normwise)
 ======  ==============================================================================  ==========================
 
 with ``γ(K, u) = K·u / (1 − K·u)``, λ = 8, C = 1, ``S_plane`` the sum over the reduced channels of
-``min(‖a‖₂·‖b‖₁, ‖a‖₁·‖b‖₂)`` for the output plane of element i, and F the padded FFT grid size. Where
+``min(‖a‖₂·‖b‖₁, ‖a‖₁·‖b‖₂)`` for the output plane of element i, and F the padded FFT grid size; 3·log2(F)+1
+counts the rounding stages of two forward transforms, the pointwise product and the inverse transform (with
+log2(F) alone a correct scipy FFT exceeded the bound by up to 1.36× on grids of a few points). Where
 ``K_i = 0`` (only padding or stride gaps contribute) the componentwise bounds are 0: a direct method must give an
 exact 0 there. The normwise bound is not: a transform spreads its rounding errors over the whole plane.
 
@@ -34,6 +36,7 @@ tf32        2^-11    2^-23    0        float32 through TF32 tensor cores (torch 
 fp16-acc32  0        2^-23    2^-11    float16 in/out, float32 accumulation
 bf16-acc32  0        2^-23    2^-8     bfloat16 in/out, float32 accumulation
 fp16-acc16  0        2^-11    2^-11    float16 accumulated in float16 (torch CPU fp16 backward)
+bf16-acc16  0        2^-8     2^-8     bfloat16 accumulated in bfloat16 (torch CPU: the padding fold of bf16 dx)
 ==========  =======  =======  =======  ==============================================
 
 A ratio max_i err_i / B_i above 1 is a bug, or a wrongly declared profile; no fudge factor is applied.
@@ -79,6 +82,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("fp16-acc32", 0.0, 2.0**-23, 2.0**-11, 2.0**-24, "float16 storage, float32 accumulation"),
     Profile("bf16-acc32", 0.0, 2.0**-23, 2.0**-8, 2.0**-133, "bfloat16 storage, float32 accumulation"),
     Profile("fp16-acc16", 0.0, 2.0**-11, 2.0**-11, 2.0**-24, "float16 storage and accumulation"),
+    Profile("bf16-acc16", 0.0, 2.0**-8, 2.0**-8, 2.0**-133, "bfloat16 storage and accumulation"),
 )}
 
 _DEFAULT = {"float64": "fp64", "float32": "fp32", "float16": "fp16-acc32", "bfloat16": "bf16-acc32"}
@@ -86,6 +90,11 @@ _DEFAULT = {"float64": "fp64", "float32": "fp32", "float16": "fp16-acc32", "bflo
 
 def default_profile(dtype: str) -> str:
     return _DEFAULT[dtype]
+
+
+def exact_bits_for(caps: object, dtype: str) -> int:
+    """Integer data below 2**bits stays exact in every pass of a backend with these capabilities."""
+    return min(PROFILES[caps.profile_for(dtype, c)].exact_bits for c in CHECKS)  # type: ignore[attr-defined]
 
 
 def gamma(k: np.ndarray | float, u: float) -> np.ndarray:
@@ -230,7 +239,9 @@ def norm_bound(check: str, p: ConvProblem, t: Terms, prof: Profile, x: np.ndarra
         a, c = (np.asarray(v, dtype=np.float64) for v in operands(check, x, w, dy))
         s = _plane_norm_sum(check, p, a, c)
         logf = max(math.log2(fft_grid(p)), 1.0)
-    b = (C_NORM * prof.u_acc * logf * s + 2 * prof.u_in * t.m1 + prof.u_acc * np.abs(t.ref)
+    # rounding stages: two forward transforms, the pointwise product, one inverse transform
+    stages = 3 * logf + 1
+    b = (C_NORM * prof.u_acc * stages * s + 2 * prof.u_in * t.m1 + prof.u_acc * np.abs(t.ref)
          + (t.k + 1) * prof.tiny)
     # no exact zeros here: a transform spreads rounding errors over the whole plane, K_i = 0 included
     return np.broadcast_to(b, t.ref.shape).copy()
@@ -247,7 +258,7 @@ FORMULAS = {
     "det": "(2·u_in + γ(K,u_acc))·|a|*|b| + u_out·|ref|",
     "prob": "min(2·u_in·M1, 10·u_in·M2) + min(γ(K,u_acc), 8·√K·u_acc)·|a|*|b| + u_out·|ref|",
     "exact": "0 (small-integer data: every partial sum is exact)",
-    "norm": "u_acc·log2(F)·Σ_c min(‖a‖₂‖b‖₁, ‖a‖₁‖b‖₂) per plane + 2·u_in·|a|*|b| + u_acc·|ref|",
+    "norm": "u_acc·(3·log2(F)+1)·Σ_c min(‖a‖₂‖b‖₁, ‖a‖₁‖b‖₂) per plane + 2·u_in·|a|*|b| + u_acc·|ref|",
 }
 
 

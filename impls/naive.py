@@ -25,22 +25,41 @@ from conformance.backend import Capabilities, Grads
 from conformance.problem import ConvProblem
 
 
+def _source(k: int, n: int, mode: str) -> int | None:
+    """The input index a padded coordinate ``k`` (``k < 0`` or ``k >= n``: in the border) reads, or None for a
+    zero. reflect mirrors about the first and last element without repeating them (``-1 -> 1``); replicate repeats
+    the edge; circular wraps around."""
+    if 0 <= k < n:
+        return k
+    if mode == "zeros":
+        return None
+    if mode == "replicate":
+        return 0 if k < 0 else n - 1
+    if mode == "circular":
+        return k % n
+    k = -k if k < 0 else 2 * (n - 1) - k  # reflect; the problem guarantees the padding is smaller than n
+    return k
+
+
 def _taps(problem: ConvProblem, i: int, j: int) -> Iterator[tuple[int, int, int, int, bool]]:
-    """Every tap ``(p, q)`` of output ``(i, j)`` with its input position ``(ih, iw)`` and whether that is inside
-    the unpadded input (False: it reads the zero padding)."""
-    (sh, sw), (ph, pw), (dh, dw) = problem.stride, problem.padding, problem.dilation
+    """Every tap ``(p, q)`` of output ``(i, j)`` with the input position ``(ih, iw)`` it reads and whether it
+    reads one at all (False: a zero of the padding)."""
+    (sh, sw), (dh, dw), mode = problem.stride, problem.dilation, problem.padding_mode
+    top, left = problem.padding  # the far sides only matter through the output size
     for p in range(problem.kh):
-        ih = i * sh - ph + p * dh
+        ih = _source(i * sh - top + p * dh, problem.h, mode)
         for q in range(problem.kw):
-            iw = j * sw - pw + q * dw
-            yield p, q, ih, iw, 0 <= ih < problem.h and 0 <= iw < problem.w
+            iw = _source(j * sw - left + q * dw, problem.w, mode)
+            inside = ih is not None and iw is not None
+            yield p, q, ih or 0, iw or 0, inside
 
 
 class NaiveLoops:
     """``conv2d`` as the definition reads: one Python loop per index."""
 
     name = "naive"
-    capabilities = Capabilities(dtypes=("float32", "float64"), max_macs=50_000,
+    capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"), max_macs=50_000,
+                                padding_modes=("zeros", "reflect", "replicate", "circular"), asymmetric_padding=True,
                                 notes="pure Python loops; only small problems")
 
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
@@ -58,7 +77,7 @@ class NaiveLoops:
                             for p, q, ih, iw, inside in _taps(problem, i, j):
                                 acc += (xs[n][first + c][ih][iw] if inside else 0.0) * ws[o][c][p][q]
                         y[n, o, i, j] = acc
-        return np.ascontiguousarray(y, dtype=problem.dtype)
+        return np.ascontiguousarray(y, dtype=problem.np_dtype)
 
     def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
         # L = sum(y * dy). Each multiply-add of the forward, y[n,o,i,j] += x[n,first+c,ih,iw] * w[o,c,p,q],
@@ -78,7 +97,8 @@ class NaiveLoops:
                         g = dys[n][o][i][j]
                         for c in range(cg):
                             for p, q, ih, iw, inside in _taps(problem, i, j):
-                                if inside:  # the gradient of a padding value is discarded with the padding
+                                if inside:  # a zero of the padding has no input to send its gradient to;
+                                    # a reflected/replicated/wrapped tap sends it to the input it copied
                                     dx[n][first + c][ih][iw] += g * ws[o][c][p][q]
                                 dw[o][c][p][q] += g * (xs[n][first + c][ih][iw] if inside else 0.0)
         # The bias is added once to every output of its channel: db[o] = sum over n, i, j of dy[n, o, i, j].
@@ -87,6 +107,6 @@ class NaiveLoops:
             db = [sum(dys[n][o][i][j] for n in range(problem.batch)
                       for i in range(problem.out_h) for j in range(problem.out_w))
                   for o in range(problem.c_out)]
-        return Grads(dx=np.array(dx, dtype=problem.dtype),
-                     dw=np.array(dw, dtype=problem.dtype),
-                     db=None if db is None else np.array(db, dtype=problem.dtype))
+        return Grads(dx=np.array(dx, dtype=problem.np_dtype),
+                     dw=np.array(dw, dtype=problem.np_dtype),
+                     db=None if db is None else np.array(db, dtype=problem.np_dtype))

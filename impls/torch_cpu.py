@@ -27,7 +27,14 @@ class TorchCPU:
     """torch's ``conv2d`` forward and autograd backward, on ``device`` (``"cpu"`` here)."""
 
     name = "torch-cpu"
-    capabilities = Capabilities(dtypes=("float32", "float64"), notes="torch.nn.functional.conv2d + autograd")
+    capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
+                                padding_modes=("zeros", "reflect", "replicate", "circular"), asymmetric_padding=True,
+                                # measured: torch CPU accumulates float16 backward passes in float16 (up to ~40x
+                                # over a float32-accumulation bound); in bfloat16 the backward of F.pad (reflect,
+                                # replicate, circular) adds border gradients onto an already rounded dx in bfloat16
+                                precision={"float16:grad_input": "fp16-acc16", "float16:grad_weight": "fp16-acc16",
+                                           "float16:grad_bias": "fp16-acc16", "bfloat16:grad_input": "bf16-acc16"},
+                                notes="torch.nn.functional.conv2d + autograd")
     device = "cpu"
 
     def available(self) -> str | None:
@@ -52,6 +59,8 @@ class TorchCPU:
     def _tensor(self, problem: ConvProblem, a: np.ndarray) -> Any:
         import torch
 
+        if problem.dtype == "bfloat16":  # numpy has no bfloat16 of its own (ml_dtypes'): go through float32, exactly
+            return torch.from_numpy(np.asarray(a, dtype=np.float32)).to(self.device, torch.bfloat16)
         a = np.asarray(a, dtype=problem.dtype)
         if any(s < 0 for s in a.strides):
             a = np.ascontiguousarray(a)  # torch tensors cannot have negative strides
@@ -63,12 +72,26 @@ class TorchCPU:
     @staticmethod
     def _numpy(t: Any) -> np.ndarray:
         """A C-contiguous numpy copy that owns its memory (torch may return a channels-last layout)."""
+        import torch
+
+        if t.dtype == torch.bfloat16:
+            from ml_dtypes import bfloat16
+
+            return np.array(t.detach().float().cpu().numpy(), order="C").astype(bfloat16)
         return np.array(t.detach().cpu().numpy(), order="C", copy=True)
 
     def _conv(self, problem: ConvProblem, x: Any, w: Any, b: Any) -> Any:
         from torch.nn import functional
 
-        return functional.conv2d(x, w, b, stride=problem.stride, padding=problem.padding,
+        padding: Any = problem.padding
+        if problem.padding_mode != "zeros" or problem.asymmetric:
+            # what torch.nn.Conv2d does for padding_mode != "zeros": F.pad first, then a conv without padding;
+            # F.pad takes (left, right, top, bottom), which also expresses ONNX's asymmetric pads
+            top, bottom, left, right = problem.pads
+            mode = "constant" if problem.padding_mode == "zeros" else problem.padding_mode
+            x = functional.pad(x, (left, right, top, bottom), mode=mode)
+            padding = 0
+        return functional.conv2d(x, w, b, stride=problem.stride, padding=padding,
                                  dilation=problem.dilation, groups=problem.groups)
 
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:

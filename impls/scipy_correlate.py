@@ -24,6 +24,7 @@ from scipy import signal
 
 from conformance.backend import Capabilities, Grads
 from conformance.problem import ConvProblem
+from impls import explicit_padding
 
 
 def _dilate(a: np.ndarray, step: tuple[int, int]) -> np.ndarray:
@@ -44,9 +45,14 @@ class ScipyCorrelate:
 
     name = "scipy"
     capabilities = Capabilities(dtypes=("float32", "float64"), max_macs=2_000_000,
-                                notes="scipy.signal.correlate per plane, method='direct'")
+                                padding_modes=("zeros", "reflect", "replicate", "circular"), asymmetric_padding=True,
+                                notes="scipy.signal.correlate per plane, method='direct'; float16/bfloat16: "
+                                      "scipy.signal computes them through other precisions")
 
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        if explicit_padding.needed(problem):  # reflect/replicate/circular or asymmetric: pad first, as torch does
+            return self.forward(explicit_padding.unpadded_problem(problem),
+                                explicit_padding.pad_input(problem, x), w, b)
         xp = _pad(problem, x)
         wd = _dilate(np.asarray(w, dtype=problem.dtype), problem.dilation)
         (sh, sw) = problem.stride
@@ -65,6 +71,10 @@ class ScipyCorrelate:
         return y
 
     def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        if explicit_padding.needed(problem):  # the padded input's gradient folds back onto the input
+            dxp, dw, db = self.backward(explicit_padding.unpadded_problem(problem),
+                                        explicit_padding.pad_input(problem, x), w, dy)
+            return Grads(dx=explicit_padding.fold(problem, dxp), dw=dw, db=db)
         xp = _pad(problem, x)
         wd = _dilate(np.asarray(w, dtype=problem.dtype), problem.dilation)
         dys = _dilate(np.asarray(dy, dtype=problem.dtype), problem.stride)

@@ -1,9 +1,9 @@
 """Merge recorded results into report cells (environment × implementation × check column) and summarize them.
 
 A *column* is the check (``forward``, ``grad_input``, ``grad_weight``, ``grad_bias``) of a hypothesis-tier row
-and the tier (``golden``, ``exact``) of the other tiers, so the matrix reads: does it compute each quantity
-right, does it reproduce the golden values, is it exact on integers. Rows read from several files (pytest-xdist
-workers, several runs, several tox environments, the same file named twice) are merged without duplicates.
+and the tier (``golden``, ``exact``, ``nonfinite``, ``oracle-free``, ``contract``, later ones) of the others. Rows
+read from several files (pytest-xdist workers, several runs, several tox environments, the same file named twice)
+are merged without duplicates; a run's declared capabilities come from its header's ``impls`` list when present.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from typing import Any, Iterable, Sequence
 
 from conformance.records import RunFile, as_float, load
 
-KNOWN_COLUMNS = ("forward", "grad_input", "grad_weight", "grad_bias", "golden", "exact")
+KNOWN_COLUMNS = ("forward", "grad_input", "grad_weight", "grad_bias", "golden", "exact", "nonfinite", "oracle-free",
+                 "contract")
 FAILING = ("failed", "error")
-NOT_RUN = {"unavailable": "unavailable", "unsupported": "unsupported", "skipped": "skipped", "stale": "skipped"}
+KNOWN = "xfailed"  #: a failure listed in known_failures.txt, failing as expected
+NOT_RUN = ("unavailable", "unsupported", "skipped")
+RUN_STATES = ("fail", "xfail", "stale", "pass")  #: cells whose examples ran (the others are grey)
 WORST_N = 5
 
 
@@ -56,7 +59,8 @@ def _dedupe_key(row: dict[str, Any]) -> str:
 
 def _worst_key(row: dict[str, Any]) -> tuple[int, float]:
     r = ratio_of(row)
-    return (0 if row.get("status") in FAILING else 1, -(math.inf if math.isnan(r) else r))
+    rank = 0 if row.get("status") in FAILING else 1 if row.get("status") == KNOWN else 2
+    return (rank, -(math.inf if math.isnan(r) else r))
 
 
 @dataclass
@@ -69,7 +73,7 @@ class Cell:
     counts: Counter = field(default_factory=Counter)
     ratios: list[float] = field(default_factory=list)      #: per row with a verdict: max error/bound
     ks: list[int] = field(default_factory=list)            #: the accumulation length K at that worst element
-    failed_flags: list[bool] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)      #: and its status
     reasons: dict[str, str] = field(default_factory=dict)  #: why not run (or why it broke) -> status
     worst: list[dict[str, Any]] = field(default_factory=list)
     ident: str = ""
@@ -83,8 +87,8 @@ class Cell:
         if isinstance(verdict, dict):
             self.ratios.append(ratio_of(row))
             self.ks.append(int(verdict.get("k_at_worst") or 0))
-            self.failed_flags.append(status in FAILING)
-        if status not in NOT_RUN:
+            self.statuses.append(status)
+        if status not in NOT_RUN and status != "stale":
             self.worst.append(row)
             self.worst.sort(key=_worst_key)
             del self.worst[WORST_N:]
@@ -95,7 +99,8 @@ class Cell:
 
     @property
     def n_run(self) -> int:
-        return sum(n for s, n in self.counts.items() if s not in NOT_RUN)
+        """Examples checked (a stale known-failure entry or a skip is not one)."""
+        return sum(n for s, n in self.counts.items() if s not in NOT_RUN and s != "stale")
 
     @property
     def worst_ratio(self) -> float:
@@ -104,17 +109,17 @@ class Cell:
 
     @property
     def state(self) -> str:
-        """fail, pass, xfail, unavailable, unsupported, skipped or empty: the cell's colour."""
+        """The cell's colour: fail, xfail (known failures only), stale (a known failure that no longer fails),
+        pass, or why nothing ran: unavailable, unsupported, skipped; empty without rows."""
         if self.n_failing:
             return "fail"
+        if self.counts[KNOWN]:
+            return "xfail"
+        if self.counts["stale"]:
+            return "stale"
         if self.counts["passed"]:
             return "pass"
-        if self.counts["xfailed"]:
-            return "xfail"
-        for status in ("unavailable", "unsupported", "skipped", "stale"):
-            if self.counts[status]:
-                return NOT_RUN[status]
-        return "empty"
+        return next((s for s in NOT_RUN if self.counts[s]), "empty")
 
     @property
     def reason(self) -> str:
@@ -123,10 +128,19 @@ class Cell:
     @property
     def label(self) -> str:
         """The cell's one-line text: counts and worst ratio, or what kept it from running."""
-        if self.state in ("fail", "pass", "xfail"):
-            head = f"{self.n_failing} failed / {self.n_run}" if self.n_failing else f"{self.counts['passed']} passed"
-            return f"{head} · {fmt_ratio(self.worst_ratio)}"
+        if self.state in RUN_STATES:
+            return f"{self.counts_text} · {fmt_ratio(self.worst_ratio)}"
         return self.state
+
+    @property
+    def counts_text(self) -> str:
+        if self.n_failing:
+            return f"{self.n_failing} failed / {self.n_run}"
+        if self.counts[KNOWN]:
+            return f"{self.counts[KNOWN]} known failure(s) / {self.n_run}"
+        if self.counts["stale"]:
+            return f"{self.counts['passed']} passed; stale known-failure entry"
+        return f"{self.counts['passed']} passed"
 
 
 @dataclass
@@ -190,9 +204,9 @@ def _ordered(names: Iterable[str], first: Sequence[str] = ()) -> list[str]:
     return [c for c in first if c in names] + sorted(names - set(first))
 
 
-def summarize(source: Sequence[str | Path] | Sequence[RunFile]) -> Report:
+def summarize(source: Sequence[str | Path | RunFile]) -> Report:
     """Read results files or directories (or already loaded ``RunFile``s) and merge them into a ``Report``."""
-    runfiles: list[RunFile] = [s for s in source if isinstance(s, RunFile)]  # type: ignore[misc]
+    runfiles = [s for s in source if isinstance(s, RunFile)]
     paths = [s for s in source if not isinstance(s, RunFile)]
     if paths:
         runfiles += load(paths)
@@ -230,23 +244,31 @@ def summarize(source: Sequence[str | Path] | Sequence[RunFile]) -> Report:
     envs = _ordered(c.env for c in cells.values())
     impls = _ordered(c.impl for c in cells.values())
     columns = _ordered((c.column for c in cells.values()), KNOWN_COLUMNS)
-    for i, key in enumerate(sorted(cells, key=lambda k: (impls.index(k[1]), envs.index(k[0]), columns.index(k[2])))):
-        cells[key].ident = f"cell-{i}"
+    order = sorted(cells, key=lambda k: (impls.index(k[1]), envs.index(k[0]), columns.index(k[2])))
+    for i, where in enumerate(order):
+        cells[where].ident = f"cell-{i}"
     return Report(cells, envs, impls, columns, list(runs.values()), _impl_info(runfiles, cells.values(), rows_by_impl),
                   n_rows, dups)
 
 
 def _short(cell: Cell | None) -> str:
+    """A terminal cell: ``ok 25 0.31×``, ``FAIL 1/8 3.3e15×``, ``known 2/159 ∞×``, ``unavail.``."""
+    return _short_long(cell).replace("e+", "e")
+
+
+def _short_long(cell: Cell | None) -> str:
     if cell is None:
         return "—"
     if cell.state == "fail":
         return f"FAIL {cell.n_failing}/{cell.n_run} {fmt_ratio(cell.worst_ratio)}"
-    if cell.state in ("pass", "xfail"):
-        return f"ok {cell.counts['passed']} {fmt_ratio(cell.worst_ratio)}"
+    if cell.state == "xfail":
+        return f"known {cell.counts[KNOWN]}/{cell.n_run} {fmt_ratio(cell.worst_ratio)}"
+    if cell.state in ("pass", "stale"):
+        return f"{'ok' if cell.state == 'pass' else 'STALE'} {cell.counts['passed']} {fmt_ratio(cell.worst_ratio)}"
     return {"unavailable": "unavail.", "unsupported": "n/a", "skipped": "skipped"}.get(cell.state, "—")
 
 
-def terminal_summary(source: Sequence[str | Path] | Sequence[RunFile] | Report,
+def terminal_summary(source: Sequence[str | Path | RunFile] | Report,
                      report_path: str | Path | None = None, *, max_failures: int = 12) -> str:
     """One screen: implementation × column (passed count or failures, worst error/bound), then each failing
     cell's worst case on one line, then where the HTML report is."""
@@ -265,7 +287,7 @@ def terminal_summary(source: Sequence[str | Path] | Sequence[RunFile] | Report,
         lines.append(f"{lab:<{width}}" + "".join(f"{_short(rep.cell(env, impl, c)):>{colw[c]}}" for c in rep.columns))
     for impl in rep.impls:
         cells = [c for c in rep.cells.values() if c.impl == impl]
-        if cells and all(c.state in ("unavailable", "unsupported", "skipped") for c in cells):
+        if cells and all(c.state in NOT_RUN for c in cells):
             lines.append(f"{impl}: not run: {cells[0].reason or cells[0].state}"[:160])
     failing = rep.failing
     if failing:
@@ -277,6 +299,10 @@ def terminal_summary(source: Sequence[str | Path] | Sequence[RunFile] | Report,
         lines.append(f"  {cell.env + '/' if multi else ''}{cell.impl} {cell.column}: {what}: {where}")
     if len(failing) > max_failures:
         lines.append(f"  … and {len(failing) - max_failures} more (see the report)")
+    notes = [f"{c.env + '/' if multi else ''}{c.impl} {c.column} ({c.state})" for c in rep.cells.values()
+             if c.state in ("xfail", "stale")]
+    if notes:
+        lines.append(("known failures / stale entries: " + ", ".join(notes))[:240])
     if report_path is not None:
         lines.append(f"report: {report_path}")
     return "\n".join(lines)

@@ -7,3 +7,84 @@ pytest_plugins = ["pytester"]
 # pytester's in-process runs drop the modules a run imported; C extensions (numpy's, torch's) cannot be imported
 # twice in one process, so import every built-in backend (and what it imports) once, up front.
 build_registry()
+
+
+# -- recorded results for the report tests (tests/test_report*.py) ------------------------------------------------
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPORT_BACKENDS = textwrap.dedent('''
+    """Backends for the report tests: one computes a convolution (a flipped kernel), one has a hostile name."""
+    import numpy as np
+
+    from impls.im2col import Im2col
+
+
+    class FlippedConv(Im2col):
+        """A convolution instead of a cross-correlation: forward flips the kernel (its gradients stay right)."""
+
+        name = "flipped-conv"
+
+        def forward(self, problem, x, w, b):
+            return super().forward(problem, x, np.ascontiguousarray(w[:, :, ::-1, ::-1]), b)
+
+
+    class HostileName(Im2col):
+        name = "<script>alert(1)</script>"
+''')
+
+
+def run_suite(cwd: Path, results: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the conformance suite in a fresh interpreter (quick profile) and record its rows under ``results``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONV_CONFORMANCE_RUN_ID"))}
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-q",
+           "--conv-profile", "quick", "--conv-max-examples", "4", "--conv-results", str(results), *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _record(root: Path) -> None:
+    (root / "report_backends.py").write_text(REPORT_BACKENDS)
+    impls = ["--impl", "report_backends.py:FlippedConv", "--impl", "report_backends.py:HostileName"]
+    runs = {"a": ("--conv-env-name", "env-a", "-n", "2", *impls, "-k", "naive or flipped or alert or cuda"),
+            "b": ("--conv-env-name", "env-b", *impls, "-k", "naive or flipped")}
+    for name, args in runs.items():
+        proc = run_suite(root, root / name, *args)
+        if proc.returncode != 1:
+            raise RuntimeError(f"run {name}: expected failures (exit 1), got {proc.returncode}:\n"
+                               f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def recorded_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two real runs of the suite: ``a`` with two pytest-xdist workers in environment ``env-a`` (naive, a failing
+    third-party backend, a backend with a ``<script>`` name, the torch-cuda ones), ``b`` in one process in
+    environment ``env-b`` (naive and the failing backend). Recorded once per session, shared by xdist workers."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the directory every worker's basetemp lives in
+    root, done, failed = base / "recorded-results", base / "recorded-results.done", base / "recorded-results.failed"
+    try:
+        os.close(os.open(base / "recorded-results.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:  # another worker records them: wait for it
+        deadline = time.monotonic() + 900
+        while not done.exists() and not failed.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+    else:
+        root.mkdir()
+        try:
+            _record(root)
+            done.touch()
+        except BaseException as exc:
+            failed.write_text(str(exc))
+            raise
+    if failed.exists():
+        pytest.fail(f"recording the results failed: {failed.read_text()}")
+    if not done.exists():
+        pytest.fail("timed out waiting for another worker to record the results")
+    return {"a": root / "a", "b": root / "b"}

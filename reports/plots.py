@@ -1,0 +1,109 @@
+"""Plot one report cell: the distribution of error/bound, and error/bound against the accumulation length K.
+
+Figures are built as ``matplotlib.figure.Figure`` objects on an Agg canvas, never through pyplot (no global
+state, no GUI backend), and written as SVG ``data:`` URIs the page embeds, so the report stays one file.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Any
+from urllib.parse import quote
+
+from matplotlib import rc_context
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from .summarize import Cell
+
+PASS, FAIL, KNOWN = "#2e8b57", "#c62828", "#e0a100"
+COLOURS = {"failed": FAIL, "error": FAIL, "xfailed": KNOWN}  #: by row status; anything else passed
+STYLE: dict[str, Any] = {"svg.fonttype": "none", "font.size": 8, "font.family": "sans-serif",
+                         "font.sans-serif": ["DejaVu Sans"], "axes.spines.top": False, "axes.spines.right": False}
+
+
+def svg_uri(fig: Figure) -> str:
+    """The figure as an SVG ``data:`` URI: matplotlib's SVG without its metadata, indentation and excess digits."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    svg = re.sub(r"<metadata>.*?</metadata>", "", buf.getvalue(), flags=re.S)
+    svg = re.sub(r"\n\s*", " ", svg[svg.index("<svg"):])
+    svg = re.sub(r"(\d\.\d\d)\d+", r"\1", svg)  # coordinates to 1/100 pt
+    return "data:image/svg+xml;charset=utf-8," + quote(svg, safe=" =:/;,.'()-_")
+
+
+def placed(ratios: list[float]) -> tuple[list[float], int, int]:
+    """log10 of every ratio, with 0 (exact) drawn at a floor left of everything else and ∞ at a ceiling."""
+    finite = [r for r in ratios if 0 < r < math.inf]
+    lo = min(math.floor(math.log10(min(finite))) - 1 if finite else 0, -4)
+    hi = math.ceil(math.log10(max(finite + [1.0]))) + 1
+    return [lo if r == 0 else hi if math.isinf(r) else math.log10(r) for r in ratios], lo, hi
+
+
+def _histogram(ax: Any, logs: list[float], colours: list[str], lo: int, hi: int, notes: list[str]) -> None:
+    step = 0.25 if hi - lo <= 12 else 1.0
+    bins = [lo - step / 2 + step * i for i in range(int((hi - lo) / step) + 2)]
+    groups = [([v for v, c in zip(logs, colours) if c == colour], colour, label)
+              for colour, label in ((PASS, "passed"), (KNOWN, "known failure"), (FAIL, "failed"))]
+    groups = [g for g in groups if g[0]]
+    ax.hist([g[0] for g in groups], bins=bins, stacked=True, histtype="stepfilled", color=[g[1] for g in groups],
+            label=[g[2] for g in groups])
+    for values, colour, _ in groups[1:] if groups and groups[0][1] == PASS else groups:
+        ax.plot(values, [0] * len(values), "^", color=colour, ms=6, clip_on=False)  # a few among many passes
+    ax.axvline(0, color="#333", ls="--", lw=0.8)
+    ax.set_xlabel("log10(error / bound)   (0 = at the bound)")
+    ax.set_ylabel("examples")
+    ax.legend(fontsize=7, frameon=False, loc="upper right")
+    ax.minorticks_off()
+    ax.yaxis.set_major_locator(MaxNLocator(5, integer=True))
+    ax.set_title(f"error/bound over {len(logs)} examples" + (f"\n({'; '.join(notes)})" if notes else ""), fontsize=8)
+
+
+def _against_k(ax: Any, ks: list[int], logs: list[float], colours: list[str]) -> None:
+    ax.scatter(ks, logs, c=colours, s=10, alpha=0.7, linewidths=0)
+    if max(ks) / min(ks) >= 8:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # no mathtext: faster, smaller
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(6, integer=True))
+    ax.minorticks_off()
+    ax.yaxis.set_major_locator(MaxNLocator(5))
+    ax.axhline(0.0, color="#333", ls="--", lw=0.8)
+    ax.set_xlabel("K: accumulation length at the worst element")
+    ax.set_ylabel("log10(error / bound)")
+    ax.set_title("error/bound against K", fontsize=8)
+
+
+def cell_plot(cell: Cell) -> str | None:
+    """The cell's histogram of log10(error/bound), and (where rows carry K) its scatter against K; None: no data."""
+    data = [(r, k, COLOURS.get(s, PASS)) for r, k, s in zip(cell.ratios, cell.ks, cell.statuses) if not math.isnan(r)]
+    if not data:
+        return None
+    logs, lo, hi = placed([r for r, _, _ in data])
+    colours = [c for _, _, c in data]
+    n0, ninf = sum(1 for r, _, _ in data if r == 0), sum(1 for r, _, _ in data if math.isinf(r))
+    notes = ([f"{n0} exact (0) drawn at {lo}"] if n0 else []) + ([f"{ninf} infinite drawn at {hi}"] if ninf else [])
+    with_k = any(k > 0 for _, k, _ in data)  # checks without an accumulation (oracle-free identities) have none
+    style: Any = {**STYLE, "svg.hashsalt": cell.ident}  # ids in the SVG stay unique per cell, and reproducible
+    with rc_context(style):
+        fig = Figure(figsize=(7.6 if with_k else 3.9, 2.3))
+        FigureCanvasAgg(fig)
+        fig.subplots_adjust(left=0.07 if with_k else 0.14, right=0.99 if with_k else 0.97, bottom=0.2, top=0.84,
+                            wspace=0.22)
+        axes = fig.subplots(1, 2) if with_k else [fig.subplots(1, 1)]
+        _histogram(axes[0], logs, colours, lo, hi, notes)
+        if with_k:
+            _against_k(axes[1], [max(k, 1) for _, k, _ in data], logs, colours)
+        return svg_uri(fig)
+
+
+def meter(ratio: float) -> int:
+    """Width in percent of a log-scale bar from 1e-4 to 10× the bound (the bound sits at 80%)."""
+    if math.isnan(ratio):
+        return 0
+    if ratio <= 0:
+        return 1
+    return int(max(1, min(100, (math.log10(ratio) + 4) / 5 * 100)))

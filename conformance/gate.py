@@ -16,16 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from . import records
+from .records import column
 from .registry import add_spec, build_registry
 
 FAILING = ("failed", "error")
 IGNORE_REWRITE = "ignore::pytest.PytestAssertRewriteWarning"
-
-
-def column(row: dict[str, Any]) -> str:
-    """The report column of a row: the tier for tiers that cover every pass, else the check."""
-    tier = row.get("tier", "hypothesis")
-    return tier if tier in ("golden", "exact", "nonfinite", "contract") else row["check"]
 
 
 @dataclass

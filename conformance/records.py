@@ -116,6 +116,17 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+#: tiers whose rows share one report column (they check every pass of one kind of data); other rows are in the
+#: column of their check (forward, grad_input, …, and the oracle-free adjoint, finite_difference, …)
+TIER_COLUMNS = ("golden", "exact", "nonfinite", "contract", "onnx")
+
+
+def column(row: dict[str, Any]) -> str:
+    """The report and gate column of a result row."""
+    tier = row.get("tier") or "hypothesis"
+    return str(tier) if tier in TIER_COLUMNS else str(row.get("check") or "?")
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 

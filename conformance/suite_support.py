@@ -12,7 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import oracle_free
+import pytest
+
+from . import onnx_golden, oracle_free
 from .backend import Capabilities
 from .checks import BACKWARD_CHECKS, CheckResult, check_backward, check_forward
 from .compare import Verdict, format_verdict
@@ -50,6 +52,10 @@ def unsupported_check_reason(caps: Capabilities, check: str, requested: Sequence
         return f"declares dtypes {', '.join(caps.dtypes)}, none of the requested {wanted}"
     if check in BACKWARD_CHECKS and not caps.backward:
         return "backward not declared (backward=False)"
+    if check == "onnx" and onnx_golden.available():
+        return onnx_golden.available()
+    if check == "onnx" and "float32" not in caps.dtypes:
+        return "float32 not declared: ONNX's Conv cases are float32"
     if check == "oracle_free" and "float64" not in caps.dtypes:
         return "float64 not declared: the oracle-free checks run in float64, where they have power"
     if check == "exact" and caps.error_model == "normwise":
@@ -106,6 +112,29 @@ class SuiteContext:
         else:
             self.run(problem, seed, kind, tier=TIERS.get(self.check, "hypothesis"))
 
+    def run_onnx(self) -> None:
+        """Every ONNX Conv case this backend supports; the others are recorded as unsupported, with the reason."""
+        caps: Capabilities = self.backend.capabilities
+        ran = 0
+        failures = []
+        for case in onnx_golden.cases():
+            why = caps.unsupported_reason(case.problem)
+            if why:
+                self.recorder.record(status="unsupported", impl=self.entry.name, check="forward", tier="onnx",
+                                     reason=f"{case.name}: {why}", nodeid=self.nodeid,
+                                     problem=case.problem.to_dict(), problem_text=case.problem.short())
+                continue
+            ran += 1
+            inputs = Inputs(case.x, case.w, case.b, np.zeros(case.problem.output_shape, dtype=case.x.dtype))
+            try:
+                self.run(case.problem, 0, "int", tier="onnx", inputs=inputs, expected={"forward": case.y})
+            except AssertionError as exc:
+                failures.append(str(exc))
+        if failures:
+            raise AssertionError("\n\n".join(failures))
+        if not ran:
+            pytest.skip(f"{self.entry.name} supports none of ONNX's {len(onnx_golden.cases())} Conv cases")
+
     def run_contract(self, problem: ConvProblem, seed: int) -> None:
         inputs = make_inputs(problem, seed, "normal")
         t0 = time.perf_counter()
@@ -152,6 +181,8 @@ class SuiteContext:
         return verdicts
 
     def _passes(self, caps: Capabilities) -> tuple[str, ...]:
+        if self.check == "onnx":
+            return ("forward",)
         if self.check in ("exact", "golden", "nonfinite"):
             return ("forward",) + (BACKWARD_CHECKS if caps.backward else ())
         return (self.check,)

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from conformance.records import RunFile, as_float, load
+from conformance.records import RunFile, as_float, column, load
 
-KNOWN_COLUMNS = ("forward", "grad_input", "grad_weight", "grad_bias", "golden", "exact", "nonfinite", "oracle-free",
-                 "contract")
+KNOWN_COLUMNS = ("forward", "grad_input", "grad_weight", "grad_bias", "golden", "onnx", "exact", "nonfinite",
+                 "adjoint", "finite_difference", "linearity", "batch", "contract")
 FAILING = ("failed", "error")
 KNOWN = "xfailed"  #: a failure listed in known_failures.txt, failing as expected
 NOT_RUN = ("unavailable", "unsupported", "skipped")
@@ -27,8 +27,7 @@ WORST_N = 5
 
 
 def column_of(row: dict[str, Any]) -> str:
-    tier = row.get("tier") or "hypothesis"
-    return str(row.get("check") or "?") if tier == "hypothesis" else str(tier)
+    return column(row)
 
 
 def ratio_of(row: dict[str, Any]) -> float:

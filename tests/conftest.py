@@ -1,12 +1,16 @@
 """Shared fixtures of the suite's own tests."""
 
+from conformance import onnx_golden
 from conformance.registry import build_registry
 
 pytest_plugins = ["pytester"]
 
-# pytester's in-process runs drop the modules a run imported; C extensions (numpy's, torch's) cannot be imported
-# twice in one process, so import every built-in backend (and what it imports) once, up front.
+# pytester's in-process runs drop the modules a run imported; C extensions (numpy's, torch's, onnx's protobuf)
+# cannot be imported twice in one process, so import every built-in backend (and what it imports) and the ONNX
+# cases once, up front.
 build_registry()
+if onnx_golden.available() is None:
+    onnx_golden.cases()
 
 
 # -- recorded results for the report tests (tests/test_report*.py) ------------------------------------------------

@@ -84,22 +84,26 @@ def _rows(results: Path) -> list[dict]:
 def test_k_selects_one_implementation(pytester: pytest.Pytester) -> None:
     res = pytester.runpytest(*SUITE, "-k", "im2col", "--collect-only", "-q")
     ids = [line for line in res.outlines if "::" in line]
-    assert len(ids) == 9, res.outlines
+    assert len(ids) == 10, res.outlines
     assert all("[im2col]" in i for i in ids)
     assert {i.split("::")[1].split("[")[0] for i in ids} == {
         "test_forward", "test_grad_input", "test_grad_weight", "test_grad_bias", "test_golden", "test_exact",
-        "test_nonfinite", "test_contract", "test_oracle_free"}
+        "test_nonfinite", "test_contract", "test_oracle_free", "test_onnx"}
 
 
 def test_external_backend_passes(pytester: pytest.Pytester, backends: Path) -> None:
     res = pytester.runpytest(*SUITE, "--impl", f"{backends}:GoodConv", "-k", "good-conv",
                              "--conv-results", str(pytester.path / "res"))
-    res.assert_outcomes(passed=9)
+    res.assert_outcomes(passed=10)
     rows = _rows(pytester.path / "res")
     assert {r["check"] for r in rows} == {"forward", "grad_input", "grad_weight", "grad_bias", "contract", "adjoint",
                                           "finite_difference", "linearity", "batch"}
-    assert {r["tier"] for r in rows} == {"hypothesis", "golden", "exact", "nonfinite", "contract", "oracle-free"}
-    assert all(r["status"] == "passed" and r["impl"] == "good-conv" for r in rows)
+    assert {r["tier"] for r in rows} == {"hypothesis", "golden", "exact", "nonfinite", "contract", "oracle-free",
+                                         "onnx"}
+    assert all(r["impl"] == "good-conv" for r in rows)
+    assert {r["status"] for r in rows} == {"passed"}
+    # ONNX's six 2-D Conv cases (its "asymmetric" one pads the two axes differently, each side alike)
+    assert len({r["problem_text"] for r in rows if r["tier"] == "onnx"}) == 6
 
 
 def test_flipped_kernel_fails_naming_check_and_worst_element(pytester: pytest.Pytester, backends: Path) -> None:
@@ -127,14 +131,14 @@ def test_golden_catches_flipped_kernel(pytester: pytest.Pytester, backends: Path
 def test_undeclared_and_unavailable_are_skipped_with_reasons(pytester: pytest.Pytester, backends: Path) -> None:
     res = pytester.runpytest(*SUITE, "--impl", f"{backends}:ForwardOnly", "--impl", f"{backends}:Away",
                              "-k", "forward-only or away-conv", "-rs", "--conv-results", str(pytester.path / "res"))
-    res.assert_outcomes(passed=6, skipped=12)
+    res.assert_outcomes(passed=6, skipped=14)
     res.stdout.fnmatch_lines(["*forward-only: backward not declared (backward=False)*",
                               "*away-conv: needs the frobnicator accelerator*"])
     rows = _rows(pytester.path / "res")
     unsupported = {(r["impl"], r["check"]) for r in rows if r["status"] == "unsupported"}
-    assert unsupported == {("forward-only", c) for c in ("grad_input", "grad_weight", "grad_bias")}
+    assert unsupported == {("forward-only", c) for c in ("grad_input", "grad_weight", "grad_bias", "onnx")}
     assert {r["reason"] for r in rows if r["status"] == "unavailable"} == {"needs the frobnicator accelerator"}
-    assert len([r for r in rows if r["status"] == "unavailable"]) == 9
+    assert len([r for r in rows if r["status"] == "unavailable"]) == 10
 
 
 def test_raising_backend_is_a_recorded_error(pytester: pytest.Pytester, backends: Path) -> None:

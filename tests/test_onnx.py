@@ -1,0 +1,36 @@
+"""ONNX's Conv node tests as golden vectors: their translation into problems (pads order, auto_pad) and the
+oracle's agreement with ONNX's expected outputs, bit for bit (they are small integers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conformance import reference as R
+from conformance.onnx_golden import _auto_pads, available, cases
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
+
+
+def test_every_2d_case_is_translated() -> None:
+    names = {c.name for c in cases()}
+    assert len(names) >= 6
+    assert {"test_basic_conv_with_padding", "test_conv_with_strides_and_asymmetric_padding",
+            "test_conv_with_autopad_same"} <= names
+
+
+@pytest.mark.parametrize("case", cases() if available() is None else [], ids=lambda c: c.name)
+def test_oracle_matches_onnx(case) -> None:
+    assert case.problem.output_shape == case.y.shape
+    np.testing.assert_array_equal(R.forward(case.problem, case.x, case.w, case.b), case.y.astype(np.float64))
+
+
+@pytest.mark.parametrize("mode, size, k, s, d, expected", [
+    ("SAME_UPPER", 5, 3, 2, 1, (1, 1)),  # out 3: total (3-1)*2 + 3 - 5 = 2
+    ("SAME_UPPER", 6, 3, 2, 1, (0, 1)),  # total 1: the odd one at the end
+    ("SAME_LOWER", 6, 3, 2, 1, (1, 0)),  # ... or at the beginning
+    ("SAME_UPPER", 7, 1, 3, 1, (0, 0)),  # a 1x1 kernel needs none (total would be negative)
+    ("VALID", 7, 3, 1, 1, (0, 0)),
+])
+def test_auto_pad(mode: str, size: int, k: int, s: int, d: int, expected: tuple[int, int]) -> None:
+    assert _auto_pads(mode, size, k, s, d) == expected

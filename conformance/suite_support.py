@@ -11,7 +11,6 @@ import time
 from typing import Any, Sequence
 
 import numpy as np
-
 import pytest
 
 from . import onnx_golden, oracle_free
@@ -28,7 +27,7 @@ from .repro import snippet
 from .strategies import conv_problems, data_kinds, seeds
 from .tolerance import exact_bits_for
 
-DEFAULT_DTYPES = ("float64", "float32")
+DEFAULT_DTYPES = ("float64", "float32", "float16", "bfloat16")  # each backend gets those it declares
 #: checks whose data kind is fixed, and the tier each non-hypothesis check records
 FIXED_KIND = {"exact": "int", "nonfinite": "nonfinite", "contract": "normal", "oracle_free": "normal"}
 TIERS = {"exact": "exact", "nonfinite": "nonfinite", "golden": "golden"}

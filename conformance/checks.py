@@ -57,15 +57,20 @@ def _judge_quietly(impl: str, check: str, actual: Any, p: ConvProblem, inp: Inpu
     return compare(impl, check, actual, want, b, t.k, dtype=p.dtype)
 
 
-def _fresh(a: np.ndarray | None) -> np.ndarray | None:
-    """A private copy for the backend, so that a backend that mutates its inputs cannot corrupt the oracle."""
-    return None if a is None else a.copy()
+def _not_c(out: runner.Outcome, what: str) -> str | None:
+    odd = [lay for lay in out.layouts if lay not in ("C", "NoneType")]
+    if odd:
+        return f"{what} returned a {odd[0]} array: results must be C-contiguous NCHW"
+    return None
 
 
 def check_forward(backend: Any, p: ConvProblem, inp: Inputs, data_kind: str, *,
-                  expected: Expected = None) -> CheckResult:
+                  expected: Expected = None, layout: str = "contiguous") -> CheckResult:
+    """The backend gets fresh copies in ``layout`` (a backend that mutates them cannot corrupt the oracle)."""
     caps = backend.capabilities
-    out = runner.call(backend, "forward", p, _fresh(inp.x), _fresh(inp.w), _fresh(inp.b))
+    out = runner.call(backend, "forward", p, inp.x, inp.w, inp.b, layout=layout)
+    if out.ok and _not_c(out, "forward"):
+        out.error = _not_c(out, "forward")
     if not out.ok:
         v = _error_verdict(backend.name, "forward", out.error or "", bound_kind(caps.error_model, data_kind),
                            caps.profile_for(p.dtype))
@@ -82,9 +87,12 @@ def _unpack_grads(value: Any) -> tuple[Any, Any, Any] | str:
 
 
 def check_backward(backend: Any, p: ConvProblem, inp: Inputs, data_kind: str,
-                   which: Sequence[str] = BACKWARD_CHECKS, *, expected: Expected = None) -> CheckResult:
+                   which: Sequence[str] = BACKWARD_CHECKS, *, expected: Expected = None,
+                   layout: str = "contiguous") -> CheckResult:
     caps = backend.capabilities
-    out = runner.call(backend, "backward", p, _fresh(inp.x), _fresh(inp.w), _fresh(inp.dy))
+    out = runner.call(backend, "backward", p, inp.x, inp.w, inp.dy, layout=layout)
+    if out.ok and _not_c(out, "backward"):
+        out.error = _not_c(out, "backward")
     kind, profile = bound_kind(caps.error_model, data_kind), caps.profile_for(p.dtype)
     grads = _unpack_grads(out.value) if out.ok else (out.error or "")
     if isinstance(grads, str):

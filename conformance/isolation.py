@@ -47,10 +47,10 @@ def _worker_main(conn: Any, spec: str, memory_limit: int | None) -> None:
     conn.send(("ready", None))
     while True:
         try:
-            method, args, repeat = conn.recv()
+            method, args, repeat, layout = conn.recv()
         except EOFError:
             return
-        out = invoke(backend, method, args, repeat)
+        out = invoke(backend, method, args, repeat, layout)
         try:
             conn.send(("outcome", out))
         except Exception as exc:  # an unpicklable result
@@ -144,7 +144,8 @@ class IsolatedBackend:
             pass
 
     # -- one call ---------------------------------------------------------------------------------------
-    def isolated_call(self, method: str, args: tuple[Any, ...], repeat: int = 1) -> Outcome:
+    def isolated_call(self, method: str, args: tuple[Any, ...], repeat: int = 1,
+                      layout: str | None = "contiguous") -> Outcome:
         if self._proc is None or self._proc.poll() is not None:
             if self._proc is not None:
                 self.restarts += 1
@@ -154,7 +155,7 @@ class IsolatedBackend:
                 return Outcome(error=failed)
         t0 = time.perf_counter()
         try:
-            self._conn.send((method, args, repeat))
+            self._conn.send((method, args, repeat, layout))
             if not self._conn.poll(self.timeout * repeat):
                 self.close()
                 return Outcome(error=f"{method} timed out after {self.timeout * repeat:g} s (the worker was killed "

@@ -124,7 +124,7 @@ TIER_COLUMNS = ("golden", "exact", "nonfinite", "contract", "onnx")
 def column(row: dict[str, Any]) -> str:
     """The report and gate column of a result row."""
     tier = row.get("tier") or "hypothesis"
-    return str(tier) if tier in TIER_COLUMNS else str(row.get("check") or "?")
+    return str(tier) if tier in TIER_COLUMNS or str(tier).startswith("layout-") else str(row.get("check") or "?")
 
 
 def new_run_id() -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .checks import check_backward, check_forward
 from .compare import Verdict, format_verdict
 from .data import make_inputs
@@ -15,32 +17,37 @@ from .problem import ConvProblem
 from .tolerance import exact_bits_for
 
 
-def snippet(spec: str, problem: ConvProblem, *, seed: int, data_kind: str, check: str) -> str:
+def snippet(spec: str, problem: ConvProblem, *, seed: int, data_kind: str, check: str,
+            layout: str = "contiguous") -> str:
     """Python that reproduces this example, given the backend's import path or registered name."""
+    extra = "" if layout == "contiguous" else f", layout={layout!r}"
     return (
         "from conformance import ConvProblem, reproduce\n"
         f"problem = {problem!r}\n"
-        f"print(reproduce({spec!r}, problem, seed={seed}, data_kind={data_kind!r}, check={check!r}))"
+        f"print(reproduce({spec!r}, problem, seed={seed}, data_kind={data_kind!r}, check={check!r}{extra}))"
     )
 
 
 def reproduce(spec: str, problem: ConvProblem, *, seed: int, data_kind: str = "normal",
-              check: str = "forward") -> str:
+              check: str = "forward", layout: str = "contiguous") -> str:
     """Run one example again and return the verdict text (``passed`` or the failure message)."""
     from .registry import add_spec, build_registry
 
     reg = build_registry()
     backend = add_spec(reg, spec).backend
-    v = run_example(backend, problem, seed=seed, data_kind=data_kind, check=check)
+    v = run_example(backend, problem, seed=seed, data_kind=data_kind, check=check, layout=layout)
     return f"{check} of {backend.name!r}: passed (max error/bound = {v.max_ratio:.3g})" if v.passed \
         else format_verdict(v)
 
 
-def run_example(backend: Any, problem: ConvProblem, *, seed: int, data_kind: str, check: str) -> Verdict:
+def run_example(backend: Any, problem: ConvProblem, *, seed: int, data_kind: str, check: str,
+                layout: str = "contiguous") -> Verdict:
     bits = exact_bits_for(backend.capabilities, problem.dtype)
     inputs = make_inputs(problem, seed, data_kind, exact_bits=bits)
+    if layout == "broadcast":  # the layout tier feeds back the gradient of out.sum()
+        inputs.dy = np.ones(problem.output_shape, dtype=problem.np_dtype)
     if check == "forward":
-        res = check_forward(backend, problem, inputs, data_kind)
+        res = check_forward(backend, problem, inputs, data_kind, layout=layout)
     else:
-        res = check_backward(backend, problem, inputs, data_kind, which=(check,))
+        res = check_backward(backend, problem, inputs, data_kind, which=(check,), layout=layout)
     return res.verdicts[0]

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .layouts import arrange, describe
+
 
 @dataclass
 class Outcome:
@@ -34,14 +36,6 @@ class Outcome:
 ARG_NAMES = {"forward": ("problem", "x", "w", "b"), "backward": ("problem", "x", "w", "dy")}
 
 
-def _layout(a: Any) -> str:
-    if not isinstance(a, np.ndarray):
-        return type(a).__name__
-    if a.flags.c_contiguous:
-        return "C"
-    return "F" if a.flags.f_contiguous else "strided"
-
-
 def _arrays(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (tuple, list)) else [value]
 
@@ -50,10 +44,15 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
 
 
-def invoke(backend: Any, method: str, args: tuple[Any, ...], repeat: int = 1) -> Outcome:
+def invoke(backend: Any, method: str, args: tuple[Any, ...], repeat: int = 1,
+           layout: str | None = "contiguous") -> Outcome:
+    """Call ``backend.method(*args)`` on fresh copies of the arrays in ``layout`` (``conformance.layouts``), made
+    here, where the backend runs (a layout does not survive pickling); ``None`` passes the arrays themselves."""
     fn = getattr(backend, method, None)
     if fn is None:
         return Outcome(error=f"backend {getattr(backend, 'name', backend)!r} has no method {method}()")
+    if layout is not None:
+        args = arrange(method, args, layout)
     names = ARG_NAMES.get(method, tuple(f"arg{i}" for i in range(len(args))))
     before = [(n, a.copy()) for n, a in zip(names, args) if isinstance(a, np.ndarray)]
     values = []
@@ -67,13 +66,13 @@ def invoke(backend: Any, method: str, args: tuple[Any, ...], repeat: int = 1) ->
     seconds = (time.perf_counter() - t0) / repeat
     current = dict(zip(names, args))
     mutated = [n for n, a in before if not _same(a, current[n])]
-    layouts = [_layout(a) for a in _arrays(values[0]) if a is not None]
+    layouts = [describe(a) for a in _arrays(values[0]) if a is not None]
     return Outcome(value=values[0], seconds=seconds, repeats=values[1:], mutated=mutated, layouts=layouts)
 
 
-def call(backend: Any, method: str, *args: Any, repeat: int = 1) -> Outcome:
+def call(backend: Any, method: str, *args: Any, repeat: int = 1, layout: str | None = "contiguous") -> Outcome:
     """Run ``backend.method(*args)``: in its worker process if it is isolated, here otherwise."""
     isolated = getattr(backend, "isolated_call", None)
     if isolated is not None:
-        return isolated(method, args, repeat)
-    return invoke(backend, method, args, repeat)
+        return isolated(method, args, repeat, layout)
+    return invoke(backend, method, args, repeat, layout)

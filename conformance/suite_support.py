@@ -111,6 +111,17 @@ class SuiteContext:
         else:
             self.run(problem, seed, kind, tier=TIERS.get(self.check, "hypothesis"))
 
+    def layout_example(self, data: Any, layout: str) -> None:
+        """Forward and backward on one problem with the operands in ``layout``; dy constant for 'broadcast'."""
+        caps: Capabilities = self.backend.capabilities
+        problem = data.draw(conv_problems(dtypes=dtypes_for(caps, self.dtypes), capabilities=caps), label="problem")
+        seed = data.draw(seeds, label="seed")
+        kind = data.draw(data_kinds(self.data_kinds or DEFAULT_DATA_KINDS), label="data_kind")
+        inputs = make_inputs(problem, seed, kind)
+        if layout == "broadcast":  # the gradient of loss = out.sum(): one value everywhere
+            inputs.dy = np.ones(problem.output_shape, dtype=problem.np_dtype)
+        self.run(problem, seed, kind, tier=f"layout-{layout}", inputs=inputs, layout=layout)
+
     def run_onnx(self) -> None:
         """Every ONNX Conv case this backend supports; the others are recorded as unsupported, with the reason."""
         caps: Capabilities = self.backend.capabilities
@@ -148,17 +159,19 @@ class SuiteContext:
         self._settle([CheckResult(verdicts, time.perf_counter() - t0)], problem, seed, "normal", "oracle-free")
 
     def run(self, problem: ConvProblem, seed: int, kind: str, *, tier: str,
-            inputs: Inputs | None = None, expected: dict[str, Any] | None = None) -> list[Verdict]:
+            inputs: Inputs | None = None, expected: dict[str, Any] | None = None,
+            layout: str = "contiguous") -> list[Verdict]:
         caps: Capabilities = self.backend.capabilities
         if inputs is None:
             inputs = make_inputs(problem, seed, kind, exact_bits=exact_bits_for(caps, problem.dtype))
         results: list[CheckResult] = []
         passes = self._passes(caps)
         if "forward" in passes:
-            results.append(check_forward(self.backend, problem, inputs, kind, expected=expected))
+            results.append(check_forward(self.backend, problem, inputs, kind, expected=expected, layout=layout))
         backward = [c for c in passes if c != "forward"]
         if backward:
-            results.append(check_backward(self.backend, problem, inputs, kind, which=backward, expected=expected))
+            results.append(check_backward(self.backend, problem, inputs, kind, which=backward, expected=expected,
+                                          layout=layout))
         return self._settle(results, problem, seed, kind, tier)
 
     def _settle(self, results: list[CheckResult], problem: ConvProblem, seed: int, kind: str,
@@ -182,20 +195,21 @@ class SuiteContext:
     def _passes(self, caps: Capabilities) -> tuple[str, ...]:
         if self.check == "onnx":
             return ("forward",)
-        if self.check in ("exact", "golden", "nonfinite"):
+        if self.check in ("exact", "golden", "nonfinite", "layout"):
             return ("forward",) + (BACKWARD_CHECKS if caps.backward else ())
         return (self.check,)
 
     def _row(self, v: Verdict, r: CheckResult, problem: ConvProblem, seed: int, kind: str,
              tier: str) -> dict[str, Any]:
-        repro = snippet(reproduce_spec(self.entry), problem, seed=seed, data_kind=kind, check=v.check)
+        layout = tier[len("layout-"):] if tier.startswith("layout-") else "contiguous"
+        repro = snippet(reproduce_spec(self.entry), problem, seed=seed, data_kind=kind, check=v.check, layout=layout)
         status = "passed" if v.passed else ("error" if r.error else "failed")
         message = "" if v.passed else f"{format_verdict(v)}\n\nReproduce:\n{repro}"
         key = {"check": v.check, "problem": problem.to_dict(), "seed": seed, "kind": kind, "tier": tier}
         return {"status": status, "impl": self.entry.name, "check": v.check, "tier": tier, "problem": problem.to_dict(),
                 "problem_text": problem.short(), "dtype": problem.dtype, "data_kind": kind, "seed": seed,
                 "max_ratio": v.max_ratio, "verdict": v.to_dict(), "seconds": r.seconds, "message": message,
-                "traceback": r.traceback, "repro": repro, "nodeid": self.nodeid, "key": key}
+                "traceback": r.traceback, "repro": repro, "nodeid": self.nodeid, "key": key, "layout": layout}
 
     def flush(self) -> None:
         rows = list(self._passed.values()) + self._last_failure

@@ -63,7 +63,9 @@ class TorchCPU:
             return torch.from_numpy(np.asarray(a, dtype=np.float32)).to(self.device, torch.bfloat16)
         a = np.asarray(a, dtype=problem.dtype)
         if any(s < 0 for s in a.strides):
-            a = np.ascontiguousarray(a)  # torch tensors cannot have negative strides
+            # torch tensors cannot have negative strides; a copy, not ascontiguousarray, which returns a size-1
+            # array as it is (it counts as contiguous whatever its strides)
+            a = a.copy(order="C")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not writable.*", category=UserWarning)
             t = torch.from_numpy(a)

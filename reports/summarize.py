@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 from conformance.records import RunFile, as_float, column, load
 
 KNOWN_COLUMNS = ("forward", "grad_input", "grad_weight", "grad_bias", "golden", "onnx", "exact", "nonfinite",
+                 "layout-channels_last", "layout-strided", "layout-negative", "layout-broadcast",
                  "adjoint", "finite_difference", "linearity", "batch", "contract")
 FAILING = ("failed", "error")
 KNOWN = "xfailed"  #: a failure listed in known_failures.txt, failing as expected

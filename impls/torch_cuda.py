@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from conformance.backend import Capabilities
+from conformance.problem import PADDING_MODES as ALL_PADDING_MODES
 
 from .torch_cpu import TorchCPU
 
@@ -77,7 +78,9 @@ class TorchCudaStrict(_TorchCuda):
     """CUDA without cuDNN and without TF32: IEEE arithmetic in the problem dtype."""
 
     name = "torch-cuda-strict"
-    capabilities = Capabilities(dtypes=("float32", "float64"), notes="cuDNN off, TF32 off (cuDNN and cuBLAS)")
+    # padding modes and asymmetric padding go through F.pad, the same code as torch-cpu (inherited _conv)
+    capabilities = Capabilities(dtypes=("float32", "float64"), padding_modes=ALL_PADDING_MODES,
+                                asymmetric_padding=True, notes="cuDNN off, TF32 off (cuDNN and cuBLAS)")
     cudnn_flags: ClassVar[dict[str, bool]] = {"enabled": False, "allow_tf32": False, "benchmark": False,
                                               "deterministic": False}
     matmul_allow_tf32: ClassVar[bool] = False
@@ -88,7 +91,8 @@ class TorchCudaDefault(_TorchCuda):
 
     name = "torch-cuda-default"
     capabilities = Capabilities(dtypes=("float32", "float64"), precision={"float32": "tf32"},
-                                error_model="normwise", deterministic=False,
+                                error_model="normwise", deterministic=False, padding_modes=ALL_PADDING_MODES,
+                                asymmetric_padding=True,
                                 notes="cuDNN on, TF32 convolutions (torch's defaults)")
     cudnn_flags: ClassVar[dict[str, bool]] = {"enabled": True, "allow_tf32": True, "benchmark": False,
                                               "deterministic": False}

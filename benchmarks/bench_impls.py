@@ -1,7 +1,8 @@
 """Time every implementation's forward and backward against torch CPU, interleaved, in one run on this machine.
 
     python benchmarks/bench_impls.py [--repeat 7] [--only im2col,fft,oracle] [--problems resnet,fft]
-                                     [--threads N] [--impl path.py:Class] [--budget 5] [--json out.json]
+                                     [--threads N] [--clock wall|cpu] [--keep-freed-memory]
+                                     [--impl path.py:Class] [--budget 5] [--json out.json]
 
 For each problem every implementation is warmed up once, then timed ``--repeat`` rounds; within a round the
 implementations run one after another (forward, then backward), so torch CPU and the others see the same machine
@@ -20,8 +21,15 @@ marked ``~``; the naive loops only run problems within their declared ``max_macs
 ``--threads N`` re-runs the script with ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS`` = N
 (torch, numpy's BLAS) and ``impls.fft.WORKERS`` = N (scipy.fft). On a loaded machine a multi-threaded library
 whose threads wait on each other (OpenMP barriers) loses most when a core is taken away; the one-thread run
-compares the code per core. The load average before and after the run is printed: compare ratios, not times,
-across runs. The issue's targets (#6) are evaluated at the end from this run's ratios.
+compares the code per core; with ``--clock cpu`` it also leaves out the time other processes held the core
+(the least noisy comparison on a shared machine). The load average before and after the run is printed:
+compare ratios, not times, across runs. The issue's targets (#6) are evaluated at the end from this run's
+ratios.
+
+``--keep-freed-memory`` (diagnosis) starts the process with glibc told to keep freed memory. By default glibc may
+give a large freed array back to the kernel, and the next temporary of that size is then zero-filled again page
+by page (about 2.5 us per 4 KiB page on a virtual machine); the difference between the two runs is that cost
+(within 10 % for im2col and fft when measured on 2026-11-25).
 
 Not a test: speed targets live here, never in timed tests.
 """
@@ -40,16 +48,25 @@ from typing import Any, Callable
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _reexec_with_threads(threads: int) -> None:
-    """Thread counts of OpenMP/BLAS are read when the libraries load: set them and start afresh."""
-    if os.environ.get("CONV_BENCH_THREADS") == str(threads):
-        return
-    env = dict(os.environ, CONV_BENCH_THREADS=str(threads), **{v: str(threads) for v in THREAD_VARS})
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+#: glibc returns freed memory of more than M_TRIM_THRESHOLD to the kernel, and a later array of that size is
+#: zero-filled page by page again; these keep it (diagnosis only: not what a user's process gets)
+KEEP_MEMORY = {"MALLOC_TRIM_THRESHOLD_": str(2**30), "MALLOC_MMAP_THRESHOLD_": str(2**30)}
 
 
-if __name__ == "__main__" and "--threads" in sys.argv[:-1]:  # before numpy and torch load their thread pools
-    _reexec_with_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
+def _reexec(threads: str | None, keep_memory: bool) -> None:
+    """Thread counts (OpenMP, BLAS) and malloc's settings are read when the process starts: set them, start afresh."""
+    env = dict(os.environ)
+    if threads is not None:
+        env.update(CONV_BENCH_THREADS=threads, **{v: threads for v in THREAD_VARS})
+    if keep_memory:
+        env.update(KEEP_MEMORY)
+    if env != os.environ:
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+if __name__ == "__main__":  # before numpy and torch load their thread pools
+    _reexec(sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv[:-1] else None,
+            "--keep-freed-memory" in sys.argv)
 
 import numpy as np  # noqa: E402
 
@@ -100,10 +117,14 @@ class Oracle:
         return self.r.grad_input(p, dy, w), self.r.grad_weight(p, x, dy), None
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = time.perf_counter
+
+
 def _once(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
+    t0 = _clock()
     fn()
-    return time.perf_counter() - t0
+    return _clock() - t0
 
 
 def _claims(name: str, b: Any, p: ConvProblem) -> bool:
@@ -202,10 +223,18 @@ def main() -> None:
     ap.add_argument("--impl", action="append", default=[], metavar="SPEC",
                     help="add a backend by import path (path/file.py:Class), e.g. an older version to compare")
     ap.add_argument("--threads", type=int, default=None, help="threads for torch, BLAS and scipy.fft")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="diagnosis: run with glibc keeping freed memory (no page faults on fresh temporaries)")
+    ap.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                    help="wall (default) or cpu: this process' CPU time, which leaves out the time other processes "
+                         "held the core; meaningful with --threads 1 only")
     ap.add_argument("--budget", type=float, default=5.0, help="seconds; slower single calls are not repeated")
     ap.add_argument("--json", default=None, help="write the rows, targets and machine facts here")
     args = ap.parse_args()
-
+    global _clock
+    _clock = CLOCKS[args.clock]
+    if args.clock == "cpu" and args.threads != 1:
+        print("warning: --clock cpu adds up the CPU time of every thread; use it with --threads 1", file=sys.stderr)
     if args.threads:
         try:
             import torch
@@ -229,8 +258,9 @@ def main() -> None:
 
     load0 = os.getloadavg()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads "
-          f"{os.environ.get('CONV_BENCH_THREADS', 'default')}, load average {load0[0]:.1f} at start, "
-          f"{args.repeat} rounds, {time.strftime('%Y-%m-%d %H:%M')}")
+          f"{os.environ.get('CONV_BENCH_THREADS', 'default')}, {args.clock} clock, load average {load0[0]:.1f} at "
+          f"start, {args.repeat} rounds, {time.strftime('%Y-%m-%d %H:%M')}"
+          + (", malloc keeps freed memory" if args.keep_freed_memory else ""))
     print("thr/torch = t_torch / t_impl in the same round (median): 1.00 torch's speed, 0.50 half of it\n")
     print(f"{'problem':<24} {'impl':<14} {'fwd ms':>10} {'thr/torch':>9} {'GF/s':>7} "
           f"{'bwd ms':>10} {'thr/torch':>9} {'GF/s':>7}")
@@ -251,8 +281,9 @@ def main() -> None:
     if args.json:
         facts = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_count": os.cpu_count(),
                  "processor": platform.processor() or platform.machine(), "platform": platform.platform(),
-                 "threads": os.environ.get("CONV_BENCH_THREADS", "default"), "loadavg_start": load0,
-                 "loadavg_end": load1, "repeat": args.repeat, "numpy": np.__version__}
+                 "threads": os.environ.get("CONV_BENCH_THREADS", "default"), "clock": args.clock,
+                 "keep_freed_memory": args.keep_freed_memory,
+                 "loadavg_start": load0, "loadavg_end": load1, "repeat": args.repeat, "numpy": np.__version__}
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"machine": facts, "rows": rows, "targets": verdicts}, fh, indent=1)
 

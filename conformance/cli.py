@@ -93,9 +93,14 @@ def pytest_args_for_run(args: argparse.Namespace, results_dir: Path) -> list[str
                       ("--conv-env-name", "conv_env_name")):
         if getattr(args, dest) is not None:
             pa += [opt, str(getattr(args, dest))]
-    for opt, dest in (("--conv-dtypes", "conv_dtypes"), ("--conv-data-kinds", "conv_data_kinds")):
+    for opt, dest in (("--conv-dtypes", "conv_dtypes"), ("--conv-data-kinds", "conv_data_kinds"),
+                      ("--conv-shapes", "conv_shapes")):
         if getattr(args, dest):
             pa += [opt, ",".join(getattr(args, dest))]
+    if args.conv_shapes_max_macs is not None:
+        pa += ["--conv-shapes-max-macs", str(args.conv_shapes_max_macs)]
+    if args.conv_scale_2g:
+        pa.append("--conv-scale-2g")
     if args.keyword:
         pa += ["-k", args.keyword]
     if args.workers:

@@ -11,19 +11,34 @@ Kinds:
 ``int``      small integers in [-3, 3], sparsified until every partial sum of every pass stays below
              2^p (p = the profile's exact bits): any direct method must then match the reference bitwise
              (benchdnn's integer fill).
+
+The extreme kinds (the extreme tier; each judged by the deterministic bound):
+
+``huge``     one operand (x, w or dy, chosen by the seed) near the top of the dtype's range, as large as it can be
+             while every pass's exact result stays finite: ``max / (4·K)``, K the longest sum it enters; the others
+             have magnitudes in (1/2, 1]. A transform (FFT, Winograd) that sums before it multiplies overflows there.
+``tiny``     two operands (and the bias) near the bottom of the normal range, ``tiny·2^U(-3, 3)`` (half of them
+             subnormal), the third (chosen by the seed) of magnitude 2^U(-2, 2): products and sums straddle the
+             normal/subnormal boundary, so flushing subnormals to zero (FTZ/DAZ) shows.
+``signed_zeros`` N(0, 1) data with half of every operand +0.0 or -0.0 (either sign equally often): outputs whose
+             every product is a zero must come out zero, and -0.0 must act as the zero it is.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .compare import _np_dtype
 from .problem import ConvProblem
 
-DATA_KINDS = ("normal", "uniform", "wide", "int", "nonfinite")
+DATA_KINDS = ("normal", "uniform", "wide", "int", "nonfinite", "huge", "tiny", "signed_zeros")
+EXTREME_KINDS = ("huge", "tiny", "signed_zeros")
+#: how far below the top of the range the longest sum of the ``huge`` kind stays
+HUGE_MARGIN = 4.0
 WIDE_EXPONENT = {"float64": 12, "float32": 8, "float16": 3, "bfloat16": 8}
 INT_RANGE = 3
 
@@ -80,6 +95,8 @@ def int_density(p: ConvProblem, exact_bits: int) -> float:
 def make_inputs(p: ConvProblem, seed: int, kind: str = "normal", *, exact_bits: int = 24) -> Inputs:
     """Operands of ``p`` in ``p.dtype``, reproducible from (seed, kind)."""
     rng = _rng(seed, kind)
+    if kind in EXTREME_KINDS:
+        return _extreme_inputs(p, rng, kind)
     density = int_density(p, exact_bits) if kind == "int" else 1.0
     dt = _np_dtype(p.dtype)
     draw = lambda shape, plant=True: _draw(rng, kind, shape, p.dtype, density, plant).astype(dt)  # noqa: E731
@@ -87,3 +104,60 @@ def make_inputs(p: ConvProblem, seed: int, kind: str = "normal", *, exact_bits: 
     b = draw(p.bias_shape, plant=False) if p.bias else None
     dy = draw(p.output_shape)
     return Inputs(x, w, b, dy)
+
+
+# -- the extreme kinds ----------------------------------------------------------------------------------------------
+
+def dtype_range(dtype: str) -> tuple[float, float]:
+    """(largest finite, smallest normal) of a problem dtype (bfloat16 through ml_dtypes)."""
+    fi: Any
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        fi = ml_dtypes.finfo(ml_dtypes.bfloat16)
+    else:
+        fi = np.finfo(np.dtype(dtype))
+    return float(fi.max), float(fi.tiny)
+
+
+def sum_lengths(p: ConvProblem) -> dict[str, int]:
+    """The longest sum of each operand's passes (an upper bound of every K_i it enters)."""
+    taps = p.kh * p.kw
+    forward = p.c_in // p.groups * taps + (1 if p.bias else 0)
+    grad_input = p.c_out // p.groups * taps
+    grad_weight = p.batch * p.out_h * p.out_w  # grad_bias sums the same count
+    return {"x": max(forward, grad_weight), "w": max(forward, grad_input), "dy": max(grad_input, grad_weight)}
+
+
+def _extreme_inputs(p: ConvProblem, rng: np.random.Generator, kind: str) -> Inputs:
+    dt = _np_dtype(p.dtype)
+    shapes = {"x": p.input_shape, "w": p.weight_shape, "dy": p.output_shape, "b": p.bias_shape}
+    sign = lambda shape: rng.choice([-1.0, 1.0], shape)  # noqa: E731
+    out: dict[str, np.ndarray] = {}
+    if kind == "signed_zeros":
+        for name, shape in shapes.items():
+            a = rng.standard_normal(shape)
+            zero = rng.random(shape) < 0.5
+            out[name] = np.where(zero, np.where(rng.random(shape) < 0.5, -0.0, 0.0), a)
+    elif kind == "huge":
+        top, _ = dtype_range(p.dtype)
+        role = ("x", "w", "dy")[int(rng.integers(3))]
+        lengths = sum_lengths(p)
+        for name, shape in shapes.items():
+            if name == role:
+                scale = top / (HUGE_MARGIN * lengths[role])
+                out[name] = sign(shape) * scale * rng.uniform(0.5, 1.0, shape)
+            else:
+                out[name] = sign(shape) * np.exp2(rng.uniform(-1.0, 0.0, shape))
+    elif kind == "tiny":
+        _, tiny = dtype_range(p.dtype)
+        moderate = ("x", "w", "dy")[int(rng.integers(3))]
+        for name, shape in shapes.items():
+            if name == moderate:
+                out[name] = sign(shape) * np.exp2(rng.uniform(-2.0, 2.0, shape))
+            else:
+                out[name] = sign(shape) * tiny * np.exp2(rng.uniform(-3.0, 3.0, shape))
+    else:
+        raise ValueError(f"data kind={kind!r} is not one of {EXTREME_KINDS}")
+    cast = {k: v.astype(dt) for k, v in out.items()}
+    return Inputs(cast["x"], cast["w"], cast["b"] if p.bias else None, cast["dy"])

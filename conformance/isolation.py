@@ -96,6 +96,11 @@ class IsolatedBackend:
         key = secrets.token_bytes(16)
         listener = Listener(address, family="AF_UNIX", authkey=key)
         env = dict(os.environ, CONV_CONFORMANCE_WORKER_KEY=key.hex())
+        # the suite's problems are tiny: one thread per worker avoids oversubscribing the cores that pytest-xdist
+        # workers already share (2 OpenMP threads on a busy 2-core machine made 0.2 ms torch calls take 20-130 ms)
+        threads = os.environ.get("CONV_CONFORMANCE_WORKER_THREADS", "1")
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, threads)
         cmd = [sys.executable, "-m", "conformance.isolation", address, self.spec, str(self.memory_limit or 0)]
         self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
         # accept() must not wait forever on a worker that died before connecting (CPython's Listener keeps its

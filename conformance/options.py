@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from .data import DATA_KINDS
 from .problem import DTYPES
+from .shapes import names as shape_corpora
 
 PROFILE_NAMES = ("quick", "ci", "thorough")
 DEFAULT_PROFILE = "ci"
@@ -27,6 +28,19 @@ def _choice_list(option: str, allowed: tuple[str, ...]) -> Callable[[str], tuple
             raise argparse.ArgumentTypeError(
                 f"{option} {text!r}: {', '.join(bad) or 'nothing given'} not among {', '.join(allowed)}")
         return items
+
+    return parse
+
+
+def _non_negative_int(option: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} {text!r} is not an integer") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{option} {v} must be at least 0")
+        return v
 
     return parse
 
@@ -64,6 +78,16 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-") -> Non
     addoption(f"--{prefix}data-kinds", type=_choice_list("data-kinds", DATA_KINDS), default=None,
               dest="conv_data_kinds", metavar="LIST",
               help=f"data kinds of the hypothesis tiers (default {','.join(DEFAULT_DATA_KINDS)})")
+    addoption(f"--{prefix}shapes", type=_choice_list("shapes", shape_corpora()), default=None, dest="conv_shapes",
+              metavar="NAMES", help=f"shape corpora of the corpus tier, comma-separated (default: all of "
+                                    f"{', '.join(shape_corpora())})")
+    addoption(f"--{prefix}shapes-max-macs", type=_non_negative_int("shapes-max-macs"), default=None,
+              dest="conv_shapes_max_macs", metavar="N",
+              help="multiply-adds per pass the corpus tier reduces each layer to, keeping its stride/padding/dilation "
+                   "remainders (default by profile: quick 5000, ci 20000, thorough 1000000; 0: full size)")
+    addoption(f"--{prefix}scale-2g", action="store_true", default=False, dest="conv_scale_2g",
+              help="run the scale tier's operands of more than 2^31 elements (default: only at the thorough "
+                   "profile); they are skipped, with the reason, where the memory is lacking")
     addoption(f"--{prefix}results", default=None, dest="conv_results", metavar="DIR",
               help=f"directory for the results files (default {DEFAULT_RESULTS})")
     addoption(f"--{prefix}known-failures", action="append", default=[], dest="conv_known_failures",

@@ -198,7 +198,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
 
 def _tier(check: str) -> str:
     return {"golden": "golden", "exact": "exact", "nonfinite": "nonfinite", "contract": "contract",
-            "oracle_free": "oracle-free", "onnx": "onnx", "layout": "layout"}.get(check, "hypothesis")
+            "oracle_free": "oracle-free", "onnx": "onnx", "layout": "layout", "boundary": "boundary",
+            "corpus": "corpus", "scale": "scale", "extreme": "extreme"}.get(check, "hypothesis")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -118,7 +118,7 @@ def _jsonable(v: Any) -> Any:
 
 #: tiers whose rows share one report column (they check every pass of one kind of data); other rows are in the
 #: column of their check (forward, grad_input, …, and the oracle-free adjoint, finite_difference, …)
-TIER_COLUMNS = ("golden", "exact", "nonfinite", "contract", "onnx")
+TIER_COLUMNS = ("golden", "exact", "nonfinite", "contract", "onnx", "boundary", "corpus", "scale", "extreme")
 
 
 def column(row: dict[str, Any]) -> str:

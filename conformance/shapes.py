@@ -79,9 +79,14 @@ class Corpus:
     path: Path = field(default=SHAPES_DIR, compare=False)
 
 
+#: the order the corpora run in (the first layer with a geometry names it): networks before the ones built on them
+ORDER = ("resnet50", "mobilenet_v2", "inception_v3", "efficientnet_b0", "alexnet", "deeplab_v3", "regressions")
+
+
 def names() -> tuple[str, ...]:
-    """Every corpus shipped with the suite."""
-    return tuple(sorted(p.stem for p in SHAPES_DIR.glob("*.txt")))
+    """Every corpus shipped with the suite, in ``ORDER`` (others after, by name)."""
+    found = sorted(p.stem for p in SHAPES_DIR.glob("*.txt"))
+    return tuple(n for n in ORDER if n in found) + tuple(n for n in found if n not in ORDER)
 
 
 def _pair(key: str, text: str, where: str) -> Pair:
@@ -180,15 +185,15 @@ def _input_for(out: int, k: int, s: int, p: int, d: int, r: int) -> int:
 
 
 def _out_floor(n: int, k: int, s: int, p: int, d: int, level: int) -> int:
-    """The fewest outputs a reduction may keep along an axis. Level 0 keeps an output whose window lies inside the
-    unpadded input (where the layer has one) and at least 2 outputs; level 1 keeps 2; level 2 keeps 1. Every level
-    keeps an input of at least one row and, where the full layer's kernel fits inside its input, fits it inside."""
+    """The fewest outputs a reduction may keep along an axis (never fewer than 2 where the layer has 2, and an input
+    of at least one row). Level 0 also keeps an output whose window lies inside the unpadded input (where the layer has
+    one); levels 0 and 1 keep the kernel inside the unpadded input where the layer's kernel fits inside its input."""
     out, r = _axis(n, k, s, p, d)
     span = d * (k - 1) + 1
-    lo = 1 if level >= 2 else min(out, 2)
+    lo = min(out, 2)
     while _input_for(lo, k, s, p, d, r) < 1:
         lo += 1
-    if span <= n:  # the kernel fits inside the unpadded input: keep it so
+    if span <= n and level <= 1:  # the kernel fits inside the unpadded input: keep it so
         lo = max(lo, math.ceil((2 * p - r) / s) + 1)
     if level == 0:
         i0 = math.ceil(p / s)  # the first output whose window starts inside the input
@@ -224,8 +229,9 @@ def reduce(layer: Layer, max_macs: int | None, *, dtype: str = "float32", batch:
     if max_macs is None or full.macs <= max_macs:
         return full
     best = None
-    # relax the spatial floors first (level 0 -> 2), the channel floors (congruence modulo 8) last
-    for level, channel_level in ((0, 0), (1, 0), (2, 0), (2, 1)):
+    # relax the spatial floors, then the channel floors (congruence modulo 8), and only then let the kernel outgrow
+    # the unpadded input
+    for level, channel_level in ((0, 0), (1, 0), (1, 1), (2, 0), (2, 1)):
         p = _reduce_at(layer, max_macs, level, channel_level, dtype, batch)
         if p.macs <= max_macs:
             return p
@@ -276,17 +282,32 @@ def _reduce_at(layer: Layer, max_macs: int, level: int, channel_level: int, dtyp
                        groups=g2, bias=layer.bias, dtype=dtype, label=layer.label)
 
 
-def corpus_problems(selected: Sequence[str] | None, max_macs: int | None, *,
-                    dtype: str = "float32") -> list[ConvProblem]:
-    """The reduced problems of the selected corpora, in file order, each geometry once (the first layer that has
-    it names it)."""
-    seen: set[ConvProblem] = set()
+def geometry_class(p: ConvProblem) -> tuple:
+    """What a reduced layer shares with others of its kind: per axis the kernel, stride, padding, dilation, remainder,
+    whether the kernel fits inside the unpadded input and whether there is a single output; dense, grouped or
+    depthwise; whether the channels per group are multiples of 8; the bias. Not the channel counts themselves."""
+    def axis(n: int, k: int, s: int, pad: int, d: int, out: int) -> tuple:
+        span = d * (k - 1) + 1
+        return (k, s, pad, d, (n + 2 * pad - span) % s, span <= n, out == 1)
+
+    kind = "depthwise" if p.groups == p.c_in > 1 else "grouped" if p.groups > 1 else "dense"
+    return (axis(p.h, p.kh, p.stride[0], p.padding[0], p.dilation[0], p.out_h),
+            axis(p.w, p.kw, p.stride[1], p.padding[1], p.dilation[1], p.out_w), p.pad_end, kind,
+            p.c_in // p.groups % 8 == 0, p.c_out // p.groups % 8 == 0, p.bias)
+
+
+def corpus_problems(selected: Sequence[str] | None, max_macs: int | None, *, dtype: str = "float32",
+                    distinct: str = "problem") -> list[ConvProblem]:
+    """The reduced problems of the selected corpora, in order, the first layer with a given problem (``distinct=
+    "problem"``) or geometry class (``"geometry"``, see ``geometry_class``: the cheaper set) naming it."""
+    key = {"problem": lambda p: p, "geometry": geometry_class}[distinct]
+    seen: set = set()
     out = []
     for corpus in load_all(selected):
         for layer in corpus.layers:
             p = reduce(layer, max_macs, dtype=dtype)
-            if p in seen:
+            if key(p) in seen:
                 continue
-            seen.add(p)
+            seen.add(key(p))
             out.append(p)
     return out

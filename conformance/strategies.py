@@ -95,3 +95,138 @@ def data_kinds(kinds: Sequence[str] = ("normal", "uniform", "wide")) -> st.Searc
     if unknown:
         raise ValueError(f"data kinds {unknown}, but they must be among {DATA_KINDS}")
     return st.sampled_from(tuple(kinds))
+
+
+# -- the boundary tier: sizes next to the block and tile widths of blocked kernels ----------------------------------
+
+#: 8, 16, 24, 32, 64, 128, 256 and their neighbours: where a blocked kernel's tail starts, or a group is narrower
+#: than a block (pytorch#19912, #21597, #50042, #54136)
+NEAR_POWERS_OF_TWO = tuple(v for b in (8, 16, 24, 32, 64, 128, 256) for v in (b - 1, b, b + 1))
+#: what one boundary problem puts next to a block boundary. ``crash``: XLA:CPU's backward-data abort (issue #8, item
+#: 6): kernel 2, stride 2, padding 1 on one axis and a kernel longer than the output on the other
+BOUNDARY_FOCI = ("channels", "groups", "depthwise", "width", "height", "crash")
+
+
+def _near(draw: Any, cap: int) -> int:
+    """One of ``NEAR_POWERS_OF_TWO`` up to ``cap`` (shrinking towards 7); below 7, any size up to ``cap``."""
+    values = [v for v in NEAR_POWERS_OF_TWO if v <= cap]
+    if not values:
+        return draw(st.integers(1, max(1, cap)))
+    return draw(st.sampled_from(values))
+
+
+def _small(draw: Any, cap: int, top: int = 4) -> int:
+    return draw(st.integers(1, max(1, min(top, cap))))
+
+
+@st.composite
+def boundary_problems(
+    draw: Any,
+    *,
+    dtypes: Sequence[str] = ("float64", "float32"),
+    capabilities: Capabilities | None = None,
+    bias: bool | None = None,
+    max_macs: int = MAX_MACS,
+    max_batch: int = 2,
+) -> ConvProblem:
+    """Problems with channel counts, group sizes, channel multipliers, widths or heights next to a block boundary.
+
+    Each problem has one *focus* (``BOUNDARY_FOCI``): channels (C_in and/or C_out from ``NEAR_POWERS_OF_TWO``),
+    groups (many groups narrower than a block, or a few groups whose width sits at a boundary), depthwise (groups =
+    C_in at a boundary, channel multiplier 1 to 4), width or height (the output or the input size of that axis at a
+    boundary), or crash (kernel 2, stride 2, padding 1 on one axis, a kernel of 5 to 9 longer than the output on the
+    other). The other sizes stay small, output sizes sitting at a boundary too where the budget leaves room; like
+    ``conv_problems`` every size is capped by what the work budget leaves, so every problem is valid and within
+    ``max_macs`` by construction (no filtering).
+    """
+    caps = capabilities or Capabilities(dtypes=tuple(dtypes))
+    allowed = [d for d in dtypes if d in caps.dtypes]
+    if not allowed:
+        raise ValueError(f"dtypes={tuple(dtypes)}, but the capabilities declare only {caps.dtypes}")
+    if caps.max_macs is not None:
+        max_macs = min(max_macs, caps.max_macs)
+    foci = [f for f in BOUNDARY_FOCI if caps.groups or f not in ("groups", "depthwise")]
+    focus = draw(st.sampled_from(foci))
+    dtype = draw(st.sampled_from(allowed))
+    budget = max(1, max_macs)
+    min_taps = 10 if focus == "crash" else 1  # the crash shape has at least a 2x5 kernel
+
+    # -- channels ------------------------------------------------------------------------------------------------
+    room = max(1, budget // min_taps)
+    if focus == "depthwise":
+        groups, cin_g = _near(draw, room), 1
+        cout_g = _small(draw, room // groups)  # the channel multiplier
+    elif focus == "groups":
+        if draw(st.booleans()):  # many groups, each narrower than a block
+            groups = _near(draw, room // 2)
+            cin_g = draw(st.integers(2, max(2, min(7, room // groups)))) if room // groups >= 2 else 1
+        else:  # a few groups, each at a block boundary
+            groups = draw(st.integers(2, max(2, min(4, room))))
+            cin_g = _near(draw, room // groups)
+        cout_g = _small(draw, room // (groups * cin_g))
+    elif focus == "channels":
+        groups = 1
+        if draw(st.booleans()):
+            cin_g = _near(draw, room)
+            cout_g = _near(draw, room // cin_g) if draw(st.booleans()) else _small(draw, room // cin_g)
+        else:
+            cin_g = _small(draw, room)
+            cout_g = _near(draw, room // cin_g)
+    else:
+        groups = 1
+        cin_g = _small(draw, room)
+        cout_g = _small(draw, room // cin_g)
+    per_tap = groups * cin_g * cout_g
+    left = max(1, budget // per_tap)  # kernel taps x outputs x batch still affordable
+
+    # -- kernels, strides, dilations -----------------------------------------------------------------------------
+    crash_axis = draw(st.sampled_from((0, 1))) if focus == "crash" else None
+    boundary_axis = {"height": 0, "width": 1}.get(focus)
+    k, s, d = [1, 1], [1, 1], [1, 1]
+    for a in (0, 1):
+        if crash_axis is not None and a == crash_axis:
+            k[a], s[a] = 2, 2
+        elif crash_axis is not None:
+            k[a], s[a] = draw(st.integers(5, max(5, min(9, left // 2)))), draw(st.integers(1, 2))
+        else:
+            k[a] = draw(st.integers(1, max(1, min(3, left // k[0] if a else left))))
+            d[a] = draw(st.integers(1, 2 if (k[a] > 1 and caps.dilation) else 1))
+            s[a] = draw(st.integers(1, 3))
+    outputs_left = max(1, left // (k[0] * k[1]))
+
+    # -- output (or input) sizes and padding, per axis -----------------------------------------------------------
+    sizes, pads, out_h = [0, 0], [0, 0], 1
+    for a in (0, 1):
+        span = d[a] * (k[a] - 1) + 1
+        cap_a = outputs_left if a == 0 else max(1, outputs_left // max(1, out_h))
+        if crash_axis is not None and a == crash_axis:
+            out = draw(st.integers(1, max(1, min(4, cap_a))))
+            slack = 1 if out == 1 else draw(st.integers(0, 1))  # input = 2*(out - 1) + slack >= 1
+            sizes[a], pads[a] = (out - 1) * 2 + 2 + slack - 2, 1
+        elif crash_axis is not None:  # the kernel is longer than the output
+            out = draw(st.integers(1, max(1, min(k[a] - 1, cap_a))))
+            padded = (out - 1) * s[a] + span + draw(st.integers(0, s[a] - 1))
+            pads[a] = draw(st.integers(0, min(2, (padded - 1) // 2)))
+            sizes[a] = padded - 2 * pads[a]
+        elif a == boundary_axis and draw(st.booleans()):  # the input size at the boundary
+            pads[a] = draw(st.integers(0, min(2, k[a] - 1)))
+            hi = (cap_a - 1) * s[a] + span - 2 * pads[a] + s[a] - 1
+            lo = max(1, span - 2 * pads[a])
+            candidates = [v for v in NEAR_POWERS_OF_TWO if lo <= v <= hi]
+            n = draw(st.sampled_from(candidates)) if candidates else draw(st.integers(lo, max(lo, hi)))
+            sizes[a] = n
+            out = (n + 2 * pads[a] - span) // s[a] + 1
+        else:  # the focus axis at a boundary; any other one small, or at a boundary too where the budget allows
+            at_boundary = a == boundary_axis or (cap_a >= NEAR_POWERS_OF_TWO[0] and draw(st.booleans()))
+            out = _near(draw, cap_a) if at_boundary else _small(draw, cap_a)
+            padded = (out - 1) * s[a] + span + draw(st.integers(0, s[a] - 1))
+            pads[a] = draw(st.integers(0, min(2, (padded - 1) // 2)))
+            sizes[a] = padded - 2 * pads[a]
+        if a == 0:
+            out_h = out
+    out_w = out
+    batch = draw(st.integers(1, max(1, min(max_batch, outputs_left // (out_h * out_w)))))
+    has_bias = draw(st.booleans()) if bias is None else bias
+    return ConvProblem(batch=batch, c_in=groups * cin_g, c_out=groups * cout_g, h=sizes[0], w=sizes[1], kh=k[0],
+                       kw=k[1], stride=(s[0], s[1]), padding=(pads[0], pads[1]), dilation=(d[0], d[1]), groups=groups,
+                       bias=has_bias, dtype=dtype)

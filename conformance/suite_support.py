@@ -8,29 +8,34 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from typing import Any, Sequence
 
 import numpy as np
 import pytest
 
-from . import onnx_golden, oracle_free
+from . import onnx_golden, oracle_free, shapes
 from .backend import Capabilities
 from .checks import BACKWARD_CHECKS, CheckResult, check_backward, check_forward
 from .compare import Verdict, format_verdict
 from .contract import check_calls
-from .data import Inputs, make_inputs
+from .data import EXTREME_KINDS, Inputs, make_inputs
 from .options import DEFAULT_DATA_KINDS
 from .problem import ConvProblem
 from .records import Recorder
 from .registry import Entry
 from .repro import snippet
-from .strategies import conv_problems, data_kinds, seeds
+from .strategies import boundary_problems, conv_problems, data_kinds, seeds
 from .tolerance import exact_bits_for
 
 DEFAULT_DTYPES = ("float64", "float32", "float16", "bfloat16")  # each backend gets those it declares
 #: checks whose data kind is fixed, and the tier each non-hypothesis check records
 FIXED_KIND = {"exact": "int", "nonfinite": "nonfinite", "contract": "normal", "oracle_free": "normal"}
-TIERS = {"exact": "exact", "nonfinite": "nonfinite", "golden": "golden"}
+TIERS = {"exact": "exact", "nonfinite": "nonfinite", "golden": "golden", "boundary": "boundary", "extreme": "extreme"}
+#: the tiers that check every pass of each problem (forward, then the gradients the backend declares)
+ALL_PASS_TIERS = ("exact", "golden", "nonfinite", "boundary", "extreme", "corpus", "scale")
+#: the smallest problem of the scale tier (C_out = 65537 on a 1x1 image with a 1x1 kernel)
+SCALE_MIN_MACS = 2**16 + 1
 
 
 def _worst(verdicts: list[Verdict]) -> Verdict:
@@ -57,6 +62,9 @@ def unsupported_check_reason(caps: Capabilities, check: str, requested: Sequence
         return "float32 not declared: ONNX's Conv cases are float32"
     if check == "oracle_free" and "float64" not in caps.dtypes:
         return "float64 not declared: the oracle-free checks run in float64, where they have power"
+    if check == "scale" and caps.max_macs is not None and caps.max_macs < SCALE_MIN_MACS:
+        return (f"max_macs={caps.max_macs} declared: below every problem of the scale tier (the smallest, C_out=65537 "
+                f"on a 1x1 image, has {SCALE_MIN_MACS} multiply-adds)")
     if check == "exact" and caps.error_model == "normwise":
         return ("normwise error model: an FFT/Winograd result is not exact on integer data, so the exact tier "
                 "does not apply (its values are judged by the normwise bound in the other checks)")
@@ -97,11 +105,15 @@ class SuiteContext:
     def hypothesis_example(self, data: Any) -> None:
         caps: Capabilities = self.backend.capabilities
         dtypes = ("float64",) if self.check == "oracle_free" else dtypes_for(caps, self.dtypes)
-        problem = data.draw(conv_problems(dtypes=dtypes, capabilities=caps,
-                                          bias=True if self.check == "grad_bias" else None), label="problem")
+        strategy = boundary_problems if self.check == "boundary" else conv_problems
+        problem = data.draw(strategy(dtypes=dtypes, capabilities=caps,
+                                     bias=True if self.check == "grad_bias" else None), label="problem")
         seed = data.draw(seeds, label="seed")
         if self.check in FIXED_KIND:
             kind = FIXED_KIND[self.check]
+        elif self.check == "extreme":  # the extreme kinds (those of --conv-data-kinds among them, if any)
+            kinds = [k for k in (self.data_kinds or ()) if k in EXTREME_KINDS] or list(EXTREME_KINDS)
+            kind = data.draw(data_kinds(kinds), label="data_kind")
         else:
             kind = data.draw(data_kinds(self.data_kinds or DEFAULT_DATA_KINDS), label="data_kind")
         if self.check == "contract":
@@ -144,6 +156,52 @@ class SuiteContext:
             raise AssertionError("\n\n".join(failures))
         if not ran:
             pytest.skip(f"{self.entry.name} supports none of ONNX's {len(onnx_golden.cases())} Conv cases")
+
+    def run_corpus(self, networks: Sequence[str] | None, max_macs: int | None, distinct: str = "problem") -> None:
+        """The shape corpus (``conformance.shapes``): the layers of the selected networks, reduced to ``max_macs`` (and
+        to the backend's own max_macs), each distinct problem (or geometry class) once, in float32 where declared."""
+        caps: Capabilities = self.backend.capabilities
+        dtypes = dtypes_for(caps, self.dtypes)
+        dtype = "float32" if "float32" in dtypes else dtypes[0]
+        budgets = [m for m in (max_macs, caps.max_macs) if m is not None]
+        self.run_cases(shapes.corpus_problems(networks, min(budgets) if budgets else None, dtype=dtype,
+                                              distinct=distinct), tier="corpus")
+
+    def run_cases(self, problems: Sequence[ConvProblem], *, tier: str, kind: str = "normal",
+                  skipped: Sequence[tuple[ConvProblem, str]] = ()) -> None:
+        """Every problem of a fixed list (the corpus, the scale tier), each named by its label and seeded by it. Those
+        the backend does not claim are recorded as unsupported, those in ``skipped`` as skipped, each with its reason;
+        every failing problem is recorded (not only the last), and the failure names each one."""
+        caps: Capabilities = self.backend.capabilities
+        for problem, reason in skipped:
+            self._not_run("skipped", problem, reason, tier)
+        failures: list[str] = []
+        failed_rows: list[dict[str, Any]] = []
+        ran = 0
+        for problem in problems:
+            why = caps.unsupported_reason(problem)
+            if why:
+                self._not_run("unsupported", problem, why, tier)
+                continue
+            ran += 1
+            try:
+                self.run(problem, zlib.crc32(problem.short().encode()), kind, tier=tier)
+            except AssertionError as exc:
+                failures.append(f"{problem.label or problem.short()} failed:\n{exc}")
+                failed_rows += self._last_failure
+        self._last_failure = failed_rows
+        if failures:
+            more = f"\n\n... and {len(failures) - 5} more" if len(failures) > 5 else ""
+            raise AssertionError(f"{len(failures)} of {ran} {tier} problems failed: "
+                                 + ", ".join(f.split(" failed:")[0] for f in failures) + "\n\n"
+                                 + "\n\n".join(failures[:5]) + more)
+        if not ran:
+            pytest.skip(f"{self.entry.name} supports none of the {len(problems)} {tier} problems")
+
+    def _not_run(self, status: str, problem: ConvProblem, why: str, tier: str) -> None:
+        self.recorder.record(status=status, impl=self.entry.name, check="forward", tier=tier,
+                             reason=f"{problem.label or problem.short()}: {why}", nodeid=self.nodeid,
+                             problem=problem.to_dict(), problem_text=problem.short())
 
     def run_contract(self, problem: ConvProblem, seed: int) -> None:
         inputs = make_inputs(problem, seed, "normal")
@@ -195,7 +253,7 @@ class SuiteContext:
     def _passes(self, caps: Capabilities) -> tuple[str, ...]:
         if self.check == "onnx":
             return ("forward",)
-        if self.check in ("exact", "golden", "nonfinite", "layout"):
+        if self.check in ("layout",) + ALL_PASS_TIERS:
             return ("forward",) + (BACKWARD_CHECKS if caps.backward else ())
         return (self.check,)
 

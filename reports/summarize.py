@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 from conformance.records import RunFile, as_float, column, load
 
 KNOWN_COLUMNS = ("forward", "grad_input", "grad_weight", "grad_bias", "golden", "onnx", "exact", "nonfinite",
+                 "boundary", "corpus", "scale", "extreme",
                  "layout-channels_last", "layout-strided", "layout-negative", "layout-broadcast",
                  "adjoint", "finite_difference", "linearity", "batch", "contract")
 FAILING = ("failed", "error")
@@ -268,6 +269,21 @@ def _short_long(cell: Cell | None) -> str:
     return {"unavailable": "unavail.", "unsupported": "n/a", "skipped": "skipped"}.get(cell.state, "—")
 
 
+def _impl_line(rep: Report, env: str, impl: str) -> str:
+    cells = [c for c in (rep.cell(env, impl, col) for col in rep.columns) if c is not None]
+    ran = [c for c in cells if c.state in RUN_STATES]
+    failed = [c for c in ran if c.state == "fail"]
+    ratios = [(c.worst_ratio, c.column) for c in ran if not math.isnan(c.worst_ratio)]
+    worst = max(ratios) if ratios else None
+    head = f"FAIL {len(failed)}/{len(ran)}: {', '.join(c.column for c in failed)}" if failed else \
+        f"ok {len(ran)}/{len(ran)}"
+    tail = f"; worst {fmt_ratio(worst[0])} ({worst[1]})" if worst else ""
+    known = [c.column for c in ran if c.state in ("xfail", "stale")]
+    skipped = [c.column for c in cells if c.state not in RUN_STATES]
+    extra = (f"; known: {', '.join(known)}" if known else "") + (f"; not run: {', '.join(skipped)}" if skipped else "")
+    return head + tail + extra
+
+
 def terminal_summary(source: Sequence[str | Path | RunFile] | Report,
                      report_path: str | Path | None = None, *, max_failures: int = 12) -> str:
     """One screen: implementation × column (passed count or failures, worst error/bound), then each failing
@@ -277,14 +293,11 @@ def terminal_summary(source: Sequence[str | Path | RunFile] | Report,
     labels = [(env, impl, f"{env}/{impl}" if multi else impl) for impl in rep.impls for env in rep.envs
               if any(rep.cell(env, impl, c) for c in rep.columns)]
     width = max([len(lab) for *_, lab in labels] + [14])
-    colw = {col: 2 + max([len(col)] + [len(_short(c)) for c in rep.cells.values() if c.column == col])
-            for col in rep.columns}
     partial = f", PARTIAL: {len(rep.partial_files)} file(s) without an end line" if rep.partial_files else ""
-    lines = [f"conv-conformance: {rep.n_rows} results, {len(rep.impls)} implementations, "
-             f"{len(rep.runs)} run(s){partial}  (error in units of the bound)",
-             f"{'':<{width}}" + "".join(f"{c:>{colw[c]}}" for c in rep.columns)]
-    for env, impl, lab in labels:
-        lines.append(f"{lab:<{width}}" + "".join(f"{_short(rep.cell(env, impl, c)):>{colw[c]}}" for c in rep.columns))
+    lines = [f"conv-conformance: {rep.n_rows} results, {len(rep.impls)} implementations, {len(rep.columns)} checks, "
+             f"{len(rep.runs)} run(s){partial}  (error in units of the bound)"]
+    for env, impl, lab in labels:  # one line per implementation: the matrix has too many columns for a screen
+        lines.append(f"{lab:<{width}} {_impl_line(rep, env, impl)}"[:160])
     for impl in rep.impls:
         cells = [c for c in rep.cells.values() if c.impl == impl]
         if cells and all(c.state in NOT_RUN for c in cells):

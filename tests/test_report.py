@@ -46,8 +46,9 @@ def test_matrix_has_every_implementation_and_check(run_a: Path, html_a: str) -> 
     rep = summarize([run_a])
     assert rep.envs == ["env-a"]
     assert {"naive", "flipped-conv", HOSTILE, "torch-cuda-strict", "torch-cuda-default"} <= set(rep.impls)
-    assert rep.columns[:6] == ["forward", "grad_input", "grad_weight", "grad_bias", "golden", "exact"]
-    for column in rep.columns[:6]:
+    assert rep.columns[:5] == ["forward", "grad_input", "grad_weight", "grad_bias", "golden"]
+    assert "exact" in rep.columns
+    for column in rep.columns[:5] + ["exact"]:
         cell = rep.cell("env-a", "naive", column)
         assert cell is not None and cell.state == "pass", (column, cell and cell.counts)
         assert 0 <= cell.worst_ratio <= 1
@@ -55,7 +56,10 @@ def test_matrix_has_every_implementation_and_check(run_a: Path, html_a: str) -> 
     for column in rep.columns:
         assert f'<th scope="col">{column}</th>' in html_a
     naive_row = re.search(r'<tr data-impl="naive".*?</tr>', html_a, re.S)
-    assert naive_row and naive_row.group(0).count('class="cell st-pass') == len(rep.columns)
+    # every check naive runs passes; the others (the scale tier beyond its max_macs) say why they did not run
+    ran = [c for c in rep.columns if rep.cell("env-a", "naive", c) and rep.cell("env-a", "naive", c).state == "pass"]
+    assert naive_row and naive_row.group(0).count('class="cell st-pass') == len(ran) >= 6
+    assert naive_row.group(0).count('class="cell st-') == len(rep.columns)
 
 
 def test_not_run_cells_say_why(run_a: Path, html_a: str) -> None:

@@ -3,7 +3,8 @@ strides, and dy broadcast from one value; judged by the same bounds, results sti
 ``pytest -k channels_last`` selects one layout."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conformance.layouts import VIEW_LAYOUTS
 

@@ -1,0 +1,158 @@
+"""The mutant corpus: realistic broken backends the gate must reject, correct variants it must accept.
+
+Every member is a small class (most derive from ``_base.Conv``, a correct im2col cut into overridable steps)
+with a unique ``name``, a docstring saying which real bug (or which legitimate difference) it models, and
+``expected``: the gate checks that must be named in the gate's ``failing_checks`` (``()`` for a correct variant,
+which the gate must pass). ``tests/test_mutants.py`` runs ``python -m conformance gate`` on each at the default
+``ci`` profile; ``benchmarks/mutant_power.py`` measures the kill rate and the false-alarm rate.
+
+Modules: ``forward_bugs``, ``backward_bugs``, ``precision_bugs``, ``contract_bugs`` (mutants),
+``correct_variants`` (must pass), ``misbehaving`` (crash, hang, huge memory, non-answers: the isolation tests).
+
+``SURVIVORS`` maps the name of a mutant the current suite does *not* kill to the reason. Survivors stay in the
+corpus (they document what the suite misses) but are left out of the must-kill assertions: the tests mark them
+strict xfails, so a suite improvement that kills one shows up as an XPASS, and the entry comes out.
+
+Each member is loaded by file path (``--impl /abs/tests/mutants/forward_bugs.py:FlippedKernel``), in the gate's
+process and again in its backend worker, where this folder is no package: every module imports ``_base``
+relatively when it can and through ``sys.path`` (``tests/``) when it cannot.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+MUTANT_MODULES = ("forward_bugs", "backward_bugs", "precision_bugs", "contract_bugs")
+VARIANT_MODULES = ("correct_variants",)
+MISBEHAVING_MODULES = ("misbehaving",)
+
+SURVIVORS: dict[str, str] = {
+    "mut-output-buffer-reused": (
+        "returning the same internal buffer from every call is invisible to the contract check: with isolation "
+        "each result is pickled to the parent separately, and the repeat=2 determinism check compares the two "
+        "results of the same worker call, which are the same object and so trivially equal. A contract rule "
+        "'two calls return distinct arrays that share no memory with each other or with the inputs' "
+        "(np.shares_memory in runner.invoke) would kill it."),
+}
+
+
+def module_members(module_name: str) -> list[tuple[str, Any]]:
+    """``(module file, class)`` for every corpus class defined in ``module_name`` (in source order)."""
+    mod = importlib.import_module(f"{__name__}.{module_name}")
+    classes = [c for _, c in inspect.getmembers(mod, inspect.isclass)
+               if c.__module__ == mod.__name__ and isinstance(getattr(c, "expected", None), tuple)
+               and "name" in c.__dict__]
+    classes.sort(key=lambda c: inspect.getsourcelines(c)[1])
+    return [(str(HERE / f"{module_name}.py"), c) for c in classes]
+
+
+def members(kind: str) -> list[tuple[str, Any]]:
+    """``kind``: "mutants", "variants" or "misbehaving"."""
+    modules = {"mutants": MUTANT_MODULES, "variants": VARIANT_MODULES, "misbehaving": MISBEHAVING_MODULES}[kind]
+    return [m for name in modules for m in module_members(name)]
+
+
+def spec(path: str, cls: type) -> str:
+    """The gate's ``--impl`` for a member: ``/abs/path/module.py:ClassName``."""
+    return f"{path}:{cls.__name__}"
+
+
+def gate_options(cls: Any) -> list[str]:
+    """The extra gate options a member needs (its known-failures file, its own options)."""
+    out: list[str] = []
+    if getattr(cls, "known_failures", None):
+        out += ["--known-failures", str(HERE / cls.known_failures)]
+    out += list(getattr(cls, "gate_args", ()))
+    return out
+
+
+@dataclass
+class GateRun:
+    """One ``python -m conformance gate`` run on a corpus member."""
+
+    returncode: int | None          #: None: it did not finish within the timeout (and was killed)
+    summary: dict[str, Any]         #: the gate's --json summary ({} if it wrote none)
+    results_dir: Path
+    seconds: float                  #: wall time
+    cpu: float = 0.0                #: CPU time (user + system) of the gate and its backend worker
+    output: str = ""                #: the tail of stdout and stderr
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failing_checks(self) -> list[str]:
+        return list(self.summary.get("failing_checks", []))
+
+    def bad_rows(self) -> list[dict[str, Any]]:
+        """The results rows with status failed or error."""
+        return [r for r in self.rows if r.get("status") in ("failed", "error")]
+
+
+def _rows(results: Path) -> list[dict[str, Any]]:
+    out = []
+    for f in sorted(results.rglob("*.jsonl")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                if row.get("type") == "result":
+                    out.append(row)
+    return out
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the process group of the gate we started (the gate and its backend worker, nothing else)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def shrink_from_env() -> bool:
+    """False where ``CONV_MUTANTS_NO_SHRINK`` is set (to anything but 0): corpus runs without Hypothesis's shrinking."""
+    return os.environ.get("CONV_MUTANTS_NO_SHRINK", "") in ("", "0")
+
+
+def run_gate(path: str, cls: type, workdir: Path, *, timeout: float = 240.0, extra: tuple[str, ...] = (),
+             shrink: bool = True) -> GateRun:
+    """Run the gate on one member in a fresh interpreter, in ``workdir`` (its results, JSON and HTML land there).
+
+    It runs with ``workdir`` as its current directory, so that pytest does not pick up this repository's own
+    ``tests/conftest.py``. A run that outlives ``timeout`` is killed with its whole process group (the gate's
+    backend worker included) and comes back with ``returncode=None``. ``shrink=False`` adds the ``_no_shrink``
+    plugin (the ci profile without the shrink phase; see that module).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    summary, results = workdir / "gate.json", workdir / "results"
+    cmd = [sys.executable, "-m", "conformance", "gate", "--impl", spec(path, cls), "--json", str(summary),
+           "--results", str(results), "--out", str(workdir / "gate.html"), *gate_options(cls), *extra]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONV_CONFORMANCE_RUN_ID"))}
+    if not shrink:
+        cmd += ["--", "-p", "_no_shrink"]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    killer = threading.Timer(timeout, _kill_group, (proc.pid,))
+    killer.start()
+    try:
+        out = proc.stdout.read() if proc.stdout else ""
+        _, status, usage = os.wait4(proc.pid, 0)  # like proc.wait(), and the CPU time of the gate and its worker
+    finally:
+        killer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    code: int | None = None if proc.returncode == -signal.SIGKILL else proc.returncode
+    seconds = time.perf_counter() - t0
+    data = json.loads(summary.read_text()) if summary.exists() else {}
+    return GateRun(code, data, results, seconds, usage.ru_utime + usage.ru_stime, (out or "")[-4000:],
+                   _rows(results) if results.exists() else [])

@@ -1,0 +1,149 @@
+"""The shared base of the corpus: im2col (``impls/im2col.py``) cut into small overridable steps.
+
+``Conv`` computes exactly what ``impls.im2col.Im2col`` computes, in the same order and precision; a mutant
+overrides the one step its bug lives in (the unfold, the GEMM, the bias, col2im, the weight gradient, ...) and
+keeps the rest correct, so each file in this folder reads as "the correct backend, except ...".
+
+Class attributes every corpus member sets:
+
+``name``            a unique backend name (``mut-...`` for mutants, ``ok-...`` for correct variants)
+``expected``        the checks the gate MUST name for a mutant (gate columns: forward, grad_input, grad_weight,
+                    grad_bias, golden, exact, nonfinite, contract, adjoint, finite_difference, linearity, batch);
+                    ``()`` for a correct variant, which the gate must accept
+``known_failures``  a known-failures file (relative to this folder) the gate is given for this member, or None
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from conformance.backend import Capabilities, Grads
+from conformance.problem import ConvProblem
+from impls.im2col import Im2col
+
+Pair = tuple[int, int]
+
+
+class Conv(Im2col):
+    """im2col + GEMM, forward and backward, one overridable method per step. Correct as it stands."""
+
+    name = "corpus-base"
+    capabilities = Capabilities(dtypes=("float32", "float64"), notes="tests/mutants corpus member")
+    expected: tuple[str, ...] = ()
+    known_failures: str | None = None
+
+    # -- the steps -------------------------------------------------------------------------------------
+    def _unfold(self, problem: ConvProblem, xp: np.ndarray, stride: Pair | None = None,
+                dilation: Pair | None = None) -> np.ndarray:
+        """``(N, G, Cg*kh*kw, Ho*Wo)`` columns of the padded input (the problem's stride and dilation unless
+        given; Ho, Wo always the problem's)."""
+        (sh, sw), (dh, dw) = stride or problem.stride, dilation or problem.dilation
+        s_n, s_c, s_h, s_w = xp.strides
+        view = as_strided(xp, shape=(problem.batch, problem.c_in, problem.kh, problem.kw, problem.out_h,
+                                     problem.out_w),
+                          strides=(s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw), writeable=False)
+        k = problem.c_in // problem.groups * problem.kh * problem.kw
+        return np.ascontiguousarray(view.reshape(problem.batch, problem.groups, k, problem.out_h * problem.out_w))
+
+    def _gemm(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The batched matrix product every pass is made of (forward, dcols, dW)."""
+        return np.matmul(a, b)
+
+    def _add_bias(self, problem: ConvProblem, y: np.ndarray, b: np.ndarray) -> np.ndarray:
+        y += np.asarray(b, dtype=problem.dtype)[None, :, None, None]
+        return y
+
+    def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        cols = self._unfold(problem, self._padded(problem, x))
+        y = self._gemm(self._weight(problem, w), cols).reshape(problem.output_shape)
+        return y if b is None else self._add_bias(problem, y, b)
+
+    def _dy(self, problem: ConvProblem, dy: np.ndarray) -> np.ndarray:
+        """``dy`` as ``(N, G, Og, Ho*Wo)``."""
+        return np.asarray(dy, dtype=problem.dtype).reshape(problem.batch, problem.groups, -1,
+                                                            problem.out_h * problem.out_w)
+
+    def _grad_weight(self, problem: ConvProblem, xp: np.ndarray, dym: np.ndarray) -> np.ndarray:
+        """dW = sum over the batch of dy @ cols^T."""
+        cols = self._unfold(problem, xp)
+        dwm = self._gemm(dym, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+        return np.ascontiguousarray(dwm.reshape(problem.weight_shape))
+
+    def _dcols(self, problem: ConvProblem, wm: np.ndarray, dym: np.ndarray) -> np.ndarray:
+        """The column gradients ``W^T @ dy`` as ``(N, C, kh, kw, Ho, Wo)``."""
+        dcols = self._gemm(wm.transpose(0, 2, 1), dym)
+        return dcols.reshape(problem.batch, problem.c_in, problem.kh, problem.kw, problem.out_h, problem.out_w)
+
+    def _new_dxp(self, problem: ConvProblem, xp: np.ndarray) -> np.ndarray:
+        """The padded-input-shaped accumulator of col2im."""
+        return np.zeros(xp.shape, dtype=problem.dtype)
+
+    def _col2im(self, problem: ConvProblem, dcols: np.ndarray, dxp: np.ndarray, stride: Pair | None = None,
+                dilation: Pair | None = None, taps: Pair | None = None) -> np.ndarray:
+        """Add each tap's column gradients back where the unfold read them (``taps``: how many (kh, kw))."""
+        (sh, sw), (dh, dw) = stride or problem.stride, dilation or problem.dilation
+        ho, wo = problem.out_h, problem.out_w
+        for p in range(taps[0] if taps else problem.kh):
+            rows = slice(p * dh, p * dh + (ho - 1) * sh + 1, sh)
+            for q in range(taps[1] if taps else problem.kw):
+                dxp[:, :, rows, q * dw:q * dw + (wo - 1) * sw + 1:sw] += dcols[:, :, p, q]
+        return dxp
+
+    def _crop(self, problem: ConvProblem, dxp: np.ndarray) -> np.ndarray:
+        (ph, pw) = problem.padding
+        return np.ascontiguousarray(dxp[:, :, ph:ph + problem.h, pw:pw + problem.w])
+
+    def _grad_input(self, problem: ConvProblem, xp: np.ndarray, wm: np.ndarray, dym: np.ndarray) -> np.ndarray:
+        dxp = self._col2im(problem, self._dcols(problem, wm, dym), self._new_dxp(problem, xp))
+        return self._crop(problem, dxp)
+
+    def _grad_bias(self, problem: ConvProblem, dy: np.ndarray) -> np.ndarray | None:
+        """db[o] = sum of dy[n, o, i, j] over the batch and the output plane."""
+        return np.asarray(dy, dtype=problem.dtype).sum(axis=(0, 2, 3))
+
+    def _backward_weight(self, problem: ConvProblem, w: np.ndarray) -> np.ndarray:
+        """The weight matrix ``(G, Og, K)`` the backward-data GEMM transposes."""
+        return self._weight(problem, w)
+
+    def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        xp, wm, dym = self._padded(problem, x), self._backward_weight(problem, w), self._dy(problem, dy)
+        dw = self._grad_weight(problem, xp, dym)
+        dx = self._grad_input(problem, xp, wm, dym)
+        db = self._grad_bias(problem, dy) if problem.bias else None
+        return Grads(dx=dx, dw=dw, db=db)
+
+
+def flip(w: np.ndarray) -> np.ndarray:
+    """The kernel rotated by 180 degrees (both spatial axes reversed), C-contiguous."""
+    return np.ascontiguousarray(w[:, :, ::-1, ::-1])
+
+
+def round_to_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
+    """``a`` rounded (to nearest even) to ``bits`` explicit mantissa bits, exponent range kept: TF32 is 10."""
+    a = np.asarray(a)
+    m, e = np.frexp(a.astype(np.float64))
+    scale = 2.0 ** (bits + 1)
+    with np.errstate(invalid="ignore"):
+        return np.ldexp(np.round(m * scale) / scale, e).astype(a.dtype)
+
+
+def kahan_matmul(a: np.ndarray, b: np.ndarray, *, finite_guard: bool = True) -> np.ndarray:
+    """``a @ b`` as a Kahan-compensated sum over the reduction axis, in the operands' dtype.
+
+    Textbook Kahan turns an infinite sum into NaN: once the running sum is Inf, the compensation ``(t - s) - y`` is
+    ``Inf - Inf``, and the next term picks the NaN up. ``finite_guard`` drops the compensation where it is not
+    finite, as production compensated kernels do; without it the summation is the textbook one.
+    """
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    s = np.zeros(shape, dtype=np.result_type(a, b))
+    c = np.zeros_like(s)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for k in range(a.shape[-1]):
+            y = a[..., :, k, None] * b[..., None, k, :] - c
+            t = s + y
+            c = (t - s) - y
+            if finite_guard:
+                c[~np.isfinite(c)] = 0
+            s = t
+    return s

@@ -1,0 +1,24 @@
+"""A pytest plugin for corpus runs: the Hypothesis profile the run loaded (``ci``), without the shrink phase.
+
+Opt-in (``CONV_MUTANTS_NO_SHRINK=1`` for ``tests/test_mutants.py``, ``--no-shrink`` for
+``benchmarks/mutant_power.py``); it reaches the gate as ``python -m conformance gate ... -- -p _no_shrink``. Every
+check still runs its 25 derandomized examples, so the same examples are generated and the same checks fail; what
+is skipped is the search for a minimal failing example, which a mutant's verdict does not need and which is most of
+the cost of rejecting one (measured: 39 s of CPU with shrinking, 6 s without, for one mutant failing 14 columns).
+The failing rows then show the first failing example instead of the minimal one.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import Phase, settings
+
+PROFILE = "conv-corpus-no-shrink"
+
+
+@pytest.hookimpl(trylast=True)  # after conformance's plugin has loaded its profile
+def pytest_configure(config: pytest.Config) -> None:
+    current = settings.default
+    phases = tuple(p for p in current.phases if p not in (Phase.shrink, Phase.explain))
+    settings.register_profile(PROFILE, parent=current, phases=phases)
+    settings.load_profile(PROFILE)

@@ -1,0 +1,114 @@
+"""Correct backends that compute differently from the reference: other summation orders, more precision,
+compensated or pairwise sums, a tap-by-tap direct method, an FFT. The gate must accept every one of them
+(``expected = ()``): a conformance suite that rejected them would be demanding bit-compatibility, not
+correctness.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from impls.fft import FFTConv
+
+try:
+    from ._base import Conv, kahan_matmul
+except ImportError:  # loaded by file path (the gate's --impl tests/mutants/correct_variants.py:Name): no package
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from mutants._base import Conv, kahan_matmul
+
+
+class ReversedSummationOrder(Conv):
+    """Every GEMM (forward, backward-data, backward-weight) sums its terms in reverse order: over taps and
+    channels in the forward, over output channels and taps in dx, over output positions in dW."""
+
+    name = "ok-reversed-summation-order"
+
+    def _gemm(self, a, b):
+        return np.matmul(np.ascontiguousarray(a[..., ::-1]), np.ascontiguousarray(b[..., ::-1, :]))
+
+
+class Float64Accumulation(Conv):
+    """float32 problems accumulated in float64 and rounded once at the end (more accurate than required)."""
+
+    name = "ok-float64-accumulation"
+
+    def _gemm(self, a, b):
+        return np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.result_type(a, b))
+
+
+class KahanSummation(Conv):
+    """Every GEMM as a Kahan-compensated sum over its reduction axis, in the problem's dtype. Textbook Kahan would
+    turn an infinite sum into NaN (see ``precision_bugs.TextbookKahanSummation``); like production compensated
+    kernels, this one drops the compensation where it is not finite."""
+
+    name = "ok-kahan-summation"
+
+    def _gemm(self, a, b):
+        return kahan_matmul(a, b)
+
+
+class PairwiseSummation(Conv):
+    """Every GEMM as explicit products summed with ``np.sum`` along a contiguous axis, which numpy does by
+    pairwise (cascade) summation: error growth O(log K) instead of O(K)."""
+
+    name = "ok-pairwise-summation"
+
+    def _gemm(self, a, b):
+        bt = np.swapaxes(b, -1, -2)  # (..., L, K)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.ascontiguousarray((a[..., :, None, :] * bt[..., None, :, :]).sum(axis=-1))
+
+
+class TapByTapDirect(Conv):
+    """The forward as a direct "shift and accumulate": for each kernel tap (p, q) in turn, one GEMM over the
+    channels adds that tap's contribution to every output. Taps are the outer sum, channels the inner one
+    (im2col interleaves them)."""
+
+    name = "ok-tap-by-tap-direct"
+
+    def forward(self, problem, x, w, b):
+        (sh, sw), (dh, dw) = problem.stride, problem.dilation
+        ho, wo, g = problem.out_h, problem.out_w, problem.groups
+        xp = self._padded(problem, x)
+        xg = xp.reshape(problem.batch, g, problem.c_in // g, *xp.shape[2:])
+        wg = np.asarray(w, dtype=problem.dtype).reshape(g, problem.c_out // g, problem.c_in // g,
+                                                         problem.kh, problem.kw)
+        y = np.zeros((problem.batch, g, problem.c_out // g, ho, wo), dtype=problem.dtype)
+        for p in range(problem.kh):
+            for q in range(problem.kw):
+                patch = xg[:, :, :, p * dh:p * dh + (ho - 1) * sh + 1:sh, q * dw:q * dw + (wo - 1) * sw + 1:sw]
+                y += np.einsum("goc,ngcij->ngoij", wg[..., p, q], patch)
+        y = np.ascontiguousarray(y.reshape(problem.output_shape))
+        return y if b is None else self._add_bias(problem, y, b)
+
+
+class BiasFirstAccumulation(Conv):
+    """The bias initialises the accumulator (``acc = b; acc += ...``, as the textbook loop and many GPU
+    epilogues do) instead of being added after the sum: a different rounding, not a different result."""
+
+    name = "ok-bias-first-accumulation"
+
+    def forward(self, problem, x, w, b):
+        if b is None:
+            return super().forward(problem, x, w, b)
+        cols = self._unfold(problem, self._padded(problem, x))
+        wm = self._weight(problem, w)  # (G, Og, K): append the bias as one more term with a column of ones
+        bias = np.asarray(b, dtype=problem.dtype).reshape(problem.groups, -1, 1)
+        ones = np.ones(cols.shape[:2] + (1, cols.shape[-1]), dtype=problem.dtype)
+        y = np.matmul(np.concatenate([bias, wm], axis=-1), np.concatenate([ones, cols], axis=-2))
+        return np.ascontiguousarray(y.reshape(problem.output_shape))
+
+
+class FFTNormwise(FFTConv):
+    """``impls.fft.FFTConv``: the whole convolution by real FFTs, declared ``error_model="normwise"``. Correct,
+    with two documented deviations (``known_failures.txt`` in this folder lists them, as
+    ``conformance/data/known_failures.txt`` does for the built-in ``fft``): a NaN or Inf spreads over the whole
+    output plane through the transform (``nonfinite``), and on data near the top of the range the spectra overflow
+    where the exact result is finite (``extreme``)."""
+
+    name = "ok-fft-normwise"
+    expected: tuple[str, ...] = ()
+    known_failures = "known_failures.txt"

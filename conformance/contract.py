@@ -3,7 +3,7 @@
 For a forward and a backward call on one problem, made twice with the very same objects:
 
 - every result is a numpy array of the problem's dtype and shape, C-contiguous NCHW;
-- the inputs are left unmodified;
+- the inputs are left unmodified, and no result shares memory with an input or with another call's result;
 - the second call returns the same bits as the first (a backend declared non-deterministic: within the bound
   of its error model instead).
 
@@ -66,6 +66,8 @@ def check_calls(backend: Any, p: ConvProblem, inp: Inputs) -> list[Verdict]:
             continue
         if out.mutated:
             bad.append(_fail(impl, f"{method} modified its input(s) {', '.join(out.mutated)} in place"))
+        if out.aliased:
+            bad.append(_fail(impl, f"{method}: {'; '.join(out.aliased)} (return a fresh array: the caller owns it)"))
         values = [out.value] if method == "forward" else list(out.value) if isinstance(out.value, (tuple, list)) \
             else [out.value]
         if len(values) < len(shapes):

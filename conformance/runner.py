@@ -26,6 +26,7 @@ class Outcome:
     seconds: float = 0.0
     repeats: list[Any] = field(default_factory=list)   #: the values of calls after the first (repeat > 1)
     mutated: list[str] = field(default_factory=list)   #: names of the inputs the backend modified
+    aliased: list[str] = field(default_factory=list)   #: results that share memory with an input or another call
     layouts: list[str] = field(default_factory=list)   #: memory layout of each returned array
 
     @property
@@ -42,6 +43,21 @@ def _arrays(value: Any) -> list[Any]:
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+
+
+def _aliased(values: list[Any], args: tuple[Any, ...]) -> list[str]:
+    """Results that share memory with an input, or with the result of another call: the caller owns what it gets
+    back, so a reused workspace is overwritten under it by the next call."""
+    first = [a for a in _arrays(values[0]) if isinstance(a, np.ndarray)]
+    others = [a for v in values[1:] for a in _arrays(v) if isinstance(a, np.ndarray)]
+    inputs = [a for a in args if isinstance(a, np.ndarray)]
+    bad = []
+    for i, a in enumerate(first):
+        if any(np.shares_memory(a, b) for b in inputs):
+            bad.append(f"result {i} shares memory with an input")
+        elif any(np.shares_memory(a, b) for b in others):
+            bad.append(f"result {i} is the same buffer on every call")
+    return bad
 
 
 def invoke(backend: Any, method: str, args: tuple[Any, ...], repeat: int = 1,
@@ -67,7 +83,8 @@ def invoke(backend: Any, method: str, args: tuple[Any, ...], repeat: int = 1,
     current = dict(zip(names, args))
     mutated = [n for n, a in before if not _same(a, current[n])]
     layouts = [describe(a) for a in _arrays(values[0]) if a is not None]
-    return Outcome(value=values[0], seconds=seconds, repeats=values[1:], mutated=mutated, layouts=layouts)
+    return Outcome(value=values[0], seconds=seconds, repeats=values[1:], mutated=mutated, layouts=layouts,
+                   aliased=_aliased(values, args))
 
 
 def call(backend: Any, method: str, *args: Any, repeat: int = 1, layout: str | None = "contiguous") -> Outcome:

@@ -272,6 +272,8 @@ def _short_long(cell: Cell | None) -> str:
 def _impl_line(rep: Report, env: str, impl: str) -> str:
     cells = [c for c in (rep.cell(env, impl, col) for col in rep.columns) if c is not None]
     ran = [c for c in cells if c.state in RUN_STATES]
+    if not ran:
+        return f"not run: {cells[0].reason or cells[0].state}" if cells else "no results"
     failed = [c for c in ran if c.state == "fail"]
     ratios = [(c.worst_ratio, c.column) for c in ran if not math.isnan(c.worst_ratio)]
     worst = max(ratios) if ratios else None

@@ -62,7 +62,8 @@ def _problem(name: str, attrs: dict[str, Any], x: np.ndarray, w: np.ndarray, bia
     else:
         top, left, bottom, right = attrs.get("pads", (0, 0, 0, 0))
     return ConvProblem(batch=n, c_in=c, c_out=o, h=h, w=wd, kh=kh, kw=kw, stride=stride, dilation=dilation,
-                       padding=(top, bottom, left, right), groups=attrs.get("group", 1), bias=bias,
+                       padding=(top, bottom, left, right),  # type: ignore[arg-type]  # (top, bottom, left, right)
+                       groups=attrs.get("group", 1), bias=bias,
                        dtype=str(x.dtype), label=f"onnx: {name}")
 
 
@@ -77,6 +78,8 @@ def cases() -> tuple[OnnxCase, ...]:
         collected = node.collect_testcases("Conv")
     out = []
     for tc in collected:
+        if tc.model is None or tc.data_sets is None:
+            continue
         graph_node = tc.model.graph.node[0]
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in graph_node.attribute}
         for inputs, outputs in tc.data_sets:

@@ -63,6 +63,6 @@ def pad_adjoint(p: ConvProblem, dxp: np.ndarray) -> np.ndarray:
     out = np.zeros(dxp.shape[:2] + (p.h + 1, p.w + 1))
     # fold the columns, then the rows (padding is separable); index -1 collects the zero border, dropped below
     tmp = np.zeros(dxp.shape[:3] + (p.w + 1,))
-    np.add.at(tmp, (slice(None), slice(None), slice(None), cols), dxp)
-    np.add.at(out, (slice(None), slice(None), rows), tmp)
+    np.add.at(tmp, (slice(None), slice(None), slice(None), cols), dxp)  # type: ignore[arg-type]  # numpy stubs
+    np.add.at(out, (slice(None), slice(None), rows), tmp)  # type: ignore[arg-type]
     return out[:, :, :p.h, :p.w]

@@ -38,8 +38,11 @@ MUTANT_MODULES = ("forward_bugs", "backward_bugs", "precision_bugs", "contract_b
 VARIANT_MODULES = ("correct_variants",)
 MISBEHAVING_MODULES = ("misbehaving",)
 
-SURVIVORS: dict[str, str] = {}
-
+SURVIVORS: dict[str, str] = {
+    # none at present. "mut-output-buffer-reused" survived until contract.py gained its aliasing rule (results may
+    # not share memory with an input or with the result of another call); "mut-half-precision-split-k-forward" is
+    # out of reach of the hypothesis forward check (K <= 64) and is killed by the boundary and corpus tiers.
+}
 
 def module_members(module_name: str) -> list[tuple[str, Any]]:
     """``(module file, class)`` for every corpus class defined in ``module_name`` (in source order)."""

@@ -19,6 +19,7 @@ PROFILE = "conv-corpus-no-shrink"
 @pytest.hookimpl(trylast=True)  # after conformance's plugin has loaded its profile
 def pytest_configure(config: pytest.Config) -> None:
     current = settings.default
+    assert current is not None  # conformance's plugin has loaded a profile
     phases = tuple(p for p in current.phases if p not in (Phase.shrink, Phase.explain))
     settings.register_profile(PROFILE, parent=current, phases=phases)
     settings.load_profile(PROFILE)

@@ -9,7 +9,7 @@ the suite kills one, the test says so.
 Cost: 50 gate runs. A mutant is rejected by many columns, and Hypothesis shrinks each failure, which is most of the
 time: measured at ``-n 2`` on a 2-core machine shared with other jobs (load 1.5 to 4), 12.4 min wall (1060 s CPU);
 with ``CONV_MUTANTS_NO_SHRINK=1`` (the ci profile without the shrink phase, ``tests/mutants/_no_shrink.py``: the
-same examples, the same failing checks) 4.8 min (470 s CPU). ``--ignore=tests/test_mutants.py`` skips the file.
+same examples, every expected check still named) 4.8 min (470 s CPU). ``--ignore=tests/test_mutants.py`` skips the file.
 """
 
 from __future__ import annotations

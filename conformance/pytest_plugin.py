@@ -189,8 +189,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
                         reason=f"known failure {kf} ({kf.source}) no longer fails: remove the entry")
     elif rep.failed and _check_of(item) is not None:
         ctx = getattr(item, "funcargs", {}).get("conv")
-        if ctx is None or not ctx.has_rows:
-            # the test broke outside the checks (setup, a suite bug): still a row, never a silent gap
+        if ctx is None or not ctx.has_failure_rows:
+            # the test failed without a failing verdict (setup, a check that raised after passing examples, a
+            # suite bug): still a row of its own, never a silent gap
             impl = item.callspec.params["impl"].name if hasattr(item, "callspec") else "?"
             recorder.record(status="error", impl=impl, check=_check_of(item), tier=_tier(_check_of(item) or ""),
                             reason=f"{rep.when} failed: {str(rep.longrepr)[-2000:]}", nodeid=item.nodeid)

@@ -93,6 +93,10 @@ class SuiteContext:
         return f"<conv context {self.entry.name}:{self.check}>"
 
     @property
+    def has_failure_rows(self) -> bool:
+        return bool(self._last_failure)
+
+    @property
     def has_rows(self) -> bool:
         return bool(self._passed or self._last_failure)
 

@@ -247,7 +247,9 @@ class ConvProblem:
 
     # -- (de)serialisation: records, reproductions --------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        # the fields are ints, strs and tuples of ints: a shallow read (dataclasses.asdict deep-copies every value,
+        # which costs more than a whole small example's comparison)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for k in ("stride", "padding", "dilation", "padding_end"):
             d[k] = None if d[k] is None else list(d[k])
         for k, default in (("label", ""), ("padding_mode", "zeros"), ("padding_end", None)):

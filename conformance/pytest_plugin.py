@@ -27,6 +27,7 @@ REGISTRY_KEY = pytest.StashKey[Registry]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 SKIP_STATUS_KEY = pytest.StashKey[tuple[str, str, str, str]]()  # (status, impl, check, reason)
 KNOWN_KEY = pytest.StashKey[known.KnownFailure]()
+KNOWN_ENTRIES_KEY = pytest.StashKey[list[known.KnownFailure]]()
 ISOLATED_KEY = pytest.StashKey[dict[str, IsolatedBackend]]()
 
 _PROFILES: dict[str, dict[str, Any]] = {
@@ -74,10 +75,8 @@ def pytest_configure_node(node: Any) -> None:  # pytest-xdist: all workers share
 
 def registry(config: pytest.Config) -> Registry:
     if REGISTRY_KEY not in config.stash:
-        reg = config.stash[REGISTRY_KEY] = build_registry(config.getoption("conv_impl"),
-                                                          entry_points=config.getoption("conv_entry_points"))
-        if RECORDER_KEY in config.stash:  # the report shows what each backend declared
-            config.stash[RECORDER_KEY].meta["impls"] = [describe(e) for e in reg]
+        config.stash[REGISTRY_KEY] = build_registry(config.getoption("conv_impl"),
+                                                    entry_points=config.getoption("conv_entry_points"))
     return config.stash[REGISTRY_KEY]
 
 
@@ -88,9 +87,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return [f"conv-conformance: registry error: {exc}"]
     lines = [f"conv-conformance: profile {config.getoption('conv_profile') or DEFAULT_PROFILE}, "
              f"results in {config.stash[RECORDER_KEY].directory}"]
-    for e in reg:
-        state = "runnable" if e.runnable else f"unavailable: {e.unavailable}"
-        lines.append(f"  impl {e.name} {e.version} ({state})")
+    # names and sources only: asking a backend whether it can run here (and its version) may import its library,
+    # which waits until a test of it is selected; the run's results header records both for the selected ones
+    lines.append("  implementations: " + ", ".join(e.name for e in reg))
     env = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("CONV_CONFORMANCE_")]
     if env:
         lines.append("  " + " ".join(env))
@@ -126,16 +125,39 @@ def _check_of(item: pytest.Item) -> str | None:
     return m.args[0] if m else None
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    dtypes = config.getoption("conv_dtypes")
-    known_entries = known.load(config.getoption("conv_known_failures"))
-    used: set[known.KnownFailure] = set()
+def _impl_items(items: list[pytest.Item]) -> list[tuple[pytest.Item, Any, str]]:
+    """(item, registry entry, check) of each suite test among ``items``."""
+    out = []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        check = _check_of(item)
-        if callspec is None or "impl" not in callspec.params or check is None:
-            continue
-        entry = callspec.params["impl"]
+        callspec, check = getattr(item, "callspec", None), _check_of(item)
+        if callspec is not None and "impl" in callspec.params and check is not None:
+            out.append((item, callspec.params["impl"], check))
+    return out
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselection: an entry for a deselected test is not stale
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    known_entries = known.load(config.getoption("conv_known_failures"))
+    config.stash[KNOWN_ENTRIES_KEY] = known_entries
+    used = {kf for _, entry, check in _impl_items(items) if (kf := known.lookup(known_entries, entry.name, check))}
+    unmatched = [str(e) for e in known_entries if e not in used]
+    if unmatched:
+        config.issue_config_time_warning(pytest.PytestWarning(
+            f"known-failure entries that match no collected test: {', '.join(unmatched)}"), stacklevel=2)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Skip what cannot run, with the reason, and expect the known failures, on the selected tests only: asking
+    a backend whether it can run here may import its library (torch: seconds), which a run that selects only
+    numpy backends never needs."""
+    config = session.config
+    dtypes = config.getoption("conv_dtypes")
+    known_entries = config.stash.get(KNOWN_ENTRIES_KEY, [])
+    selected = _impl_items(session.items)
+    if RECORDER_KEY in config.stash:  # the report shows what each selected backend declared, and its version
+        config.stash[RECORDER_KEY].meta["impls"] = [describe(e) for e in {e.name: e for _, e, _ in selected}.values()]
+    for item, entry, check in selected:
         if entry.unavailable:
             status, reason = "unavailable", entry.unavailable
         else:
@@ -146,14 +168,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         kf = known.lookup(known_entries, entry.name, check)
         if kf is not None:
-            used.add(kf)
             item.stash[KNOWN_KEY] = kf
             item.add_marker(pytest.mark.xfail(reason=f"known: {kf.reason} ({kf.source})",
                                               strict=config.getoption("conv_strict")))
-    unmatched = [str(e) for e in known_entries if e not in used]
-    if unmatched and known_entries:
-        config.issue_config_time_warning(pytest.PytestWarning(
-            f"known-failure entries that match no collected test: {', '.join(unmatched)}"), stacklevel=2)
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ completed run closes it with an ``end`` line; a file without one is a partial ru
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,14 +34,20 @@ def environment() -> dict[str, Any]:
         "scipy": scipy.__version__, "tox_env": os.environ.get("TOX_ENV_NAME", ""),
         "ci": os.environ.get("CI", ""), "cpu_count": os.cpu_count(),
     }
+    # torch's version from its metadata; cuDNN and the GPU only where a backend already imported torch (importing
+    # it here would cost every numpy-only run seconds)
     try:
-        import torch
-
-        env["torch"] = torch.__version__
-        env["cudnn"] = str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else ""
-        env["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
-    except Exception:
+        env["torch"] = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
         env["torch"] = ""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            env["torch"] = str(torch.__version__)
+            env["cudnn"] = str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else ""
+            env["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+        except Exception:
+            pass
     try:
         import hypothesis
 

@@ -15,6 +15,7 @@ import importlib.util
 import os
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,11 +29,19 @@ NO_PLUGINS_ENV = "CONV_CONFORMANCE_NO_PLUGINS"
 
 @dataclass
 class Entry:
+    """A registered backend. Whether it can run here is asked of it (``available()``) on first use, not at
+    registration: the probe of a torch backend imports torch (seconds), which a run that selects only numpy
+    backends (``-k im2col``, ``gate --impl im2col``) never needs."""
+
     name: str
     backend: Any
     source: str        #: where it came from, for `conformance list` and the report
     spec: str          #: what reloads it in a fresh process: an import path
-    unavailable: str | None = None
+
+    @cached_property
+    def unavailable(self) -> str | None:
+        """Why it cannot run here, or None (the backend's ``available()`` probe, asked once)."""
+        return availability(self.backend)
 
     @property
     def runnable(self) -> bool:
@@ -85,7 +94,7 @@ class Registry:
             if type(old.backend) is type(backend):
                 return old  # the same backend reached twice (entry point and --impl): one row
             raise RegistryError(f"duplicate implementation name {backend.name!r}: {old.source} and {source}")
-        entry = Entry(backend.name, backend, source, spec, availability(backend))
+        entry = Entry(backend.name, backend, source, spec)
         self._entries[backend.name] = entry
         return entry
 

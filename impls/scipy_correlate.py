@@ -20,7 +20,6 @@ declares the componentwise (direct summation) error model, so it must never take
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 from conformance.backend import Capabilities, Grads
 from conformance.problem import ConvProblem
@@ -53,6 +52,8 @@ class ScipyCorrelate:
         if explicit_padding.needed(problem):  # reflect/replicate/circular or asymmetric: pad first, as torch does
             return self.forward(explicit_padding.unpadded_problem(problem),
                                 explicit_padding.pad_input(problem, x), w, b)
+        from scipy import signal  # here, not at the top: importing it takes ~0.4 s that a process which only
+        # registers this backend (the suite's parent; its worker imports it on the first call) need not pay
         xp = _pad(problem, x)
         wd = _dilate(np.asarray(w, dtype=problem.dtype), problem.dilation)
         (sh, sw) = problem.stride
@@ -75,6 +76,7 @@ class ScipyCorrelate:
             dxp, dw, db = self.backward(explicit_padding.unpadded_problem(problem),
                                         explicit_padding.pad_input(problem, x), w, dy)
             return Grads(dx=explicit_padding.fold(problem, dxp), dw=dw, db=db)
+        from scipy import signal
         xp = _pad(problem, x)
         wd = _dilate(np.asarray(w, dtype=problem.dtype), problem.dilation)
         dys = _dilate(np.asarray(dy, dtype=problem.dtype), problem.stride)

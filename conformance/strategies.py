@@ -1,7 +1,7 @@
 """Hypothesis strategies for convolution problems, valid by construction.
 
-No ``filter`` or ``assume``: ``conv_problems`` draws groups, then channels as multiples of it, then the kernel,
-dilation, stride and *output* size, and derives the input size from them::
+No ``filter`` or ``assume``: ``conv_problems`` draws a size class (``SIZE_CLASSES``), then groups, then channels as
+multiples of it, then the kernel, dilation, stride and *output* size, and derives the input size from them::
 
     padded = (out - 1)*stride + dilation*(k - 1) + 1 + slack       slack in [0, stride - 1]
     begin, end in [0, (padded - 1) // 2]   (// 3 for reflect and circular, which need padding below the input size)
@@ -28,6 +28,16 @@ MAX_MACS = int(os.environ.get("CONV_CONFORMANCE_MAX_MACS", 200_000))
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
+#: the caps of each size class, each drawn for about half of the examples. ``small`` finds edge cases in a few
+#: elements and is where shrinking ends. ``medium`` is a small real layer: channel counts past the 8- and 16-wide
+#: blocks of vectorised kernels, rows wider than a vector register, accumulation lengths K = C_in/g·kh·kw in the
+#: hundreds, where accumulation error grows and libraries switch algorithms (oneDNN's JIT kernels, cuDNN's
+#: Winograd and FFT paths are not chosen for a 2-channel 5x5 image). The work budget still caps every problem.
+SIZE_CLASSES: dict[str, dict[str, int]] = {
+    "small": dict(batch=3, groups=3, channels_per_group=4, kernel=4, out=7),
+    "medium": dict(batch=4, groups=4, channels_per_group=24, kernel=5, out=20),
+}
+
 
 @st.composite
 def conv_problems(
@@ -37,22 +47,32 @@ def conv_problems(
     capabilities: Capabilities | None = None,
     bias: bool | None = None,
     max_macs: int = MAX_MACS,
-    max_batch: int = 3,
-    max_groups: int = 3,
-    max_channels_per_group: int = 4,
-    max_kernel: int = 4,
+    size_classes: Sequence[str] = tuple(SIZE_CLASSES),
+    max_batch: int | None = None,
+    max_groups: int | None = None,
+    max_channels_per_group: int | None = None,
+    max_kernel: int | None = None,
     max_stride: int = 3,
     max_dilation: int = 3,
     max_padding: int = 3,
-    max_out: int = 7,
+    max_out: int | None = None,
     padding_modes: Sequence[str] | None = None,
 ) -> ConvProblem:
     caps = capabilities or Capabilities(dtypes=tuple(dtypes))
     allowed = [d for d in dtypes if d in caps.dtypes]
     if not allowed:
         raise ValueError(f"dtypes={tuple(dtypes)}, but the capabilities declare only {caps.dtypes}")
+    unknown = [c for c in size_classes if c not in SIZE_CLASSES]
+    if unknown or not size_classes:
+        raise ValueError(f"size_classes={tuple(size_classes)}, but they must be among {tuple(SIZE_CLASSES)}")
     if caps.max_macs is not None:
         max_macs = min(max_macs, caps.max_macs)
+    size = SIZE_CLASSES[draw(st.sampled_from(tuple(size_classes)))]  # shrinks to the first: small
+    max_batch = size["batch"] if max_batch is None else max_batch
+    max_groups = size["groups"] if max_groups is None else max_groups
+    max_channels_per_group = size["channels_per_group"] if max_channels_per_group is None else max_channels_per_group
+    max_kernel = size["kernel"] if max_kernel is None else max_kernel
+    max_out = size["out"] if max_out is None else max_out
     dtype = draw(st.sampled_from(allowed))
     # every size is capped by what the budget leaves once everything drawn so far takes its minimum
     groups = draw(st.integers(1, max(1, min(max_groups if caps.groups else 1, max_macs))))

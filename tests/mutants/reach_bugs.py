@@ -21,15 +21,15 @@ except ImportError:  # loaded by file path (--impl tests/mutants/reach_bugs.py:N
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from mutants._base import Conv
 
-BLOCK = 16      #: the vector width of the blocked kernels below
+BLOCK = 32      #: the tile width of the blocked kernel below (two 16-wide vectors)
 WRAP = 2**16    #: a 16-bit index wraps here
 
 
 # -- place 2: block and tile boundaries --------------------------------------------------------------------------
 class OutputWidthTail(Conv):
-    """Output columns are computed in blocks of 16; when the output is wider than one block and its width is not a
-    multiple of 16, the tail block is never written (it stays as allocated, zero): the dropped tail of blocked
-    kernels (pytorch#19912, #50042). The plain tiers draw outputs at most 7 wide."""
+    """Output columns are computed in tiles of 32; when the output is wider than one tile and its width is not a
+    multiple of 32, the tail tile is never written (it stays as allocated, zero): the dropped tail of blocked
+    kernels (pytorch#19912, #50042). The plain tiers draw outputs at most 20 wide (``SIZE_CLASSES``)."""
 
     name = "mut-reach-output-width-tail"
     expected = ("boundary",)

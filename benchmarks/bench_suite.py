@@ -7,7 +7,8 @@ Three measurements, all of the suite as users run it (``--conv-profile ci``, bac
 processes, results written to a temporary directory):
 
 1. **Per implementation**: ``python -m pytest --pyargs conformance.suite -p no:cacheprovider --conv-profile ci
-   -k <impl>`` runs in a driver process that wraps, before pytest starts,
+   -k <impl>`` (and the whole suite without ``-k``: the ``(suite)`` row) runs in a driver process that wraps,
+   before pytest starts,
 
    - ``conformance.runner.call`` (every backend call of every check): the time the call took in the parent, and
      ``Outcome.seconds``, the time inside the backend as its worker measured it (what results rows record as
@@ -170,10 +171,13 @@ def _run(cmd: list[str], cpu: list[float] | None = None) -> tuple[float, int, st
     return wall, proc.returncode, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
+WHOLE = "(suite)"  #: the row of the whole suite, every implementation in one process
+
+
 def measure_impl(impl: str, workdir: Path) -> dict[str, Any]:
     results = workdir / f"results-{impl}"
     out = workdir / f"stats-{impl}.json"
-    args = SUITE[3:] + ["-k", impl, "--conv-results", str(results)]
+    args = SUITE[3:] + (["-k", impl] if impl != WHOLE else []) + ["--conv-results", str(results)]
     wall, code, tail = _run([sys.executable, str(Path(__file__).resolve()), "--driver", str(out), "--", *args])
     if not out.exists():
         raise RuntimeError(f"driver for {impl} wrote nothing (exit {code}):\n{tail}")
@@ -211,6 +215,8 @@ def print_impls(rows: list[dict[str, Any]]) -> None:
     print("time per implementation and check (milliseconds per example: the whole example / inside the backend / "
           "oracle):")
     for r in rows:
+        if r["impl"] == WHOLE and len(rows) > 1:  # the same checks again
+            continue
         for key, v in sorted(r["per_check"].items()):
             n = max(v["examples"], 1)
             print(f"  {key:<30} {v['examples']:>5d} examples  {1e3 * v['example_s'] / n:>8.2f} / "
@@ -266,6 +272,8 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[], metavar="VAR=VALUE",
                     help="set in the environment of every command (e.g. OMP_NUM_THREADS=1); repeatable")
     ap.add_argument("--skip-impls", action="store_true", help="skip the per-implementation measurement")
+    ap.add_argument("--no-whole", dest="whole", action="store_false",
+                    help=f"skip the {WHOLE} row: the whole suite (every implementation) in one process")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     ENV.update(v.split("=", 1) for v in args.env)
@@ -286,7 +294,7 @@ def main() -> None:
         report["cwd"] = args.cwd
         report["env"] = args.env
         rows = []
-        for impl in [] if args.skip_impls else impls:
+        for impl in [] if args.skip_impls else impls + ([WHOLE] if args.whole else []):
             rows.append(measure_impl(impl, work))
             print(f"  {impl}: {rows[-1]['session_s']:.1f} s", flush=True)
         if rows:

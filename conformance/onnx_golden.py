@@ -80,11 +80,11 @@ def _conv_testcases() -> list[Any]:
     collected = getattr(node, "_NodeTestCases", None)
     if isinstance(collected, list) and hasattr(node, "_TargetOpType") and module not in sys.modules:
         start, target = len(collected), node._TargetOpType
-        node._TargetOpType = "Conv"
+        setattr(node, "_TargetOpType", "Conv")  # noqa: B010 - a module attribute onnx's stubs type as None
         try:
             importlib.import_module(module)
         finally:
-            node._TargetOpType = target
+            setattr(node, "_TargetOpType", target)  # noqa: B010
         if len(collected) > start:
             return collected[start:]
     with warnings.catch_warnings():

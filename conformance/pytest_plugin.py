@@ -135,8 +135,20 @@ def _impl_items(items: list[pytest.Item]) -> list[tuple[pytest.Item, Any, str]]:
     return out
 
 
+#: the checks that take longest (many backend calls per example, or shrinking a known failure), run first: with
+#: pytest-xdist, a long test that starts last keeps one worker busy while the others have nothing left to do
+#: (``pytest --durations``: the scale tier of the per-plane scipy backend alone takes ~6 s of a ~27 s suite)
+LONG_CHECKS = ("scale", "nonfinite", "extreme", "corpus", "oracle_free", "layout", "boundary")
+
+
+def _longest_first(item: pytest.Item) -> int:
+    check = _check_of(item)
+    return LONG_CHECKS.index(check) if check in LONG_CHECKS else len(LONG_CHECKS)
+
+
 @pytest.hookimpl(tryfirst=True)  # before -k / -m deselection: an entry for a deselected test is not stale
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_longest_first)  # stable: the collection order within each group, the same in every worker
     known_entries = known.load(config.getoption("conv_known_failures"))
     config.stash[KNOWN_ENTRIES_KEY] = known_entries
     used = {kf for _, entry, check in _impl_items(items) if (kf := known.lookup(known_entries, entry.name, check))}

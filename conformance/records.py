@@ -81,7 +81,11 @@ class Recorder:
     def _write(self, row: dict[str, Any]) -> None:
         if self._fh is None:
             self.open()
-        self._fh.write(json.dumps(_finite(row), default=_jsonable, allow_nan=False) + "\n")
+        try:  # most rows hold no inf/nan: skip the walk that rewrites them
+            line = json.dumps(row, default=_jsonable, allow_nan=False)
+        except ValueError:
+            line = json.dumps(_finite(row), default=_jsonable, allow_nan=False)
+        self._fh.write(line + "\n")
         self._fh.flush()
 
     def record(self, **row: Any) -> None:

@@ -14,6 +14,9 @@ CUDA subclasses (``impls.torch_cuda``) reuse all of this by overriding ``device`
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import importlib.util
+import sys
 import warnings
 from typing import Any
 
@@ -38,19 +41,21 @@ class TorchCPU:
     device = "cpu"
 
     def available(self) -> str | None:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+        # found, not imported: the suite asks this in its own process, and importing torch there costs each
+        # pytest(-xdist) process seconds; the backend's worker process imports it for the first call
+        if importlib.util.find_spec("torch") is None:
             return "torch is not installed"
         return None
 
     @property
     def version(self) -> str:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            return str(torch.__version__)
         try:
-            import torch
-        except ImportError:
+            return importlib.metadata.version("torch")
+        except importlib.metadata.PackageNotFoundError:
             return "n/a"
-        return str(torch.__version__)
 
     def _settings(self) -> contextlib.AbstractContextManager[Any]:
         """Backend flags to hold while torch computes; none on the CPU."""

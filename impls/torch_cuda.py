@@ -18,6 +18,8 @@ Global flags are saved and restored around every call, so the two backends can r
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -25,6 +27,10 @@ from conformance.backend import Capabilities
 from conformance.problem import PADDING_MODES as ALL_PADDING_MODES
 
 from .torch_cpu import TorchCPU
+
+
+#: a loaded NVIDIA kernel driver shows one of these on Linux (native; /dev/dxg: WSL 2's GPU paravirtualisation)
+NVIDIA_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg")
 
 
 class _TorchCuda(TorchCPU):
@@ -40,6 +46,9 @@ class _TorchCuda(TorchCPU):
         reason = super().available()
         if reason is not None:
             return reason
+        if sys.platform == "linux" and not any(os.path.exists(p) for p in NVIDIA_DRIVER_FILES):
+            # decided without importing torch (seconds in every pytest process of a machine without a GPU)
+            return "no NVIDIA driver loaded (none of " + ", ".join(NVIDIA_DRIVER_FILES) + " exists)"
         import torch
 
         if not torch.cuda.is_available():

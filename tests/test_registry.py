@@ -424,3 +424,34 @@ def test_build_registry_adds_specs_after_entry_points(backend_file: Path) -> Non
 def test_empty_registry_lookup() -> None:
     with pytest.raises(RegistryError, match=re.escape("no implementation named 'naive'; registered: none")):
         Registry().get("naive")
+
+
+def test_torch_cuda_probe_needs_no_torch_where_no_nvidia_driver_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from impls import torch_cuda
+
+    monkeypatch.setattr(torch_cuda.TorchCPU, "available", lambda self: None)  # torch "installed"
+    monkeypatch.setitem(sys.modules, "torch", None)  # but importing it fails: the probe must not need it
+    monkeypatch.setattr(torch_cuda.sys, "platform", "linux")
+    monkeypatch.setattr(torch_cuda.os.path, "exists", lambda path: False)
+    entry = Registry().register(torch_cuda.TorchCudaStrict, source="test", spec="x")
+    assert entry.unavailable is not None and entry.unavailable.startswith("no NVIDIA driver loaded")
+    # with a driver present the probe asks torch itself (here: the import fails, and says so)
+    monkeypatch.setattr(torch_cuda.os.path, "exists", lambda path: path == "/dev/nvidiactl")
+    entry = Registry().register(torch_cuda.TorchCudaDefault, source="test", spec="x")
+    assert entry.unavailable is not None and "import of torch halted" in entry.unavailable
+
+
+def test_availability_is_asked_on_first_use_only() -> None:
+    calls = []
+
+    class Probed(ReadyConv):
+        name = "probed"
+
+        def available(self) -> None:
+            calls.append(1)
+            return None
+
+    entry = Registry().register(Probed, source="test", spec="x")
+    assert calls == []  # registering (building the parametrization) probes nothing
+    assert entry.runnable and entry.runnable
+    assert calls == [1]

@@ -1,4 +1,5 @@
-"""Plot one report cell: the distribution of error/bound, and error/bound against the accumulation length K.
+"""Plot one report cell: the distribution of error/bound, and error/bound against the accumulation length K; and
+the Speed section's seconds per backend call against problem size.
 
 Figures are built as ``matplotlib.figure.Figure`` objects on an Agg canvas, never through pyplot (no global
 state, no GUI backend), and written as SVG ``data:`` URIs the page embeds, so the report stays one file.
@@ -15,12 +16,16 @@ from urllib.parse import quote
 from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from .summarize import Cell
+from .summarize import Call, Cell
 
 PASS, FAIL, KNOWN = "#2e8b57", "#c62828", "#e0a100"
 COLOURS = {"failed": FAIL, "error": FAIL, "xfailed": KNOWN}  #: by row status; anything else passed
+SERIES = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf")  #: matplotlib's tab10, one colour per implementation
+MARKERS = {"forward": "o", "backward": "^"}
 STYLE: dict[str, Any] = {"svg.fonttype": "none", "font.size": 8, "font.family": "sans-serif",
                          "font.sans-serif": ["DejaVu Sans"], "axes.spines.top": False, "axes.spines.right": False}
 
@@ -31,7 +36,8 @@ def svg_uri(fig: Figure) -> str:
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     svg = re.sub(r"<metadata>.*?</metadata>", "", buf.getvalue(), flags=re.S)
     svg = re.sub(r"\n\s*", " ", svg[svg.index("<svg"):])
-    svg = re.sub(r"(\d\.\d\d)\d+", r"\1", svg)  # coordinates to 1/100 pt
+    # coordinates to 1/100 pt: inside attribute values only, so that a tick label such as 0.001 keeps its digits
+    svg = re.sub(r'"[^"]*"', lambda m: re.sub(r"(\d\.\d\d)\d+", r"\1", m.group(0)), svg)
     return "data:image/svg+xml;charset=utf-8," + quote(svg, safe=" =:/;,.'()-_")
 
 
@@ -97,6 +103,69 @@ def cell_plot(cell: Cell) -> str | None:
         _histogram(axes[0], logs, colours, lo, hi, notes)
         if with_k:
             _against_k(axes[1], [max(k, 1) for _, k, _ in data], logs, colours)
+        return svg_uri(fig)
+
+
+def fmt_seconds(v: float) -> str:
+    """A tick on a log time axis: ``10 µs``, ``1 ms``, ``2 s``."""
+    if v >= 1:
+        return f"{v:g} s"
+    return f"{v * 1e3:g} ms" if v >= 1e-3 else f"{v * 1e6:g} µs"
+
+
+def fmt_count(v: float) -> str:
+    """A tick on a log count axis: ``100``, ``10k``, ``1M``, ``1G``."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= scale:
+            return f"{v / scale:g}{suffix}"
+    return f"{v:g}"
+
+
+def _log_axes(ax: Any) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.minorticks_off()
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_count(v)))  # no mathtext: faster, smaller
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_seconds(v)))
+    ax.grid(True, color="#e6e9ec", lw=0.6)
+    ax.set_axisbelow(True)
+
+
+def _speed_legend(ax: Any, labels: list[str]) -> None:
+    """One entry per implementation (its colour) and one per pass (its marker), not one per pair."""
+    # a "$" in a backend's name would start mathtext (and a lone one fail to draw): escaped, it stays text
+    handles = [Line2D([], [], ls="", marker="s", ms=6, color=SERIES[i % len(SERIES)], label=label.replace("$", r"\$"))
+               for i, label in enumerate(labels)]
+    handles += [Line2D([], [], ls="", marker=marker, ms=5, color="#666", label=f"{kind} call")
+                for kind, marker in MARKERS.items()]
+    ax.legend(handles=handles, fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def speed_plot(series: list[tuple[str, list[Call]]]) -> str | None:
+    """Seconds per call against multiply-adds of one pass, log-log: one colour per implementation (``series``:
+    label and its calls), a circle per forward call, a triangle per backward call; None: nothing to draw."""
+    drawn = [(label, [c for c in calls if c.macs > 0 and c.seconds > 0]) for label, calls in series]
+    drawn = [(label, calls) for label, calls in drawn if calls]  # a log axis has no place for 0
+    if not drawn:
+        return None
+    style: Any = {**STYLE, "svg.hashsalt": "speed"}
+    with rc_context(style):
+        fig = Figure(figsize=(7.6, 3.4))
+        FigureCanvasAgg(fig)
+        fig.subplots_adjust(left=0.09, right=0.74, bottom=0.15, top=0.9)
+        ax = fig.subplots(1, 1)
+        for i, (_, calls) in enumerate(drawn):
+            colour = SERIES[i % len(SERIES)]
+            for kind, marker in MARKERS.items():
+                mine = [c for c in calls if c.kind == kind]
+                if mine:
+                    ax.scatter([c.macs for c in mine], [c.seconds for c in mine], s=9, marker=marker, c=colour,
+                               alpha=0.55, linewidths=0)
+        _log_axes(ax)
+        ax.set_xlabel("multiply-adds of one pass")
+        ax.set_ylabel("seconds per call (inside the backend)")
+        ax.set_title("time per call against problem size (a backward call does two passes)", fontsize=8)
+        _speed_legend(ax, [label for label, _ in drawn])
         return svg_uri(fig)
 
 

@@ -15,8 +15,8 @@ import jinja2
 
 from conformance.records import RunFile
 
-from .plots import cell_plot, meter
-from .summarize import RUN_STATES, Cell, Report, fmt_ratio, ratio_of, summarize
+from .plots import cell_plot, meter, speed_plot
+from .summarize import RUN_STATES, Cell, Report, fmt_num, fmt_ratio, ratio_of, summarize
 
 DEFAULT_OUT = "reports/index.html"
 GREY_STATES = ("unavailable", "unsupported", "skipped")
@@ -29,6 +29,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"), autoescape=True,
                              undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["ratio"] = fmt_ratio
+    env.filters["num"] = fmt_num
     env.filters["g"] = lambda v: "—" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
     env.globals["ratio_of"] = ratio_of
     return env
@@ -103,6 +104,23 @@ def _not_run(rep: Report, cells: list[Cell]) -> dict[str, list[dict[str, Any]]]:
     return grey
 
 
+def _speed(rep: Report) -> dict[str, Any]:
+    """The Speed table: a row per implementation (and environment) that ran anything (one whose results carry no
+    times shows dashes), a column per check column with a timed call; the contract tier and the oracle-free
+    identities have none (each of their rows times several calls together); and the scatter plot of every timed
+    call."""
+    multi = len(rep.envs) > 1
+    pairs = [(env, impl) for impl in rep.impls for env in rep.envs
+             if any((c := rep.cell(env, impl, col)) and c.state in RUN_STATES for col in rep.columns)]
+    columns = [col for col in rep.columns
+               if any((c := rep.cell(env, impl, col)) and c.timing.n_calls for env, impl in pairs)]
+    rows = [{"impl": impl, "env": env, "total": rep.timing(env, impl),
+             "cells": [rep.cell(env, impl, col) for col in columns]} for env, impl in pairs]
+    plot = speed_plot([(f"{env}/{impl}" if multi else impl, list(rep.timing(env, impl).calls.values()))
+                       for env, impl in pairs])
+    return {"columns": columns, "rows": rows, "plot": plot}
+
+
 def build_context(rep: Report, title: str = "conv-conformance report") -> dict[str, Any]:
     """Everything the template reads."""
     cells = sorted(rep.cells.values(), key=lambda c: int(c.ident.split("-")[1]))
@@ -111,9 +129,10 @@ def build_context(rep: Report, title: str = "conv-conformance report") -> dict[s
     plots = {c.ident: cell_plot(c) for c in cells if c.state in RUN_STATES}
     states = [c.state for c in rep.cells.values()]
     return {"title": title, "rep": rep, "matrix": _matrix(rep), "cells_by_impl": cells_by_impl, "grey": grey,
-            "plots": plots, "runs": _runs(rep), "impl_rows": _impl_rows(rep), "env_fields": ENV_FIELDS,
-            "multi_env": len(rep.envs) > 1, "run_states": RUN_STATES, "meter": meter, "n_fail": states.count("fail"),
-            "n_pass": states.count("pass"), "n_known": states.count("xfail") + states.count("stale"),
+            "plots": plots, "speed": _speed(rep), "runs": _runs(rep), "impl_rows": _impl_rows(rep),
+            "env_fields": ENV_FIELDS, "multi_env": len(rep.envs) > 1, "run_states": RUN_STATES, "meter": meter,
+            "n_fail": states.count("fail"), "n_pass": states.count("pass"),
+            "n_known": states.count("xfail") + states.count("stale"),
             "n_grey": sum(1 for st in states if st not in RUN_STATES),
             "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 

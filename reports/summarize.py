@@ -4,17 +4,21 @@ A *column* is the check (``forward``, ``grad_input``, ``grad_weight``, ``grad_bi
 and the tier (``golden``, ``exact``, ``nonfinite``, ``oracle-free``, ``contract``, later ones) of the others. Rows
 read from several files (pytest-xdist workers, several runs, several tox environments, the same file named twice)
 are merged without duplicates; a run's declared capabilities come from its header's ``impls`` list when present.
+Each cell and each (environment, implementation) also keeps the backend time of its distinct calls (``Timing``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from conformance.problem import ConvProblem
 from conformance.records import RunFile, as_float, column, load
 
 KNOWN_COLUMNS = ("forward", "grad_input", "grad_weight", "grad_bias", "golden", "onnx", "exact", "nonfinite",
@@ -26,6 +30,16 @@ KNOWN = "xfailed"  #: a failure listed in known_failures.txt, failing as expecte
 NOT_RUN = ("unavailable", "unsupported", "skipped")
 RUN_STATES = ("fail", "xfail", "stale", "pass")  #: cells whose examples ran (the others are grey)
 WORST_N = 5
+#: rows whose ``seconds`` is a backend call that returned a result: an error row's is the time to a raise, a crash
+#: or the isolation timeout, which says nothing of speed
+TIMED_STATUSES = ("passed", "failed", "xfailed")
+PASSES = ("forward", "grad_input", "grad_weight", "grad_bias")
+#: tiers whose row's ``seconds`` covers several backend calls of different kinds together (and, in results recorded
+#: before oracle-free rows summed the backend's own time, the harness's arithmetic around them): not a call's time
+MULTI_CALL_TIERS = ("contract", "oracle-free")
+#: convolution passes one call computes: every backward call returns dx, dw and db whichever gradient its row
+#: checks, so it does two passes of work (db is a sum, not counted), as benchmarks/bench_impls.py counts them
+WORK_PASSES = {"forward": 1, "backward": 2}
 
 
 def column_of(row: dict[str, Any]) -> str:
@@ -58,6 +72,107 @@ def _dedupe_key(row: dict[str, Any]) -> str:
                                             "data_kind", "status", "impl")], sort_keys=True, default=str)
 
 
+def seconds_of(row: dict[str, Any]) -> float | None:
+    """The backend time of the one call behind ``row``; None where it has none (not run, an old file, a tier that
+    times several calls together)."""
+    v = row.get("seconds")
+    if row.get("status") not in TIMED_STATUSES or row.get("check") not in PASSES \
+            or row.get("tier") in MULTI_CALL_TIERS or isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) and v >= 0 else None
+
+
+def pass_of(row: dict[str, Any]) -> str:
+    return "forward" if row.get("check") == "forward" else "backward"
+
+
+def call_key(row: dict[str, Any]) -> str:
+    """One backend call: in the tiers that check every pass, the three gradient rows of a backward call share it
+    (and its ``seconds``), and the forward call of the same example is another; a hypothesis-tier test checks one
+    quantity with a call of its own (the check tells its calls apart even in a row without a nodeid)."""
+    call = row.get("check") if (row.get("tier") or "hypothesis") == "hypothesis" else pass_of(row)
+    return json.dumps([row.get(k) for k in ("env", "impl", "run_id", "worker", "nodeid", "problem", "seed",
+                                            "data_kind", "tier", "layout")] + [call], sort_keys=True, default=str)
+
+
+@lru_cache(maxsize=4096)
+def _macs(problem_json: str) -> int:
+    try:
+        return ConvProblem.from_dict(json.loads(problem_json)).macs
+    except (TypeError, ValueError):  # an invalid or unknown problem (InvalidProblem is a ValueError): no count
+        return 0
+
+
+def macs_of(row: dict[str, Any]) -> int:
+    """Multiply-adds of one pass of the row's problem; 0 where it has no readable problem."""
+    problem = row.get("problem")
+    return _macs(json.dumps(problem, sort_keys=True)) if isinstance(problem, dict) else 0
+
+
+def fmt_num(v: float | None) -> str:
+    """Three significant digits, without an exponent where one is not needed: ``0.0421``, ``3.5``, ``1,234``."""
+    if v is None or math.isnan(v):
+        return "—"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.2g}" if v < 0.001 else f"{v:.3g}"
+
+
+@dataclass
+class Call:
+    """One timed backend call."""
+
+    seconds: float
+    macs: int   #: multiply-adds of one pass of its problem (0: unknown)
+    kind: str   #: forward or backward
+
+
+@dataclass
+class Timing:
+    """Backend time of the distinct calls behind some rows, as the backend's worker process measured it."""
+
+    calls: dict[str, Call] = field(default_factory=dict)
+    throughput: bool = True  #: False for the grad_bias column: it checks a sum, its calls are whole backward calls
+
+    def add(self, row: dict[str, Any]) -> None:
+        seconds = seconds_of(row)
+        if seconds is not None:
+            self.calls.setdefault(call_key(row), Call(seconds, macs_of(row), pass_of(row)))
+
+    @property
+    def n_calls(self) -> int:
+        return len(self.calls)
+
+    @property
+    def total_s(self) -> float:
+        return sum(c.seconds for c in self.calls.values())
+
+    @property
+    def median_ms(self) -> float | None:
+        return statistics.median(c.seconds for c in self.calls.values()) * 1e3 if self.calls else None
+
+    @property
+    def max_ms(self) -> float | None:
+        return max(c.seconds for c in self.calls.values()) * 1e3 if self.calls else None
+
+    @property
+    def gflops(self) -> float | None:
+        """sum(2 × MACs × passes) / sum(seconds) over the calls with a known problem; None without any."""
+        known = [c for c in self.calls.values() if c.macs > 0]
+        seconds = sum(c.seconds for c in known)
+        if not self.throughput or not known or seconds <= 0:
+            return None
+        return sum(2 * c.macs * WORK_PASSES[c.kind] for c in known) / seconds / 1e9
+
+    @property
+    def title(self) -> str:
+        """The tooltip: what the median and throughput were computed from."""
+        if not self.calls:
+            return "no timed calls"
+        return (f"{self.n_calls} call(s), {fmt_num(self.total_s)} s in all, median {fmt_num(self.median_ms)} ms, "
+                f"max {fmt_num(self.max_ms)} ms")
+
+
 def _worst_key(row: dict[str, Any]) -> tuple[int, float]:
     r = ratio_of(row)
     rank = 0 if row.get("status") in FAILING else 1 if row.get("status") == KNOWN else 2
@@ -78,10 +193,15 @@ class Cell:
     reasons: dict[str, str] = field(default_factory=dict)  #: why not run (or why it broke) -> status
     worst: list[dict[str, Any]] = field(default_factory=list)
     ident: str = ""
+    timing: Timing = field(default_factory=Timing)
+
+    def __post_init__(self) -> None:
+        self.timing.throughput = self.column != "grad_bias"
 
     def add(self, row: dict[str, Any]) -> None:
         status = str(row.get("status"))
         self.counts[status] += 1
+        self.timing.add(row)
         if row.get("reason"):
             self.reasons.setdefault(str(row["reason"]), status)
         verdict = row.get("verdict")
@@ -167,6 +287,7 @@ class Report:
     impl_info: dict[str, dict[str, Any]]
     n_rows: int
     n_duplicates: int
+    timings: dict[tuple[str, str], Timing] = field(default_factory=dict)  #: per (environment, implementation)
 
     @property
     def partial_files(self) -> list[dict[str, Any]]:
@@ -174,6 +295,14 @@ class Report:
 
     def cell(self, env: str, impl: str, column: str) -> Cell | None:
         return self.cells.get((env, impl, column))
+
+    def timing(self, env: str, impl: str) -> Timing:
+        return self.timings.get((env, impl)) or Timing()
+
+    @property
+    def timed(self) -> bool:
+        """Whether any row carries a backend time (results recorded before ``seconds`` was written carry none)."""
+        return any(t.n_calls for t in self.timings.values())
 
     @property
     def failing(self) -> list[Cell]:
@@ -215,6 +344,7 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
     cells: dict[tuple[str, str, str], Cell] = {}
     runs: dict[str, RunInfo] = {}
     rows_by_impl: dict[str, list[dict[str, Any]]] = {}
+    timings: dict[tuple[str, str], Timing] = {}
     n_rows = dups = 0
     for rf in runfiles:
         head = rf.header
@@ -237,6 +367,8 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
             impl, column = str(row.get("impl") or "?"), column_of(row)
             cell = cells.setdefault((env, impl, column), Cell(env, impl, column))
             cell.add(row)
+            # the implementation's total over every column: a call is counted once however many rows share it
+            timings.setdefault((env, impl), Timing()).add(row)
             rows_by_impl.setdefault(impl, []).append(row)
         n_rows += new
         run.files.append({"path": str(rf.path), "name": rf.path.name, "worker": head.get("worker", "?"),
@@ -249,7 +381,7 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
     for i, where in enumerate(order):
         cells[where].ident = f"cell-{i}"
     return Report(cells, envs, impls, columns, list(runs.values()), _impl_info(runfiles, cells.values(), rows_by_impl),
-                  n_rows, dups)
+                  n_rows, dups, timings)
 
 
 def _short(cell: Cell | None) -> str:

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from markupsafe import escape
 
+from conformance.problem import ConvProblem
 from conformance.records import load
 from reports.render import render_html, write_report
-from reports.summarize import Report, summarize, terminal_summary
+from reports.summarize import Cell, Report, fmt_num, summarize, terminal_summary
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -122,7 +123,8 @@ def test_two_runs_two_environments(recorded_results: dict[str, Path], tmp_path: 
         assert state(rep, env, "flipped-conv", "forward") == "fail"
     html = write_report([a, b], tmp_path / "index.html").read_text(encoding="utf-8")
     assert "<th>environment</th>" in html
-    assert len(re.findall(r'<tr data-impl="naive" data-env="env-[ab]"', html)) == 2
+    matrix = html[html.index('id="matrix"'):html.index("</table>", html.index('id="matrix"'))]
+    assert len(re.findall(r'<tr data-impl="naive" data-env="env-[ab]"', matrix)) == 2
     assert 'class="env"' in html and ">env-a" in html and ">env-b" in html
     summary = terminal_summary([a, b])
     assert "env-a/naive" in summary and "env-b/flipped-conv" in summary
@@ -229,3 +231,160 @@ def test_report_command_rerenders_saved_results(recorded_results: dict[str, Path
                            str(recorded_results["b"]), "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and f"report: {out}" in proc.stdout and "flipped-conv" in proc.stdout
+
+
+# -- speed: the backend's time per call beside its accuracy -------------------------------------------------------
+SMALL = ConvProblem(batch=2, c_in=4, c_out=8, h=10, w=10, kh=3, kw=3, bias=True)    # 36,864 multiply-adds a pass
+LARGE = ConvProblem(batch=4, c_in=8, c_out=16, h=18, w=18, kh=3, kw=3, bias=True)  # 1,179,648
+
+
+def cell_in(rep: Report, env: str, impl: str, column: str) -> Cell:
+    cell = rep.cell(env, impl, column)
+    assert cell is not None, (env, impl, column, sorted(rep.cells))
+    return cell
+
+
+def timed_row(impl: str, check: str, seconds: float | None, problem: ConvProblem, *, tier: str = "hypothesis",
+              status: str = "passed", seed: int = 0) -> dict:
+    """A result row as the suite writes it; ``seconds`` None: a row from before rows carried it."""
+    row = {"type": "result", "run_id": "timed-run", "worker": "gw0", "env": "timed", "status": status, "impl": impl,
+           "check": check, "tier": tier, "problem": problem.to_dict(), "problem_text": problem.short(),
+           "dtype": problem.dtype, "data_kind": "normal", "seed": seed, "layout": "contiguous",
+           "nodeid": f"test_{tier}.py::test_{check if tier == 'hypothesis' else tier}[{impl}]"}
+    if status in ("passed", "failed", "error"):
+        row.update(max_ratio=0.5, verdict={"k_at_worst": 36, "profile": "fp64", "bound_kind": "det"})
+    if seconds is not None:
+        row["seconds"] = seconds
+    return row
+
+
+def write_results(path: Path, rows: list[dict]) -> Path:
+    head = {"type": "run", "schema": 1, "run_id": rows[0]["run_id"], "worker": "gw0", "env": rows[0]["env"]}
+    end = {"type": "end", "run_id": rows[0]["run_id"], "finished": "2026-01-01T00:00:00"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in [head, *rows, end]))
+    return path
+
+
+FORWARD_ROWS = [timed_row("quick", "forward", 0.001, SMALL, seed=1),
+                timed_row("quick", "forward", 0.004, SMALL, seed=2),
+                timed_row("quick", "forward", 0.002, LARGE, seed=3),
+                timed_row("quick", "forward", 30.0, SMALL, status="error", seed=4),  # killed at the timeout: no speed
+                timed_row("quick", "forward", None, LARGE, status="unsupported", seed=5)]
+#: the golden tier's forward call (1 ms) and its backward call (6 ms, shared by its three gradient rows); two
+#: hypothesis backward calls; contract and oracle-free rows, each timing several calls together
+BACKWARD_ROWS = [timed_row("quick", "forward", 0.001, SMALL, tier="golden"),
+                 *(timed_row("quick", c, 0.006, SMALL, tier="golden") for c in ("grad_input", "grad_weight",
+                                                                                 "grad_bias")),
+                 timed_row("quick", "grad_bias", 0.003, SMALL), timed_row("quick", "grad_input", 0.005, SMALL),
+                 timed_row("quick", "contract", 0.5, SMALL, tier="contract"),
+                 timed_row("quick", "adjoint", 0.25, SMALL, tier="oracle-free")]
+
+
+@pytest.fixture
+def timed(tmp_path: Path) -> Path:
+    results = tmp_path / "timed"
+    write_results(results / "timed-run-gw0-1.jsonl", FORWARD_ROWS + BACKWARD_ROWS)
+    return results
+
+
+def test_speed_statistics_of_a_cell(timed: Path) -> None:
+    t = cell_in(summarize([timed]), "timed", "quick", "forward").timing
+    assert t.n_calls == 3  # the error row's 30 s and the unsupported row are not speed
+    assert t.total_s == pytest.approx(0.007)
+    assert t.median_ms == pytest.approx(2.0) and t.max_ms == pytest.approx(4.0)
+    assert t.gflops == pytest.approx(2 * (2 * SMALL.macs + LARGE.macs) / 0.007 / 1e9)
+    assert SMALL.macs == 36_864 and fmt_num(t.gflops) == "0.358"
+
+
+def test_backward_rows_of_one_call_are_timed_once(timed: Path, tmp_path: Path) -> None:
+    rep = summarize([timed])
+    golden = cell_in(rep, "timed", "quick", "golden").timing
+    assert golden.n_calls == 2 and golden.total_s == pytest.approx(0.007)  # not 0.001 + 3 × 0.006
+    assert golden.median_ms == pytest.approx(3.5) and golden.max_ms == pytest.approx(6.0)
+    # a forward call does one pass, a backward call two (dx and dw; db is a sum)
+    assert golden.gflops == pytest.approx((2 * SMALL.macs + 4 * SMALL.macs) / 0.007 / 1e9)
+    assert cell_in(rep, "timed", "quick", "grad_input").timing.gflops == pytest.approx(4 * SMALL.macs / 0.005 / 1e9)
+    bias = cell_in(rep, "timed", "quick", "grad_bias").timing
+    assert bias.n_calls == 1 and bias.median_ms == pytest.approx(3.0) and bias.gflops is None
+    for several in ("contract", "adjoint"):  # a row whose seconds covers several calls is no call's time
+        assert cell_in(rep, "timed", "quick", several).timing.n_calls == 0
+    total = rep.timing("timed", "quick")
+    assert total.n_calls == 3 + 2 + 2
+    assert total.total_s == pytest.approx(0.007 + 0.007 + 0.003 + 0.005)
+    # the same rows in a second file (a copy of the run) change nothing
+    write_results(timed / "copy" / "timed-run-gw0-2.jsonl", FORWARD_ROWS + BACKWARD_ROWS)
+    again = summarize([timed])
+    assert again.n_duplicates == len(FORWARD_ROWS + BACKWARD_ROWS)
+    assert again.timing("timed", "quick").total_s == pytest.approx(total.total_s)
+
+
+def section(html: str, start: str, end: str) -> str:
+    return html[html.index(start):html.index(end, html.index(start))]
+
+
+def test_speed_section_shows_the_numbers_and_the_plot(timed: Path) -> None:
+    rep = summarize([timed])
+    html = render_html(rep)
+    speed = section(html, '<h2 id="speed">', "<h2>Drill-down")
+    assert "benchmarks/bench_impls.py" in speed and "isolation" in speed
+    row = re.search(r'<tr data-impl="quick".*?</tr>', speed, re.S)
+    assert row, speed
+    forward = re.search(r'<td data-column="forward" title="([^"]*)">(.*?)</td>', row.group(0), re.S)
+    assert forward and "2 ms" in forward.group(2) and "0.358 GFLOP/s" in forward.group(2)
+    assert "3 call(s), 0.007 s in all, median 2 ms, max 4 ms" in forward.group(1)
+    golden = re.search(r'<td data-column="golden"[^>]*>(.*?)</td>', row.group(0), re.S)
+    assert golden and "3.5 ms" in golden.group(1)
+    bias = re.search(r'<td data-column="grad_bias"[^>]*>(.*?)</td>', row.group(0), re.S)
+    assert bias and "3 ms" in bias.group(1) and "times only" in bias.group(1)
+    assert "0.022 s" in row.group(0) and "7 calls" in row.group(0)  # the implementation's total
+    assert 'data-column="contract"' not in speed and 'data-column="adjoint"' not in speed
+    assert re.search(r'<img class="plot" id="speed-plot"[^>]*src="data:image/svg\+xml', speed)
+    # the matrix cell shows its median beside its accuracy, and its drill-down the statistics
+    cell = cell_in(rep, "timed", "quick", "forward")
+    assert cell.state == "fail"  # the error row
+    matrix_cell = re.search(rf'<td class="cell st-fail" data-column="forward".*?href="#{cell.ident}".*?</td>', html,
+                            re.S)
+    assert matrix_cell and '<div class="per-call"' in matrix_cell.group(0) and "2 ms/call" in matrix_cell.group(0)
+    drill = section(html, f'id="{cell.ident}"', "</details>")
+    assert "3 call(s), median 2 ms, max 4 ms, total 0.007 s, 0.358 GFLOP/s" in " ".join(drill.split())
+
+
+def test_results_without_seconds_still_render(run_a: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    for f in run_a.glob("*.jsonl"):
+        rows = [json.loads(line) for line in f.read_text().splitlines()]
+        (old / f.name).parent.mkdir(exist_ok=True)
+        (old / f.name).write_text("".join(json.dumps({k: v for k, v in r.items() if k != "seconds"}) + "\n"
+                                          for r in rows))
+    rep = summarize([old])
+    assert not rep.timed and all(c.timing.n_calls == 0 for c in rep.cells.values())
+    assert cell_in(rep, "env-a", "naive", "forward").state == "pass"
+    html = render_html(rep)
+    assert 'id="speed-none"' in html and 'id="speed-table"' not in html and 'class="per-call"' not in html
+    assert 'class="cell st-pass' in html
+    # beside a timed run, the untimed implementation's row shows dashes
+    rows = [timed_row("cost$1", "forward", 0.002, SMALL)] + [timed_row("legacy", "forward", None, SMALL, seed=s)
+                                                            for s in range(3)]
+    mixed = write_results(tmp_path / "mixed" / "m-gw0-1.jsonl", rows)
+    html = render_html(summarize([mixed]))
+    speed = section(html, '<h2 id="speed">', "<h2>Drill-down")
+    legacy = re.search(r'<tr data-impl="legacy".*?</tr>', speed, re.S)
+    assert legacy and legacy.group(0).count("—") == 2 and "ms" not in legacy.group(0)
+    assert 'id="speed-plot"' in speed  # a "$" in a backend's name is drawn as text, not mathtext
+
+
+def test_real_run_times_each_backend_call_once(run_a: Path, html_a: str) -> None:
+    rep = summarize([run_a])
+    rows = [r for rf in load([run_a]) for r in rf.rows if r.get("impl") == "naive"]
+    forward = cell_in(rep, "env-a", "naive", "forward")
+    assert forward.timing.n_calls == forward.n_run > 0 and (forward.timing.gflops or 0) > 0
+    golden = [r for r in rows if r.get("tier") == "golden"]
+    calls = sum(1 for r in golden if r["check"] in ("forward", "grad_input"))  # each backward call has one dx row
+    cell = cell_in(rep, "env-a", "naive", "golden")
+    assert cell.timing.n_calls == calls < cell.n_run
+    assert cell_in(rep, "env-a", "naive", "contract").timing.n_calls == 0
+    assert any("seconds" in r for r in rows if r.get("tier") == "contract")  # recorded, but over several calls
+    speed = section(html_a, '<h2 id="speed">', "<h2>Drill-down")
+    assert 'id="speed-table"' in speed and 'id="speed-plot"' in speed and '<tr data-impl="naive"' in speed
+    assert f"{fmt_num(forward.timing.median_ms)} ms" in speed

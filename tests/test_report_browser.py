@@ -156,6 +156,13 @@ def test_report_in_headless_chromium(browser: Page, recorded_results: dict[str, 
     assert browser.js("document.querySelectorAll('#matrix td.st-pass').length") > 10
     assert browser.js("document.querySelectorAll('#matrix td.st-fail').length") >= 2
 
+    # speed beside accuracy: each run cell's median time per call, and the Speed section's table and plot
+    assert browser.js("document.querySelectorAll('#matrix td.st-pass .per-call').length") > 10
+    assert browser.visible("#speed-table") and browser.visible("#speed-plot")
+    assert browser.js("document.getElementById('speed-plot').naturalWidth") > 100  # the SVG plot decoded
+    naive = browser.js("document.querySelector('#speed-table tr[data-impl=naive] td[data-column=forward]').innerText")
+    assert "ms" in naive and "GFLOP/s" in naive
+
     # a click on the failing cell opens its drill-down: the worst case and its reproduction
     drill = f"details#{failing.ident}"
     assert not browser.js(f"document.querySelector('{drill}').open")

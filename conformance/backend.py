@@ -10,7 +10,10 @@ A backend is any object with a ``name``, ``capabilities``, ``forward`` and ``bac
         def backward(self, problem, x, w, dy): ...  # -> (dx, dw, db); db may be None without bias
 
 Optional: ``available(self) -> str | None`` returns why the backend cannot run here (``None``: it can),
-and ``version`` (a string shown in the report). What a backend does not declare is never generated for it;
+and ``version`` (a string shown in the report); both are asked in the suite's own process, so keep them cheap
+(find a library, do not import it). ``prepare(self)`` is called once where the backend runs, before its first
+timed call: import the library, create the device context (seconds on a GPU), so that the times the report shows
+are the convolution's, not the start-up's. What a backend does not declare is never generated for it;
 the runner reports it as unsupported, with the reason. A backend never calls ``pytest.skip`` itself.
 """
 
@@ -138,6 +141,13 @@ class Backend(Protocol):
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray: ...
 
     def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Any: ...
+
+
+def prepare(backend: Any) -> None:
+    """Run the backend's optional ``prepare()`` (imports, device start-up) before anything is timed."""
+    hook = getattr(backend, "prepare", None)
+    if callable(hook):
+        hook()
 
 
 def availability(backend: Any) -> str | None:

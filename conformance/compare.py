@@ -8,7 +8,7 @@ bound, and where NaN/Inf differ. The pytest suite and the HTML report read the s
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,9 @@ class Verdict:
     first_mismatches: list[tuple[int, ...]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # shallow (asdict deep-copies): the fields are scalars, one tuple and one list of tuples, copied here
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["first_mismatches"] = list(self.first_mismatches)
         d["max_ratio"] = _json_float(self.max_ratio)
         for k in ("worst_actual", "worst_expected", "worst_error", "worst_bound"):
             d[k] = _json_float(d[k])

@@ -21,6 +21,7 @@ import time
 from multiprocessing.connection import Client, Listener
 from typing import Any
 
+from .backend import prepare
 from .runner import Outcome, invoke
 
 DEFAULT_TIMEOUT = 60.0
@@ -43,6 +44,11 @@ def _worker_main(conn: Any, spec: str, memory_limit: int | None) -> None:
         backend = _instantiate(load_import_path(spec), spec)
     except BaseException as exc:  # noqa: BLE001 - report anything to the parent
         conn.send(("load-error", f"{type(exc).__name__}: {exc}"))
+        return
+    try:
+        prepare(backend)
+    except BaseException as exc:  # noqa: BLE001
+        conn.send(("load-error", f"prepare() raised {type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", None))
     while True:

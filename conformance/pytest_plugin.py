@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from . import known
+from .backend import prepare
 from .isolation import IsolatedBackend
 from .options import DEFAULT_PROFILE, DEFAULT_RESULTS, add_run_options
 from .records import Recorder, new_run_id
@@ -29,6 +30,7 @@ SKIP_STATUS_KEY = pytest.StashKey[tuple[str, str, str, str]]()  # (status, impl,
 KNOWN_KEY = pytest.StashKey[known.KnownFailure]()
 KNOWN_ENTRIES_KEY = pytest.StashKey[list[known.KnownFailure]]()
 ISOLATED_KEY = pytest.StashKey[dict[str, IsolatedBackend]]()
+PREPARED_KEY = pytest.StashKey[set[str]]()
 
 _PROFILES: dict[str, dict[str, Any]] = {
     "quick": dict(max_examples=10),
@@ -112,6 +114,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _isolated(config: pytest.Config, entry: Any) -> Any:
     """The backend the checks call: its worker-process proxy (one per backend and pytest process) by default."""
     if not config.getoption("conv_isolate"):
+        prepared = config.stash.setdefault(PREPARED_KEY, set())
+        if entry.name not in prepared:  # what a worker does once before its first call
+            prepared.add(entry.name)
+            prepare(entry.backend)
         return entry.backend
     pool = config.stash.setdefault(ISOLATED_KEY, {})
     if entry.name not in pool:

@@ -78,7 +78,7 @@ class Recorder:
                      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment(), **self.meta})
         return self
 
-    def _write(self, row: dict[str, Any]) -> None:
+    def _write(self, row: dict[str, Any], flush: bool = True) -> None:
         if self._fh is None:
             self.open()
         try:  # most rows hold no inf/nan: skip the walk that rewrites them
@@ -86,14 +86,20 @@ class Recorder:
         except ValueError:
             line = json.dumps(_finite(row), default=_jsonable, allow_nan=False)
         self._fh.write(line + "\n")
-        self._fh.flush()
+        if flush:
+            self._fh.flush()
 
     def record(self, **row: Any) -> None:
-        status = row.get("status")
-        if status not in STATUSES:
-            raise ValueError(f"status={status!r}, but it must be one of {STATUSES}")
-        self._write({"type": "result", "run_id": self.run_id, "worker": self.worker,
-                     "env": self.meta.get("env", ""), "time": time.time(), **row})
+        self.record_many([row])
+
+    def record_many(self, rows: list[dict[str, Any]]) -> None:
+        """Append ``rows`` and flush once (a suite test's rows arrive together when it ends)."""
+        for i, row in enumerate(rows):
+            status = row.get("status")
+            if status not in STATUSES:
+                raise ValueError(f"status={status!r}, but it must be one of {STATUSES}")
+            self._write({"type": "result", "run_id": self.run_id, "worker": self.worker,
+                         "env": self.meta.get("env", ""), "time": time.time(), **row}, flush=i == len(rows) - 1)
 
     def close(self, **summary: Any) -> None:
         if self._fh is not None:

@@ -281,8 +281,8 @@ class SuiteContext:
                 "traceback": r.traceback, "repro": repro, "nodeid": self.nodeid, "key": key, "layout": layout}
 
     def flush(self) -> None:
-        rows = list(self._passed.values()) + self._last_failure
-        for row in rows:
+        rows = []
+        for row in list(self._passed.values()) + self._last_failure:
             row = dict(row)
             row.pop("key")
             if row["status"] != "passed":
@@ -290,6 +290,7 @@ class SuiteContext:
                 if self.known is not None:
                     row["status"] = "xfailed"
                     row["reason"] = f"known: {self.known.reason} ({self.known.source})"
-            self.recorder.record(**row)
+            rows.append(row)
+        self.recorder.record_many(rows)
         self._passed.clear()
         self._last_failure = []

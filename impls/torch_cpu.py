@@ -47,6 +47,12 @@ class TorchCPU:
             return "torch is not installed"
         return None
 
+    def prepare(self) -> None:
+        """Import torch and touch the device once (CUDA creates its context here), outside any timed call."""
+        import torch
+
+        torch.zeros(1, device=self.device)
+
     @property
     def version(self) -> str:
         torch = sys.modules.get("torch")

@@ -28,7 +28,6 @@ from conformance.problem import PADDING_MODES as ALL_PADDING_MODES
 
 from .torch_cpu import TorchCPU
 
-
 #: a loaded NVIDIA kernel driver shows one of these on Linux (native; /dev/dxg: WSL 2's GPU paravirtualisation)
 NVIDIA_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg")
 

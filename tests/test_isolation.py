@@ -1,0 +1,73 @@
+"""The worker process: a backend's optional ``prepare()`` runs there once, before the first call and outside its
+time; a ``prepare()`` that raises is a load error naming it, recorded on the call like any other failure."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from conformance import Capabilities, ConvProblem
+from conformance.isolation import IsolatedBackend
+from conformance.runner import call
+
+HERE = Path(__file__).resolve().parent
+P = ConvProblem(batch=1, c_in=2, c_out=3, h=5, w=5, kh=3, kw=3, dtype="float64")
+
+
+class SlowStart:
+    """A library that takes 0.5 s to load, and says how many times it was loaded."""
+
+    name = "slow-start"
+    capabilities = Capabilities(dtypes=("float64",))
+    loads = 0
+
+    def prepare(self) -> None:
+        time.sleep(0.5)
+        type(self).loads += 1
+
+    def forward(self, problem, x, w, b):
+        from impls.im2col import Im2col
+
+        y = Im2col().forward(problem, x, w, b)
+        y.flat[0] = type(self).loads  # the result carries the load count back from the worker
+        return y
+
+    backward = forward
+
+
+class BrokenStart(SlowStart):
+    name = "broken-start"
+
+    def prepare(self) -> None:
+        raise OSError("no device context")
+
+
+def _inputs():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal(P.input_shape), rng.standard_normal(P.weight_shape)
+
+
+def test_prepare_runs_once_in_the_worker_outside_the_timed_call():
+    backend = IsolatedBackend(SlowStart(), f"{HERE / 'test_isolation.py'}:SlowStart")
+    try:
+        x, w = _inputs()
+        first, second = (call(backend, "forward", P, x, w, None) for _ in range(2))
+    finally:
+        backend.close()
+    assert first.ok and second.ok, (first.error, second.error)
+    assert first.value.flat[0] == 1 and second.value.flat[0] == 1  # prepared once, in the worker
+    assert first.seconds < 0.4, f"the first call's time includes prepare(): {first.seconds:.2f} s"
+    assert SlowStart.loads == 0  # and never in this process
+
+
+def test_a_prepare_that_raises_is_a_recorded_load_error():
+    backend = IsolatedBackend(BrokenStart(), f"{HERE / 'test_isolation.py'}:BrokenStart")
+    try:
+        x, w = _inputs()
+        out = call(backend, "forward", P, x, w, None)
+    finally:
+        backend.close()
+    assert not out.ok
+    assert "prepare() raised OSError: no device context" in out.error

@@ -71,3 +71,14 @@ def test_a_prepare_that_raises_is_a_recorded_load_error():
         backend.close()
     assert not out.ok
     assert "prepare() raised OSError: no device context" in out.error
+
+
+def test_a_result_that_is_no_array_is_named_by_its_type():
+    from conformance.checks import _not_c
+    from conformance.runner import Outcome
+
+    assert _not_c(Outcome(layouts=["list"]), "forward") == (
+        "forward returned a list, not a numpy array: results must be C-contiguous NCHW numpy arrays")
+    assert _not_c(Outcome(layouts=["F"]), "backward") == (
+        "backward returned a F array: results must be C-contiguous NCHW")
+    assert _not_c(Outcome(layouts=["C", "NoneType"]), "backward") is None

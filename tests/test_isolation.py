@@ -80,5 +80,5 @@ def test_a_result_that_is_no_array_is_named_by_its_type():
     assert _not_c(Outcome(layouts=["list"]), "forward") == (
         "forward returned a list, not a numpy array: results must be C-contiguous NCHW numpy arrays")
     assert _not_c(Outcome(layouts=["F"]), "backward") == (
-        "backward returned a F array: results must be C-contiguous NCHW")
+        "backward returned an F array: results must be C-contiguous NCHW")
     assert _not_c(Outcome(layouts=["C", "NoneType"]), "backward") is None

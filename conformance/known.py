@@ -3,7 +3,7 @@
 A known-failures file has one entry a line, ``<impl>::<check>  # reason`` (``*`` matches any implementation or
 check), with ``#`` comments and blank lines ignored::
 
-    fft::nonfinite      # a NaN or Inf spreads over the whole plane through the transform
+    fft::nonfinite      # a NaN or Inf spreads over its whole tile through the transform
     my-conv::grad_*     # backward not finished yet (fnmatch patterns work)
 
 The pytest plugin marks each matching test ``xfail`` with the reason, records its rows as ``xfailed``, and

@@ -105,8 +105,8 @@ class BiasFirstAccumulation(Conv):
 class FFTNormwise(FFTConv):
     """``impls.fft.FFTConv``: the whole convolution by real FFTs, declared ``error_model="normwise"``. Correct,
     with two documented deviations (``known_failures.txt`` in this folder lists them, as
-    ``conformance/data/known_failures.txt`` does for the built-in ``fft``): a NaN or Inf spreads over the whole
-    output plane through the transform (``nonfinite``), and on data near the top of the range the spectra overflow
+    ``conformance/data/known_failures.txt`` does for the built-in ``fft``): a NaN or Inf spreads over its whole
+    tile of the output through the transform (``nonfinite``), and on data near the top of the range the spectra overflow
     where the exact result is finite (``extreme``)."""
 
     name = "ok-fft-normwise"

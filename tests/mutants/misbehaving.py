@@ -130,8 +130,8 @@ class ReturnsNonArray(Intermittent):
 
     name = "bad-non-array"
     expected = ("nonfinite",)
-    # the first is what compare() says; the second what the suite says today (a list reported as a memory layout)
-    message = ("not a numpy.ndarray", "returned a list array")
+    # the first is what compare() says; the second what the layout check says of a result that is no array
+    message = ("not a numpy.ndarray", "returned a list, not a numpy array")
 
     def misbehave(self, problem, grads):
         dx, dw, db = grads

@@ -39,6 +39,17 @@ SIZE_CLASSES: dict[str, dict[str, int]] = {
 }
 
 
+def _declared(dtypes: Sequence[str], capabilities: Capabilities | None,
+              max_macs: int) -> tuple[Capabilities, list[str], int]:
+    """What a backend lets a strategy draw: its capabilities, the requested dtypes it declares (at least one), and
+    the work budget capped by its ``max_macs``."""
+    caps = capabilities or Capabilities(dtypes=tuple(dtypes))
+    allowed = [d for d in dtypes if d in caps.dtypes]
+    if not allowed:
+        raise ValueError(f"dtypes={tuple(dtypes)}, but the capabilities declare only {caps.dtypes}")
+    return caps, allowed, max_macs if caps.max_macs is None else min(max_macs, caps.max_macs)
+
+
 @st.composite
 def conv_problems(
     draw: Any,
@@ -58,15 +69,10 @@ def conv_problems(
     max_out: int | None = None,
     padding_modes: Sequence[str] | None = None,
 ) -> ConvProblem:
-    caps = capabilities or Capabilities(dtypes=tuple(dtypes))
-    allowed = [d for d in dtypes if d in caps.dtypes]
-    if not allowed:
-        raise ValueError(f"dtypes={tuple(dtypes)}, but the capabilities declare only {caps.dtypes}")
+    caps, allowed, max_macs = _declared(dtypes, capabilities, max_macs)
     unknown = [c for c in size_classes if c not in SIZE_CLASSES]
     if unknown or not size_classes:
         raise ValueError(f"size_classes={tuple(size_classes)}, but they must be among {tuple(SIZE_CLASSES)}")
-    if caps.max_macs is not None:
-        max_macs = min(max_macs, caps.max_macs)
     size = SIZE_CLASSES[draw(st.sampled_from(tuple(size_classes)))]  # shrinks to the first: small
     max_batch = size["batch"] if max_batch is None else max_batch
     max_groups = size["groups"] if max_groups is None else max_groups
@@ -159,12 +165,7 @@ def boundary_problems(
     ``conv_problems`` every size is capped by what the work budget leaves, so every problem is valid and within
     ``max_macs`` by construction (no filtering).
     """
-    caps = capabilities or Capabilities(dtypes=tuple(dtypes))
-    allowed = [d for d in dtypes if d in caps.dtypes]
-    if not allowed:
-        raise ValueError(f"dtypes={tuple(dtypes)}, but the capabilities declare only {caps.dtypes}")
-    if caps.max_macs is not None:
-        max_macs = min(max_macs, caps.max_macs)
+    caps, allowed, max_macs = _declared(dtypes, capabilities, max_macs)
     foci = [f for f in BOUNDARY_FOCI if caps.groups or f not in ("groups", "depthwise")]
     focus = draw(st.sampled_from(foci))
     dtype = draw(st.sampled_from(allowed))

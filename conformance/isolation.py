@@ -12,13 +12,12 @@ under an address-space limit (``memory_limit`` bytes, ``RLIMIT_AS``), so a backe
 from __future__ import annotations
 
 import os
-import secrets
 import signal
+import socket
 import subprocess
 import sys
-import tempfile
 import time
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import Connection
 from typing import Any
 
 from .backend import prepare
@@ -87,7 +86,6 @@ class IsolatedBackend:
         self.spec, self.timeout, self.memory_limit = spec, timeout, memory_limit
         self._proc: Any = None
         self._conn: Any = None
-        self._dir: str | None = None
         self.restarts = 0
 
     def __repr__(self) -> str:
@@ -95,31 +93,22 @@ class IsolatedBackend:
 
     # -- the worker's life ---------------------------------------------------------------------------
     def _start(self) -> str | None:
-        # a fresh interpreter (not multiprocessing's spawn, which re-imports the parent's __main__) that connects
-        # back over a Unix socket with a one-time key
-        self._dir = tempfile.mkdtemp(prefix="conv-worker-")
-        address = os.path.join(self._dir, "sock")
-        key = secrets.token_bytes(16)
-        listener = Listener(address, family="AF_UNIX", authkey=key)
-        env = dict(os.environ, CONV_CONFORMANCE_WORKER_KEY=key.hex())
+        # a fresh interpreter (not multiprocessing's spawn, which re-imports the parent's __main__), connected by a
+        # socket pair it inherits: private to the two processes, and an end that dies reads as EOF
+        mine, theirs = socket.socketpair()
+        env = dict(os.environ)
         # the suite's problems are tiny: one thread per worker avoids oversubscribing the cores that pytest-xdist
         # workers already share (2 OpenMP threads on a busy 2-core machine made 0.2 ms torch calls take 20-130 ms)
         threads = os.environ.get("CONV_CONFORMANCE_WORKER_THREADS", "1")
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, threads)
-        cmd = [sys.executable, "-m", "conformance.isolation", address, self.spec, str(self.memory_limit or 0)]
-        self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
-        # accept() must not wait forever on a worker that died before connecting (CPython's Listener keeps its
-        # socket here; multiprocessing offers no public accept timeout)
-        listener._listener._socket.settimeout(START_TIMEOUT)  # type: ignore[attr-defined]
+        cmd = [sys.executable, "-m", "conformance.isolation", str(theirs.fileno()), self.spec,
+               str(self.memory_limit or 0)]
         try:
-            self._conn = listener.accept()
-        except (OSError, EOFError):
-            listener.close()
-            why = _death(self._proc)
-            self.close()
-            return f"loading {self.spec}: {why}"
-        listener.close()
+            self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        self._conn = Connection(mine.detach())
         if not self._conn.poll(START_TIMEOUT):
             self.close()
             return f"the worker process did not load {self.spec} within {START_TIMEOUT:.0f} s"
@@ -142,11 +131,6 @@ class IsolatedBackend:
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
-        if self._dir is not None:
-            for f in os.listdir(self._dir):
-                os.unlink(os.path.join(self._dir, f))
-            os.rmdir(self._dir)
-            self._dir = None
 
     def __del__(self) -> None:
         try:
@@ -186,7 +170,6 @@ class IsolatedBackend:
     backward = forward
 
 
-if __name__ == "__main__":  # the worker: python -m conformance.isolation ADDRESS SPEC MEMORY_LIMIT
-    _address, _spec, _limit = sys.argv[1:4]
-    _conn = Client(_address, family="AF_UNIX", authkey=bytes.fromhex(os.environ["CONV_CONFORMANCE_WORKER_KEY"]))
-    _worker_main(_conn, _spec, int(_limit))
+if __name__ == "__main__":  # the worker: python -m conformance.isolation FD SPEC MEMORY_LIMIT
+    _fd, _spec, _limit = sys.argv[1:4]
+    _worker_main(Connection(int(_fd)), _spec, int(_limit))

@@ -82,3 +82,19 @@ def test_a_result_that_is_no_array_is_named_by_its_type():
     assert _not_c(Outcome(layouts=["F"]), "backward") == (
         "backward returned an F array: results must be C-contiguous NCHW")
     assert _not_c(Outcome(layouts=["C", "NoneType"]), "backward") is None
+
+
+def test_a_worker_that_cannot_load_or_dies_loading_is_a_recorded_error(tmp_path):
+    x, w = _inputs()
+    missing = IsolatedBackend(SlowStart(), f"{HERE / 'test_isolation.py'}:NoSuchClass")
+    dying_file = tmp_path / "dies.py"
+    dying_file.write_text("import os\nos._exit(3)\n")
+    dying = IsolatedBackend(SlowStart(), f"{dying_file}:Anything")
+    try:
+        out_missing = call(missing, "forward", P, x, w, None)
+        out_dying = call(dying, "forward", P, x, w, None)
+    finally:
+        missing.close()
+        dying.close()
+    assert not out_missing.ok and "loading" in out_missing.error and "NoSuchClass" in out_missing.error
+    assert not out_dying.ok and out_dying.error.endswith("the worker process exited with code 3")

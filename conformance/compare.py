@@ -51,6 +51,12 @@ class Verdict:
         return d
 
 
+def worst_verdict(verdicts: list[Verdict]) -> Verdict:
+    """One verdict for several of the same check: the first failing one, else the one with the largest ratio."""
+    failing = [v for v in verdicts if not v.passed]
+    return failing[0] if failing else max(verdicts, key=lambda v: v.max_ratio)
+
+
 def _json_float(v: float | None) -> float | str | None:
     if v is None:
         return None

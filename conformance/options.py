@@ -32,27 +32,14 @@ def _choice_list(option: str, allowed: tuple[str, ...]) -> Callable[[str], tuple
     return parse
 
 
-def _non_negative_int(option: str) -> Callable[[str], int]:
+def _int_at_least(option: str, low: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{option} {text!r} is not an integer") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"{option} {v} must be at least 0")
-        return v
-
-    return parse
-
-
-def _positive_int(option: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{option} {text!r} is not an integer") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{option} {v} must be at least 1")
+        if v < low:
+            raise argparse.ArgumentTypeError(f"{option} {v} must be at least {low}")
         return v
 
     return parse
@@ -70,7 +57,7 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-") -> Non
                    "one; repeatable")
     addoption(f"--{prefix}profile", type=_profile, default=None, dest="conv_profile", metavar="NAME",
               help=f"hypothesis profile: {', '.join(PROFILE_NAMES)} (default {DEFAULT_PROFILE}: derandomized)")
-    addoption(f"--{prefix}max-examples", type=_positive_int("max-examples"), default=None,
+    addoption(f"--{prefix}max-examples", type=_int_at_least("max-examples", 1), default=None,
               dest="conv_max_examples", metavar="N", help="override the profile's examples per check")
     addoption(f"--{prefix}dtypes", type=_choice_list("dtypes", DTYPES), default=None, dest="conv_dtypes",
               metavar="LIST", help=f"comma-separated dtypes to generate (default: each backend's declared "
@@ -81,7 +68,7 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-") -> Non
     addoption(f"--{prefix}shapes", type=_choice_list("shapes", shape_corpora()), default=None, dest="conv_shapes",
               metavar="NAMES", help=f"shape corpora of the corpus tier, comma-separated (default: all of "
                                     f"{', '.join(shape_corpora())})")
-    addoption(f"--{prefix}shapes-max-macs", type=_non_negative_int("shapes-max-macs"), default=None,
+    addoption(f"--{prefix}shapes-max-macs", type=_int_at_least("shapes-max-macs", 0), default=None,
               dest="conv_shapes_max_macs", metavar="N",
               help="multiply-adds per pass the corpus tier reduces each layer to, keeping its stride/padding/dilation "
                    "remainders (default by profile: quick 5000, ci 20000, thorough 1000000; 0: full size)")

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import oracle_free
 from .checks import check_backward, check_forward
-from .compare import Verdict, format_verdict
+from .compare import Verdict, format_verdict, worst_verdict
 from .data import make_inputs
 from .problem import ConvProblem
 from .tolerance import exact_bits_for
@@ -47,8 +47,7 @@ def run_example(backend: Any, problem: ConvProblem, *, seed: int, data_kind: str
         verdicts = oracle_free.run_all(backend, problem, np.random.default_rng(seed)).get(check)
         if not verdicts:
             raise ValueError(f"check={check!r} does not apply to {backend.name!r} (it declares no backward)")
-        failing = [v for v in verdicts if not v.passed]
-        return failing[0] if failing else max(verdicts, key=lambda v: v.max_ratio)
+        return worst_verdict(verdicts)
     bits = exact_bits_for(backend.capabilities, problem.dtype)
     inputs = make_inputs(problem, seed, data_kind, exact_bits=bits)
     if layout == "broadcast":  # the layout tier feeds back the gradient of out.sum()

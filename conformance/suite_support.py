@@ -17,7 +17,7 @@ import pytest
 from . import onnx_golden, oracle_free, shapes
 from .backend import Capabilities
 from .checks import BACKWARD_CHECKS, CheckResult, check_backward, check_forward
-from .compare import Verdict, format_verdict
+from .compare import Verdict, format_verdict, worst_verdict
 from .contract import check_calls
 from .data import EXTREME_KINDS, Inputs, make_inputs
 from .options import DEFAULT_DATA_KINDS
@@ -40,12 +40,6 @@ ALL_PASS_TIERS = ("exact", "golden", "nonfinite", "boundary", "extreme", "corpus
 SIZE_CLASSES_OF = {"nonfinite": ("small",), "extreme": ("small",)}
 #: the smallest problem of the scale tier (C_out = 65537 on a 1x1 image with a 1x1 kernel)
 SCALE_MIN_MACS = 2**16 + 1
-
-
-def _worst(verdicts: list[Verdict]) -> Verdict:
-    """One verdict per check: the failing one, else the one with the largest ratio."""
-    failing = [v for v in verdicts if not v.passed]
-    return failing[0] if failing else max(verdicts, key=lambda v: v.max_ratio)
 
 
 def dtypes_for(caps: Capabilities, requested: Sequence[str] | None) -> tuple[str, ...]:
@@ -224,7 +218,7 @@ class SuiteContext:
     def run_oracle_free(self, problem: ConvProblem, seed: int) -> None:
         seconds = [0.0]  # inside the backend, over the tier's several calls
         results = oracle_free.run_all(self.backend, problem, np.random.default_rng(seed), seconds)
-        verdicts = [_worst(vs) for vs in results.values()]
+        verdicts = [worst_verdict(vs) for vs in results.values()]
         self._settle([CheckResult(verdicts, seconds[0])], problem, seed, "normal", "oracle-free")
 
     def run(self, problem: ConvProblem, seed: int, kind: str, *, tier: str,

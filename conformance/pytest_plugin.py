@@ -89,7 +89,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return [f"conv-conformance: registry error: {exc}"]
     lines = [f"conv-conformance: profile {config.getoption('conv_profile') or DEFAULT_PROFILE}, "
              f"results in {config.stash[RECORDER_KEY].directory}"]
-    # names and sources only: asking a backend whether it can run here (and its version) may import its library,
+    # names only: asking a backend whether it can run here (and its version) may import its library,
     # which waits until a test of it is selected; the run's results header records both for the selected ones
     lines.append("  implementations: " + ", ".join(e.name for e in reg))
     env = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("CONV_CONFORMANCE_")]

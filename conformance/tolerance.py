@@ -15,7 +15,7 @@ kind    bound B_i                                                               
 det     (2·u_in + γ(K_i, u_acc))·M1_i + u_out·|ref_i| + (K_i+1)·tiny                      any data; a theorem
 prob    min(2·u_in·M1_i, 10·u_in·M2_i) + min(γ(K_i,u_acc), λ·√K_i·u_acc)·M1_i + …        seeded i.i.d. random data
 exact   0 (bitwise), data of small integers with max M1 ≤ 2^p                          the exact-integer tier
-norm    C·u_acc·(3·log2(F)+1)·S_plane + 2·u_in·M1_i + u_acc·|ref_i| + (K_i+1)·tiny      FFT/Winograd (normwise)
+norm    C·u_acc·(3·log2(F)+1)·S_plane + 2·u_in·M1_i + (u_acc+u_out)·|ref_i| + (K_i+1)·tiny  FFT/Winograd (normwise)
 ======  ==============================================================================  ==========================
 
 with ``γ(K, u) = K·u / (1 − K·u)``, λ = 8, C = 1, ``S_plane`` the sum over the reduced channels of
@@ -241,7 +241,8 @@ def norm_bound(check: str, p: ConvProblem, t: Terms, prof: Profile, x: np.ndarra
         logf = max(math.log2(fft_grid(p)), 1.0)
     # rounding stages: two forward transforms, the pointwise product, one inverse transform
     stages = 3 * logf + 1
-    b = (C_NORM * prof.u_acc * stages * s + 2 * prof.u_in * t.m1 + prof.u_acc * np.abs(t.ref)
+    # the final rounding to a float16/bfloat16 output (u_out) is componentwise, as in the direct bounds
+    b = (C_NORM * prof.u_acc * stages * s + 2 * prof.u_in * t.m1 + (prof.u_acc + prof.u_out) * np.abs(t.ref)
          + (t.k + 1) * prof.tiny)
     # no exact zeros here: a transform spreads rounding errors over the whole plane, K_i = 0 included
     return np.broadcast_to(b, t.ref.shape).copy()
@@ -258,7 +259,7 @@ FORMULAS = {
     "det": "(2·u_in + γ(K,u_acc))·|a|*|b| + u_out·|ref|",
     "prob": "min(2·u_in·M1, 10·u_in·M2) + min(γ(K,u_acc), 8·√K·u_acc)·|a|*|b| + u_out·|ref|",
     "exact": "0 (small-integer data: every partial sum is exact)",
-    "norm": "u_acc·(3·log2(F)+1)·Σ_c min(‖a‖₂‖b‖₁, ‖a‖₁‖b‖₂) per plane + 2·u_in·|a|*|b| + u_acc·|ref|",
+    "norm": "u_acc·(3·log2(F)+1)·Σ_c min(‖a‖₂‖b‖₁, ‖a‖₁‖b‖₂) per plane + 2·u_in·|a|*|b| + (u_acc+u_out)·|ref|",
 }
 
 

@@ -411,3 +411,18 @@ def test_bound_kind_dispatch() -> None:
     with pytest.raises(ValueError, match="kind='loose', but it must be one of det, prob, exact, norm"):
         bound("forward", p, t, "fp32", "loose", inp.x, inp.w, inp.dy)
 
+
+
+@pytest.mark.parametrize("dtype, profile", [("float16", "fp16-acc32"), ("bfloat16", "bf16-acc32")])
+def test_norm_bound_covers_the_final_rounding_to_a_low_precision_output(dtype: str, profile: str) -> None:
+    # a normwise backend with a float16/bfloat16 output (cuDNN in half precision) rounds every element once more
+    # at the end: the exactly computed result rounded to the dtype must pass; the transform term alone
+    # (u_acc·stages·S, ~2.4e-6 relative here) is far below that rounding (2^-11, 2^-8 relative)
+    p = ConvProblem(batch=2, c_in=3, c_out=4, h=9, w=8, kh=3, kw=3, padding=1, dtype=dtype)
+    inp = make_inputs(p, 3)
+    t = terms("forward", p, inp.x, inp.w, inp.b, inp.dy)
+    rounded = t.ref.astype(inp.x.dtype)
+    bd = bound("forward", p, t, profile, "norm", inp.x, inp.w, inp.dy)
+    v = compare("half", "forward", rounded, t.ref, bd, t.k, dtype=p.dtype)
+    assert v.passed, format_verdict(v)
+    assert v.max_ratio > 0.1, v.max_ratio  # the rounding term is what carries it, not a loose bound

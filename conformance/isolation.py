@@ -5,8 +5,11 @@ A real compiled backend can segfault or abort on an unusual shape; a Python exce
 arrays) to a worker process that loads the backend from its import path and runs ``runner.invoke`` there. The
 parent waits at most ``timeout`` seconds. A worker that died (a signal, an exit) or timed out is killed and
 restarted for the next call, and the call becomes an ``Outcome`` whose error says what happened. The worker runs
-under an address-space limit (``memory_limit`` bytes, ``RLIMIT_AS``), so a backend asking for huge memory gets a
-``MemoryError`` instead of taking the machine down.
+under a memory limit (``memory_limit`` bytes), so a backend asking for huge memory gets a ``MemoryError`` instead
+of taking the machine down. On Linux that is ``RLIMIT_DATA`` (since Linux 4.7 it counts every private writable
+mapping, which is where numpy's and torch's host arrays live), not ``RLIMIT_AS``: CUDA reserves address space of
+the size of host plus device memory when it creates a context (inaccessible mappings, which ``RLIMIT_DATA`` does
+not count), so under an address-space limit a CUDA backend could not even start. Elsewhere: ``RLIMIT_AS``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ def _worker_main(conn: Any, spec: str, memory_limit: int | None) -> None:
         try:
             import resource
 
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+            which = resource.RLIMIT_DATA if sys.platform == "linux" else resource.RLIMIT_AS
+            resource.setrlimit(which, (memory_limit, memory_limit))
         except (ImportError, ValueError, OSError):
             pass
     try:

@@ -87,7 +87,8 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-") -> Non
     addoption(f"--{prefix}timeout", type=float, default=60.0, dest="conv_timeout", metavar="SECONDS",
               help="per-call timeout of an isolated backend (default 60)")
     addoption(f"--{prefix}memory-limit", type=float, default=16.0, dest="conv_memory_limit", metavar="GIB",
-              help="address-space limit of a backend's worker process in GiB (default 16)")
+              help="memory limit of a backend's worker process in GiB (default 16; on Linux its private writable "
+                   "memory, RLIMIT_DATA, elsewhere its address space; 0: none)")
     addoption(f"--{prefix}select", action="append", default=[], dest="conv_select", metavar="NAME",
               help="run only these implementations (exact names; repeatable)")
     addoption(f"--{prefix}no-entry-points", action="store_false", default=True, dest="conv_entry_points",

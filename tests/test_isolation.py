@@ -3,10 +3,12 @@ time; a ``prepare()`` that raises is a load error naming it, recorded on the cal
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conformance import Capabilities, ConvProblem
 from conformance.isolation import IsolatedBackend
@@ -98,3 +100,47 @@ def test_a_worker_that_cannot_load_or_dies_loading_is_a_recorded_error(tmp_path)
         dying.close()
     assert not out_missing.ok and "loading" in out_missing.error and "NoSuchClass" in out_missing.error
     assert not out_dying.ok and out_dying.error.endswith("the worker process exited with code 3")
+
+
+class ReservesAddressSpace(SlowStart):
+    """What CUDA does when it creates a context: reserve address space the size of host plus device memory as an
+    inaccessible mapping (here 64 GiB, four times the default memory limit), and keep it."""
+
+    name = "reserves-address-space"
+
+    def prepare(self) -> None:
+        import mmap
+
+        type(self).reservation = mmap.mmap(-1, 64 * 2**30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                                           prot=0)  # PROT_NONE
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_DATA is the memory limit on Linux only")
+def test_reserved_address_space_does_not_count_against_the_memory_limit():
+    # under an address-space limit (RLIMIT_AS) this worker could not start, and neither could a CUDA backend
+    backend = IsolatedBackend(ReservesAddressSpace(), f"{HERE / 'test_isolation.py'}:ReservesAddressSpace")
+    try:
+        x, w = _inputs()
+        out = call(backend, "forward", P, x, w, None)
+    finally:
+        backend.close()
+    assert out.ok, out.error
+
+
+@pytest.mark.parametrize("spec", ["impls.torch_cuda:TorchCudaStrict", "impls.torch_cuda:TorchCudaDefault"])
+def test_a_cuda_backend_runs_in_a_worker_under_the_default_memory_limit(spec):
+    from conformance.registry import _instantiate, load_import_path
+    from impls.im2col import Im2col
+
+    backend = _instantiate(load_import_path(spec), spec)
+    reason = backend.available()
+    if reason is not None:
+        pytest.skip(f"{backend.name}: {reason}")
+    isolated = IsolatedBackend(backend, spec)
+    try:
+        x, w = _inputs()
+        out = call(isolated, "forward", P, x, w, None)
+    finally:
+        isolated.close()
+    assert out.ok, out.error
+    np.testing.assert_allclose(out.value, Im2col().forward(P, x, w, None), rtol=1e-12)

@@ -98,7 +98,7 @@ class HangsOnOneProblem(Intermittent):
 
 class AsksForHugeMemory(Intermittent):
     """A workspace size computed from a garbage value: ``np.empty(2**30)``, 8 GiB. The gate runs with
-    ``--memory-limit 4`` (GiB), so the worker's address-space limit turns it into a ``MemoryError``; without the
+    ``--memory-limit 4`` (GiB), so the worker's memory limit turns it into a ``MemoryError``; without the
     limit the allocation would succeed on most machines (untouched pages cost nothing), so the test shows that the
     limit is in force, not only that the machine is out of memory."""
 

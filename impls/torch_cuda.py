@@ -6,7 +6,10 @@ Both reuse ``TorchCPU`` (inputs as given, autograd with ``grad_outputs=dy``) wit
 - ``torch-cuda-strict``: cuDNN disabled, so torch uses its own im2col + cuBLAS GEMM convolution, and TF32 off
   for both cuDNN and cuBLAS matmuls (that GEMM is a cuBLAS matmul, governed by
   ``torch.backends.cuda.matmul.allow_tf32``). Every product is an IEEE fp32 (or fp64) product summed directly:
-  the componentwise error model at the dtype's own precision.
+  the componentwise error model at the dtype's own precision. In float16/bfloat16 the GEMM takes half inputs
+  and accumulates in float32, unless cuBLAS may reduce split-K partial sums in half precision
+  (``allow_fp16/bf16_reduced_precision_reduction``, on by default): off here, so the profile is
+  ``fp16-acc32``/``bf16-acc32``, componentwise.
 - ``torch-cuda-default``: cuDNN on and ``torch.backends.cudnn.allow_tf32 = True``, torch's default for
   convolutions (unlike matmuls, where TF32 is off by default). On Ampere and newer GPUs a float32 convolution
   then rounds its inputs to TF32 (10-bit mantissa), and cuDNN's heuristics may pick FFT or Winograd kernels,
@@ -40,6 +43,9 @@ class _TorchCuda(TorchCPU):
     cudnn_flags: ClassVar[dict[str, bool]] = {}
     #: ``torch.backends.cuda.matmul.allow_tf32`` held during each call
     matmul_allow_tf32: ClassVar[bool] = False
+    #: ``torch.backends.cuda.matmul.allow_{fp16,bf16}_reduced_precision_reduction`` held during each call
+    #: (None: as torch has it)
+    matmul_reduced_precision_reduction: ClassVar[bool | None] = None
 
     def available(self) -> str | None:
         reason = super().available()
@@ -58,19 +64,27 @@ class _TorchCuda(TorchCPU):
     def _settings(self) -> Iterator[None]:
         import torch
 
-        saved = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = self.matmul_allow_tf32
+        matmul = torch.backends.cuda.matmul
+        wanted = {"allow_tf32": self.matmul_allow_tf32}
+        if self.matmul_reduced_precision_reduction is not None:
+            wanted["allow_fp16_reduced_precision_reduction"] = self.matmul_reduced_precision_reduction
+            wanted["allow_bf16_reduced_precision_reduction"] = self.matmul_reduced_precision_reduction
+        saved = {name: getattr(matmul, name) for name in wanted}
         try:
+            for name, value in wanted.items():
+                setattr(matmul, name, value)
             with torch.backends.cudnn.flags(**self.cudnn_flags):  # restores cuDNN's flags on exit
                 yield
         finally:
-            torch.backends.cuda.matmul.allow_tf32 = saved
+            for name, value in saved.items():
+                setattr(matmul, name, value)
 
     def environment(self) -> dict[str, Any]:
         """What the report needs to reproduce a run: versions, the device and the flags this backend holds."""
         env: dict[str, Any] = {"torch": self.version, "cuda": None, "cudnn": None, "device": None,
                                "capability": None, "cudnn_flags": dict(self.cudnn_flags),
-                               "matmul_allow_tf32": self.matmul_allow_tf32}
+                               "matmul_allow_tf32": self.matmul_allow_tf32,
+                               "matmul_reduced_precision_reduction": self.matmul_reduced_precision_reduction}
         if self.available() is not None:
             return env
         import torch
@@ -87,18 +101,20 @@ class TorchCudaStrict(_TorchCuda):
 
     name = "torch-cuda-strict"
     # padding modes and asymmetric padding go through F.pad, the same code as torch-cpu (inherited _conv)
-    capabilities = Capabilities(dtypes=("float32", "float64"), padding_modes=ALL_PADDING_MODES,
-                                asymmetric_padding=True, notes="cuDNN off, TF32 off (cuDNN and cuBLAS)")
+    capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
+                                padding_modes=ALL_PADDING_MODES, asymmetric_padding=True,
+                                notes="cuDNN off, TF32 off (cuDNN and cuBLAS), no half-precision split-K reduction")
     cudnn_flags: ClassVar[dict[str, bool]] = {"enabled": False, "allow_tf32": False, "benchmark": False,
                                               "deterministic": False}
     matmul_allow_tf32: ClassVar[bool] = False
+    matmul_reduced_precision_reduction: ClassVar[bool | None] = False
 
 
 class TorchCudaDefault(_TorchCuda):
     """CUDA as torch ships: cuDNN on, TF32 allowed for float32 convolutions, heuristic algorithm choice."""
 
     name = "torch-cuda-default"
-    capabilities = Capabilities(dtypes=("float32", "float64"), precision={"float32": "tf32"},
+    capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"), precision={"float32": "tf32"},
                                 error_model="normwise", deterministic=False, padding_modes=ALL_PADDING_MODES,
                                 asymmetric_padding=True,
                                 notes="cuDNN on, TF32 convolutions (torch's defaults)")

@@ -18,6 +18,11 @@ exact   0 (bitwise), data of small integers with max M1 ≤ 2^p                 
 norm    C·u_acc·(3·log2(F)+1)·S_plane + 2·u_in·M1_i + (u_acc+u_out)·|ref_i| + (K_i+1)·tiny  FFT/Winograd (normwise)
 ======  ==============================================================================  ==========================
 
+Each bound also carries the oracle's own error, ``γ(K_i, 2^-53)·M1_i``: the reference is a float64 direct sum, not
+exact, so a float64 implementation that sums in another order may differ from it by the two errors together (a
+correct naive float64 loop once failed by 1.1× on a machine whose BLAS summed the oracle's products in another
+order). For float32 and lower this term is far below the implementation's own.
+
 with ``γ(K, u) = K·u / (1 − K·u)``, λ = 8, C = 1, ``S_plane`` the sum over the reduced channels of
 ``min(‖a‖₂·‖b‖₁, ‖a‖₁·‖b‖₂)`` for the output plane of element i, and F the padded FFT grid size; 3·log2(F)+1
 counts the rounding stages of two forward transforms, the pointwise product and the inverse transform (with
@@ -236,7 +241,10 @@ def norm_bound(check: str, p: ConvProblem, t: Terms, prof: Profile, x: np.ndarra
         s = t.m1
         logf = max(math.log2(max(p.batch * p.out_h * p.out_w, 2)), 1.0)
     else:
+        # non-finite inputs are judged where the reference has NaN/Inf (compare's location check); the rounding
+        # error of the finite outputs is bounded from the finite inputs (one NaN would void its whole plane's bound)
         a, c = (np.asarray(v, dtype=np.float64) for v in operands(check, x, w, dy))
+        a, c = (np.where(np.isfinite(v), v, 0.0) for v in (a, c))
         s = _plane_norm_sum(check, p, a, c)
         logf = max(math.log2(fft_grid(p)), 1.0)
     # rounding stages: two forward transforms, the pointwise product, one inverse transform
@@ -255,11 +263,14 @@ def bound_kind(error_model: str, data_kind: str) -> str:
     return {"int": "exact", "normal": "prob", "uniform": "prob"}.get(data_kind, "det")  # wide, nonfinite: det
 
 
+ORACLE_U = 2.0**-53  #: the oracle's unit roundoff (float64 direct sums); its error bound is added to every bound
+_ORACLE = " + γ(K,2⁻⁵³)·|a|*|b| (oracle)"
 FORMULAS = {
-    "det": "(2·u_in + γ(K,u_acc))·|a|*|b| + u_out·|ref|",
-    "prob": "min(2·u_in·M1, 10·u_in·M2) + min(γ(K,u_acc), 8·√K·u_acc)·|a|*|b| + u_out·|ref|",
-    "exact": "0 (small-integer data: every partial sum is exact)",
-    "norm": "u_acc·(3·log2(F)+1)·Σ_c min(‖a‖₂‖b‖₁, ‖a‖₁‖b‖₂) per plane + 2·u_in·|a|*|b| + (u_acc+u_out)·|ref|",
+    "det": "(2·u_in + γ(K,u_acc))·|a|*|b| + u_out·|ref|" + _ORACLE,
+    "prob": "min(2·u_in·M1, 10·u_in·M2) + min(γ(K,u_acc), 8·√K·u_acc)·|a|*|b| + u_out·|ref|" + _ORACLE,
+    "exact": "0 (small-integer data: every partial sum is exact, the oracle's too)",
+    "norm": "u_acc·(3·log2(F)+1)·Σ_c min(‖a‖₂‖b‖₁, ‖a‖₁‖b‖₂) per plane + 2·u_in·|a|*|b| + (u_acc+u_out)·|ref|"
+            + _ORACLE,
 }
 
 
@@ -276,4 +287,6 @@ def bound(check: str, p: ConvProblem, t: Terms, profile: str, kind: str, x: np.n
         values = norm_bound(check, p, t, prof, x, w, dy)
     else:
         raise ValueError(f"kind={kind!r}, but it must be one of det, prob, exact, norm")
+    if kind != "exact":
+        values = values + gamma(t.k, ORACLE_U) * t.m1  # the float64 oracle's own rounding (0 where K = 0)
     return Bound(values, kind, profile, FORMULAS[kind])

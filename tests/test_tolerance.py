@@ -26,7 +26,7 @@ from conformance.compare import compare, format_verdict
 from conformance.data import INT_RANGE, Inputs, make_inputs
 from conformance.problem import ConvProblem
 from conformance.strategies import conv_problems, data_kinds, seeds
-from conformance.tolerance import PROFILES, bound, bound_kind, gamma, term_counts, terms
+from conformance.tolerance import PROFILES, Terms, bound, bound_kind, gamma, term_counts, terms
 
 CHECKS = ("forward", "grad_input", "grad_weight", "grad_bias")
 U32 = 2.0**-24
@@ -426,3 +426,45 @@ def test_norm_bound_covers_the_final_rounding_to_a_low_precision_output(dtype: s
     v = compare("half", "forward", rounded, t.ref, bd, t.k, dtype=p.dtype)
     assert v.passed, format_verdict(v)
     assert v.max_ratio > 0.1, v.max_ratio  # the rounding term is what carries it, not a loose bound
+
+
+def test_bounds_carry_the_float64_oracles_own_error() -> None:
+    # dx of a 1x1 convolution with three output channels: three products, summed by the oracle (a BLAS matrix
+    # product, in an order of the BLAS's choosing) and by an implementation in another. These values (found by a
+    # search over wide-range data) make two correct summation orders differ by 1.27·γ(3, 2^-53)·M1, so without
+    # the oracle's own error in the bound a correct float64 implementation fails wherever the two orders differ
+    # (measured on a GPU host's numpy: a naive float64 loop failed by 1.1×).
+    p = ConvProblem(batch=1, c_in=1, c_out=3, h=1, w=1, kh=1, kw=1, dtype="float64")
+    dy = np.array([-0.037157928070931975, -12.679821451623205, -38.737437135962736]).reshape(p.output_shape)
+    w = np.array([-3.1388477242834463, -0.09083335985956255, -0.8312818831552982]).reshape(p.weight_shape)
+    x = np.zeros(p.input_shape)
+    t0, t1, t2 = (dy * w.reshape(1, 3, 1, 1))[0, :, 0, 0]
+    orders = {"(0+1)+2": (t0 + t1) + t2, "(2+1)+0": (t2 + t1) + t0, "(0+2)+1": (t0 + t2) + t1}
+    t = terms("grad_input", p, x, w, None, dy)
+    one_gamma = float(gamma(3, 2.0**-53) * t.m1.item())
+    spread = max(orders.values()) - min(orders.values())
+    assert spread > one_gamma, (spread, one_gamma)  # the data does what the comment says
+    for oracle_value in orders.values():  # whichever order the oracle's BLAS takes, every other order passes
+        t_oracle = Terms(np.full(p.input_shape, oracle_value), t.m1, t.k)
+        bd = bound("grad_input", p, t_oracle, "fp64", "det", x, w, dy)
+        for name, value in orders.items():
+            v = compare(name, "grad_input", np.full(p.input_shape, value), t_oracle.ref, bd, t.k, dtype="float64")
+            assert v.passed, format_verdict(v)
+    assert "(oracle)" in bd.formula
+
+
+def test_norm_bound_ignores_non_finite_inputs_of_the_plane() -> None:
+    # one NaN in x makes the reference NaN where it is read; a normwise backend's finite outputs elsewhere in the
+    # plane are still judged against a finite bound (a NaN plane norm made every one of them an inf× failure)
+    p = ConvProblem(batch=1, c_in=2, c_out=2, h=6, w=6, kh=3, kw=3, dtype="float64")
+    inp = make_inputs(p, 0)
+    x = inp.x.copy()
+    x[0, 0, 0, 0] = np.nan
+    t = terms("forward", p, x, inp.w, None, inp.dy)
+    got = t.ref.copy()
+    got[0, 0, 3, 3] = np.nextafter(got[0, 0, 3, 3], np.inf)  # one ulp off, far from the NaN
+    bd = bound("forward", p, t, "fp64", "norm", x, inp.w, inp.dy)
+    v = compare("normwise", "forward", got, t.ref, bd, t.k, dtype="float64")
+    assert v.passed, format_verdict(v)
+    got[0, 0, 3, 3] *= 1 + 1e-9  # and a real error there still fails
+    assert not compare("normwise", "forward", got, t.ref, bd, t.k, dtype="float64").passed

@@ -41,6 +41,9 @@ tf32        2^-11    2^-23    0        float32 through TF32 tensor cores (torch 
 fp16-acc32  0        2^-23    2^-11    float16 in/out, float32 accumulation
 bf16-acc32  0        2^-23    2^-8     bfloat16 in/out, float32 accumulation
 fp16-acc16  0        2^-11    2^-11    float16 accumulated in float16 (torch CPU fp16 backward)
+..-mid16    0        2^-23    2^-11/8  fp16-/bf16-acc32 plus u_mid = 2^-11/2^-8: one intermediate result rounded
+                                       to the storage dtype (torch CUDA half: bias added, padding folded, columns
+                                       gathered after rounding), ``u_mid·M1_i`` added to every bound
 bf16-acc16  0        2^-8     2^-8     bfloat16 accumulated in bfloat16 (torch CPU: the padding fold of bf16 dx)
 ==========  =======  =======  =======  ==============================================
 
@@ -72,11 +75,14 @@ class Profile:
     u_out: float
     tiny: float  #: smallest subnormal of the storage dtype: the underflow term per product
     description: str
+    #: one intermediate result rounded to the storage dtype before a last step (a bias added to the rounded
+    #: convolution, padding folded onto a rounded gradient, columns rounded before they are gathered): u_mid·M1
+    u_mid: float = 0.0
 
     @property
     def exact_bits(self) -> int:
         """Integers up to 2**exact_bits survive every rounding of this profile exactly."""
-        us = [u for u in (self.u_in, self.u_acc, self.u_out) if u > 0]
+        us = [u for u in (self.u_in, self.u_acc, self.u_out, self.u_mid) if u > 0]
         return int(round(-math.log2(max(us))))
 
 
@@ -86,6 +92,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("tf32", 2.0**-11, 2.0**-23, 0.0, 2.0**-149, "float32 with inputs rounded to TF32 (10-bit mantissa)"),
     Profile("fp16-acc32", 0.0, 2.0**-23, 2.0**-11, 2.0**-24, "float16 storage, float32 accumulation"),
     Profile("bf16-acc32", 0.0, 2.0**-23, 2.0**-8, 2.0**-133, "bfloat16 storage, float32 accumulation"),
+    Profile("fp16-acc32-mid16", 0.0, 2.0**-23, 2.0**-11, 2.0**-24,
+            "float16 storage, float32 accumulation, one intermediate result rounded to float16", u_mid=2.0**-11),
+    Profile("bf16-acc32-mid16", 0.0, 2.0**-23, 2.0**-8, 2.0**-133,
+            "bfloat16 storage, float32 accumulation, one intermediate result rounded to bfloat16", u_mid=2.0**-8),
     Profile("fp16-acc16", 0.0, 2.0**-11, 2.0**-11, 2.0**-24, "float16 storage and accumulation"),
     Profile("bf16-acc16", 0.0, 2.0**-8, 2.0**-8, 2.0**-133, "bfloat16 storage and accumulation"),
 )}
@@ -186,7 +196,8 @@ def _zero_where_untouched(b: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def det_bound(t: Terms, prof: Profile) -> np.ndarray:
-    b = (2 * prof.u_in + gamma(t.k, prof.u_acc)) * t.m1 + prof.u_out * np.abs(t.ref) + (t.k + 1) * prof.tiny
+    b = (2 * prof.u_in + prof.u_mid + gamma(t.k, prof.u_acc)) * t.m1 + prof.u_out * np.abs(t.ref) \
+        + (t.k + 1) * prof.tiny
     return _zero_where_untouched(b, t.k)
 
 
@@ -194,7 +205,7 @@ def prob_bound(t: Terms, prof: Profile) -> np.ndarray:
     assert t.m2 is not None, "prob_bound needs M2"
     acc = np.minimum(gamma(t.k, prof.u_acc), LAMBDA * np.sqrt(t.k) * prof.u_acc)
     inp = np.minimum(2 * prof.u_in * t.m1, 10 * prof.u_in * t.m2)
-    b = inp + acc * t.m1 + prof.u_out * np.abs(t.ref) + (t.k + 1) * prof.tiny
+    b = inp + (acc + prof.u_mid) * t.m1 + prof.u_out * np.abs(t.ref) + (t.k + 1) * prof.tiny
     return _zero_where_untouched(b, t.k)
 
 
@@ -250,8 +261,8 @@ def norm_bound(check: str, p: ConvProblem, t: Terms, prof: Profile, x: np.ndarra
     # rounding stages: two forward transforms, the pointwise product, one inverse transform
     stages = 3 * logf + 1
     # the final rounding to a float16/bfloat16 output (u_out) is componentwise, as in the direct bounds
-    b = (C_NORM * prof.u_acc * stages * s + 2 * prof.u_in * t.m1 + (prof.u_acc + prof.u_out) * np.abs(t.ref)
-         + (t.k + 1) * prof.tiny)
+    b = (C_NORM * prof.u_acc * stages * s + (2 * prof.u_in + prof.u_mid) * t.m1
+         + (prof.u_acc + prof.u_out) * np.abs(t.ref) + (t.k + 1) * prof.tiny)
     # no exact zeros here: a transform spreads rounding errors over the whole plane, K_i = 0 included
     return np.broadcast_to(b, t.ref.shape).copy()
 
@@ -266,10 +277,10 @@ def bound_kind(error_model: str, data_kind: str) -> str:
 ORACLE_U = 2.0**-53  #: the oracle's unit roundoff (float64 direct sums); its error bound is added to every bound
 _ORACLE = " + γ(K,2⁻⁵³)·|a|*|b| (oracle)"
 FORMULAS = {
-    "det": "(2·u_in + γ(K,u_acc))·|a|*|b| + u_out·|ref|" + _ORACLE,
-    "prob": "min(2·u_in·M1, 10·u_in·M2) + min(γ(K,u_acc), 8·√K·u_acc)·|a|*|b| + u_out·|ref|" + _ORACLE,
+    "det": "(2·u_in + u_mid + γ(K,u_acc))·|a|*|b| + u_out·|ref|" + _ORACLE,
+    "prob": "min(2·u_in·M1, 10·u_in·M2) + (u_mid + min(γ(K,u_acc), 8·√K·u_acc))·|a|*|b| + u_out·|ref|" + _ORACLE,
     "exact": "0 (small-integer data: every partial sum is exact, the oracle's too)",
-    "norm": "u_acc·(3·log2(F)+1)·Σ_c min(‖a‖₂‖b‖₁, ‖a‖₁‖b‖₂) per plane + 2·u_in·|a|*|b| + (u_acc+u_out)·|ref|"
+    "norm": "u_acc·(3·log2(F)+1)·Σ_c min(‖a‖₂‖b‖₁, ‖a‖₁‖b‖₂) per plane + (2·u_in + u_mid)·|a|*|b| + (u_acc+u_out)·|ref|"
             + _ORACLE,
 }
 

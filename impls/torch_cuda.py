@@ -7,13 +7,21 @@ Both reuse ``TorchCPU`` (inputs as given, autograd with ``grad_outputs=dy``) wit
   for both cuDNN and cuBLAS matmuls (that GEMM is a cuBLAS matmul, governed by
   ``torch.backends.cuda.matmul.allow_tf32``). Every product is an IEEE fp32 (or fp64) product summed directly:
   the componentwise error model at the dtype's own precision. In float16/bfloat16 the GEMM takes half inputs
-  and accumulates in float32, unless cuBLAS may reduce split-K partial sums in half precision
-  (``allow_fp16/bf16_reduced_precision_reduction``, on by default): off here, so the profile is
-  ``fp16-acc32``/``bf16-acc32``, componentwise.
+  and accumulates in float32 (cuBLAS's split-K reduction in half precision,
+  ``allow_fp16/bf16_reduced_precision_reduction``, on by default, is off here), but torch rounds intermediate
+  results to the half dtype, as measured on an H200 (torch 2.11, 2026-11-26): the convolution before the bias is
+  added (forward up to 1.4x over ``fp16-acc32``), the unfolded columns before they are gathered and the padding
+  fold (grad_input up to 28x, where products cancel), and the weight and bias gradients are summed over the
+  batch in the half dtype (up to 4.9x). Hence ``-mid16`` profiles for forward and grad_input (one rounding of
+  an intermediate result, ``u_mid·M1``) and ``-acc16`` for grad_weight and grad_bias.
+  Not deterministic either: the backward of reflect/replicate padding adds with ``atomicAdd`` (a float64
+  grad_input differed between two calls with the same inputs).
 - ``torch-cuda-default``: cuDNN on and ``torch.backends.cudnn.allow_tf32 = True``, torch's default for
   convolutions (unlike matmuls, where TF32 is off by default). On Ampere and newer GPUs a float32 convolution
   then rounds its inputs to TF32 (10-bit mantissa), and cuDNN's heuristics may pick FFT or Winograd kernels,
-  whose error is normwise; algorithm choice and split reductions also make it non-deterministic.
+  whose error is normwise; algorithm choice and split reductions also make it non-deterministic. In half
+  precision torch adds the bias to the rounded convolution and folds padding onto a rounded gradient (forward
+  2.2x, grad_input 1.8x over ``fp16-acc32``, H200): ``-mid16`` profiles for every pass.
 
 Global flags are saved and restored around every call, so the two backends can run in one process.
 """
@@ -30,6 +38,9 @@ from conformance.backend import Capabilities
 from conformance.problem import PADDING_MODES as ALL_PADDING_MODES
 
 from .torch_cpu import TorchCPU
+
+#: half precision as torch computes it on CUDA: float32 accumulation, one intermediate result rounded to the dtype
+HALF_MID16 = {"float16": "fp16-acc32-mid16", "bfloat16": "bf16-acc32-mid16"}
 
 #: a loaded NVIDIA kernel driver shows one of these on Linux (native; /dev/dxg: WSL 2's GPU paravirtualisation)
 NVIDIA_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg")
@@ -102,7 +113,10 @@ class TorchCudaStrict(_TorchCuda):
     name = "torch-cuda-strict"
     # padding modes and asymmetric padding go through F.pad, the same code as torch-cpu (inherited _conv)
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
-                                padding_modes=ALL_PADDING_MODES, asymmetric_padding=True,
+                                precision={**HALF_MID16, "float16:grad_weight": "fp16-acc16",
+                                           "float16:grad_bias": "fp16-acc16", "bfloat16:grad_weight": "bf16-acc16",
+                                           "bfloat16:grad_bias": "bf16-acc16"},
+                                deterministic=False, padding_modes=ALL_PADDING_MODES, asymmetric_padding=True,
                                 notes="cuDNN off, TF32 off (cuDNN and cuBLAS), no half-precision split-K reduction")
     cudnn_flags: ClassVar[dict[str, bool]] = {"enabled": False, "allow_tf32": False, "benchmark": False,
                                               "deterministic": False}
@@ -114,7 +128,8 @@ class TorchCudaDefault(_TorchCuda):
     """CUDA as torch ships: cuDNN on, TF32 allowed for float32 convolutions, heuristic algorithm choice."""
 
     name = "torch-cuda-default"
-    capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"), precision={"float32": "tf32"},
+    capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
+                                precision={"float32": "tf32", **HALF_MID16},
                                 error_model="normwise", deterministic=False, padding_modes=ALL_PADDING_MODES,
                                 asymmetric_padding=True,
                                 notes="cuDNN on, TF32 convolutions (torch's defaults)")

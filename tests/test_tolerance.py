@@ -468,3 +468,25 @@ def test_norm_bound_ignores_non_finite_inputs_of_the_plane() -> None:
     assert v.passed, format_verdict(v)
     got[0, 0, 3, 3] *= 1 + 1e-9  # and a real error there still fails
     assert not compare("normwise", "forward", got, t.ref, bd, t.k, dtype="float64").passed
+
+
+@pytest.mark.parametrize("dtype, mid, plain", [("float16", "fp16-acc32-mid16", "fp16-acc32"),
+                                               ("bfloat16", "bf16-acc32-mid16", "bf16-acc32")])
+def test_mid_profile_covers_a_bias_added_to_the_rounded_convolution(dtype: str, mid: str, plain: str) -> None:
+    # torch CUDA in half precision (measured on an H200): the convolution is rounded to the dtype, then the bias is
+    # added and rounded again. Where the bias cancels the convolution, that first rounding (u·|conv| <= u·M1) is
+    # far above the final one (u·|ref|): the -mid16 profile's u_mid·M1 covers it, the plain profile does not
+    p = ConvProblem(batch=1, c_in=3, c_out=2, h=5, w=5, kh=3, kw=3, bias=True, dtype=dtype)
+    inp = make_inputs(p, 4)
+    half = inp.x.dtype
+    conv = terms("forward", p, inp.x, inp.w, None, inp.dy).ref
+    b = (-conv[0, :, 2, 2] * (1 + 2.0**-6)).astype(half)  # cancels the convolution at the centre
+    t = terms("forward", p, inp.x, inp.w, b, inp.dy, want_m2=True)
+    got = (conv.astype(half).astype(np.float64) + b.astype(np.float64)[None, :, None, None]).astype(half)
+    for kind in ("det", "prob"):
+        v = compare("two roundings", "forward", got, t.ref, bound("forward", p, t, mid, kind, inp.x, inp.w, inp.dy),
+                    t.k, dtype=dtype)
+        assert v.passed, format_verdict(v)
+    v = compare("two roundings", "forward", got, t.ref, bound("forward", p, t, plain, "det", inp.x, inp.w, inp.dy),
+                t.k, dtype=dtype)
+    assert not v.passed and v.worst_index[2:] == (2, 2), format_verdict(v)

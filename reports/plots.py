@@ -2,11 +2,14 @@
 the Speed section's seconds per backend call against problem size.
 
 Figures are built as ``matplotlib.figure.Figure`` objects on an Agg canvas, never through pyplot (no global
-state, no GUI backend), and written as SVG ``data:`` URIs the page embeds, so the report stays one file.
+state, no GUI backend), and written as SVG ``data:`` URIs the page embeds, so the report stays one file. Their
+data (one marker per example or call) is rasterized into a PNG inside the SVG, so that a plot stays ~10-20 kB
+however many examples a failing cell has; text, ticks and axes stay vectors.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 import re
@@ -18,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+from PIL import Image
 
 from .summarize import Call, Cell
 
@@ -28,14 +32,58 @@ SERIES = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 MARKERS = {"forward": "o", "backward": "^"}
 STYLE: dict[str, Any] = {"svg.fonttype": "none", "font.size": 8, "font.family": "sans-serif",
                          "font.sans-serif": ["DejaVu Sans"], "axes.spines.top": False, "axes.spines.right": False}
+#: The data of a plot (a marker per example or per call: hundreds to thousands in a failing cell or the Speed plot,
+#: and the histogram's bars) is drawn with ``rasterized=True``: one PNG inside the SVG, a few kB however many points,
+#: where each vector marker cost ~200 bytes of the page; text, ticks and axes stay vectors. RASTER_DPI: the PNG's
+#: resolution, 1.5 pixels per CSS pixel at the page's size (sharp enough on a high-density screen); PALETTE: its
+#: colours (see _palette_png).
+RASTER_DPI = 150
+PALETTE = 64
+MAX_VECTOR_MARKERS = 24  #: the histogram's few failure markers stay vectors; more are rasterized too
+
+
+def _flatten_groups(svg: str) -> str:
+    """``svg`` without its ``<g>`` elements that have no attribute, their children in their place."""
+    out: list[str] = []
+    kept: list[bool] = []  # per open <g>: whether it stays
+    pos = 0
+    for m in re.finditer(r"</g>|<g>|<g\s[^>]*>", svg):
+        out.append(svg[pos:m.start()])
+        pos = m.end()
+        if m.group(0) == "</g>":
+            if kept.pop():
+                out.append("</g>")
+        elif not m.group(0).endswith("/>"):
+            kept.append(m.group(0) != "<g>")
+            if kept[-1]:
+                out.append(m.group(0))
+        else:
+            out.append(m.group(0))
+    return "".join(out + [svg[pos:]])
+
+
+def _palette_png(m: re.Match[str]) -> str:
+    """A rasterized artist's PNG (matplotlib writes RGBA) with a palette of PALETTE colours and their transparency:
+    a plot's few colours and their antialiased edges need no more, and the PNG is ~4 times smaller."""
+    image = Image.open(io.BytesIO(base64.b64decode(m.group(1))))
+    buf = io.BytesIO()
+    image.quantize(PALETTE, method=Image.Quantize.FASTOCTREE).save(buf, format="png", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def svg_uri(fig: Figure) -> str:
-    """The figure as an SVG ``data:`` URI: matplotlib's SVG without its metadata, indentation and excess digits."""
+    """The figure as an SVG ``data:`` URI: matplotlib's SVG without its metadata, indentation and excess digits.
+    Artists drawn with ``rasterized=True`` come as one PNG inside it, at ``RASTER_DPI``; text and axes stay vector."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    fig.savefig(buf, format="svg", dpi=RASTER_DPI,
+                metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     svg = re.sub(r"<metadata>.*?</metadata>", "", buf.getvalue(), flags=re.S)
+    svg = re.sub(r"data:image/png;base64,([A-Za-z0-9+/=\s]+)", _palette_png, svg)
     svg = re.sub(r"\n\s*", " ", svg[svg.index("<svg"):])
+    # no group's id is referenced (only clip paths, markers and images are): a group left with no attribute does
+    # nothing; and rotate(-0 …) is no rotation
+    svg = _flatten_groups(re.sub(r'<g id="[^"]*"', "<g", svg).replace("<g/>", ""))
+    svg = re.sub(r">\s+<", "><", re.sub(r' transform="rotate\(-0 [^")]*\)"', "", svg))
     # coordinates to 1/100 pt: inside attribute values only, so that a tick label such as 0.001 keeps its digits
     svg = re.sub(r'"[^"]*"', lambda m: re.sub(r"(\d\.\d\d)\d+", r"\1", m.group(0)), svg)
     return "data:image/svg+xml;charset=utf-8," + quote(svg, safe=" =:/;,.'()-_")
@@ -56,9 +104,12 @@ def _histogram(ax: Any, logs: list[float], colours: list[str], lo: int, hi: int,
               for colour, label in ((PASS, "passed"), (KNOWN, "known failure"), (FAIL, "failed"))]
     groups = [g for g in groups if g[0]]
     ax.hist([g[0] for g in groups], bins=bins, stacked=True, histtype="stepfilled", color=[g[1] for g in groups],
-            label=[g[2] for g in groups])
+            label=[g[2] for g in groups], rasterized=True)
     for values, colour, _ in groups[1:] if groups and groups[0][1] == PASS else groups:
-        ax.plot(values, [0] * len(values), "^", color=colour, ms=6, clip_on=False)  # a few among many passes
+        # a few among many passes; opaque, so one marker per place (1/100 of a decade, well under a marker's width)
+        places = sorted({round(v, 2) for v in values})
+        ax.plot(places, [0] * len(places), "^", color=colour, ms=6, clip_on=False,
+                rasterized=len(places) > MAX_VECTOR_MARKERS)
     ax.axvline(0, color="#333", ls="--", lw=0.8)
     ax.set_xlabel("log10(error / bound)   (0 = at the bound)")
     ax.set_ylabel("examples")
@@ -69,7 +120,7 @@ def _histogram(ax: Any, logs: list[float], colours: list[str], lo: int, hi: int,
 
 
 def _against_k(ax: Any, ks: list[int], logs: list[float], colours: list[str]) -> None:
-    ax.scatter(ks, logs, c=colours, s=10, alpha=0.7, linewidths=0)
+    ax.scatter(ks, logs, c=colours, s=10, alpha=0.7, linewidths=0, rasterized=True)
     if max(ks) / min(ks) >= 8:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # no mathtext: faster, smaller
@@ -160,7 +211,7 @@ def speed_plot(series: list[tuple[str, list[Call]]]) -> str | None:
                 mine = [c for c in calls if c.kind == kind]
                 if mine:
                     ax.scatter([c.macs for c in mine], [c.seconds for c in mine], s=9, marker=marker, c=colour,
-                               alpha=0.55, linewidths=0)
+                               alpha=0.55, linewidths=0, rasterized=True)
         _log_axes(ax)
         ax.set_xlabel("multiply-adds of one pass")
         ax.set_ylabel("seconds per call (inside the backend)")

@@ -4,7 +4,9 @@ reproduction, escaping, merging (xdist workers, runs, environments) without dupl
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import re
 import signal
 import subprocess
@@ -388,3 +390,39 @@ def test_real_run_times_each_backend_call_once(run_a: Path, html_a: str) -> None
     speed = section(html_a, '<h2 id="speed">', "<h2>Drill-down")
     assert 'id="speed-table"' in speed and 'id="speed-plot"' in speed and '<tr data-impl="naive"' in speed
     assert f"{fmt_num(forward.timing.median_ms)} ms" in speed
+
+
+# -- size: many failing cells of many examples each ---------------------------------------------------------------
+def many_failing_rows(n_impls: int = 16, n_rows: int = 300) -> list[dict]:
+    """Rows of ``n_impls`` × 4 failing cells (forward and the three gradients), ``n_rows`` examples each: ratios
+    spread over ten decades (some exact, some infinite), K from 1 to 4096, as a GPU run with float16 gaps records."""
+    rng = random.Random(20261126)
+    rows = []
+    for i in range(n_impls):
+        for check in ("forward", "grad_input", "grad_weight", "grad_bias"):
+            for seed in range(n_rows):
+                ratio = rng.choice([0.0, math.inf]) if seed % 50 == 7 else 10 ** rng.uniform(-7, 3)
+                row = timed_row(f"gpu-{i}", check, None, SMALL, status="failed" if ratio > 1 else "passed", seed=seed)
+                row.update(max_ratio=ratio, verdict={"k_at_worst": int(2 ** rng.uniform(0, 12)), "profile": "fp16",
+                                                     "bound_kind": "det"})
+                rows.append(row)
+    return rows
+
+
+def test_many_failing_cells_keep_the_report_small(tmp_path: Path) -> None:
+    """Each failing cell's drill-down embeds its plot: with every example a vector marker a plot of a few hundred
+    examples took ~100 kB and a GPU run's report outgrew its 4 MiB limit; the examples are pixels now (one PNG in
+    the SVG, whose text and axes stay vectors), so a plot stays a few kB however many examples it draws."""
+    results = write_results(tmp_path / "many" / "many-run-gw0-1.jsonl", many_failing_rows())
+    rep = summarize([results])
+    failing = [c for c in rep.cells.values() if c.state == "fail"]
+    assert len(failing) == 64 and all(c.n_run == 300 for c in failing)
+    out = write_report([results], tmp_path / "index.html")
+    html = out.read_text(encoding="utf-8")
+    plots = dict(re.findall(r'<img class="plot" alt="distribution of error/bound for ([^"]*)" src="([^"]*)"', html))
+    assert len(plots) == 64
+    for name, src in plots.items():
+        assert len(src) < 32_000, (name, len(src))  # was ~90 kB
+        assert src.startswith("data:image/svg+xml"), name
+        assert "error/bound over 300 examples" in src and "data:image/png;base64," in src, name  # all of them, drawn
+    assert out.stat().st_size < 4 * 2**20, out.stat().st_size  # was ~6 MB

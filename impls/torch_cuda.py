@@ -10,18 +10,19 @@ Both reuse ``TorchCPU`` (inputs as given, autograd with ``grad_outputs=dy``) wit
   and accumulates in float32 (cuBLAS's split-K reduction in half precision,
   ``allow_fp16/bf16_reduced_precision_reduction``, on by default, is off here), but torch rounds intermediate
   results to the half dtype, as measured on an H200 (torch 2.11, 2026-11-26): the convolution before the bias is
-  added (forward up to 1.4x over ``fp16-acc32``), the unfolded columns before they are gathered and the padding
-  fold (grad_input up to 28x, where products cancel), and the weight and bias gradients are summed over the
-  batch in the half dtype (up to 4.9x). Hence ``-mid16`` profiles for forward and grad_input (one rounding of
-  an intermediate result, ``u_mid·M1``) and ``-acc16`` for grad_weight and grad_bias.
+  added (forward up to 1.4x over ``fp16-acc32``), and the gradients are summed in the half dtype: grad_input
+  over the gathered columns and the padding fold (up to 28x where products cancel; still 1.18x over one
+  intermediate rounding, ``-mid16``), grad_weight and grad_bias over the batch (up to 4.9x). Hence ``-mid16``
+  (one rounding of an intermediate result, ``u_mid·M1``) for the forward, ``-acc16`` for the three gradients.
   Not deterministic either: the backward of reflect/replicate padding adds with ``atomicAdd`` (a float64
   grad_input differed between two calls with the same inputs).
 - ``torch-cuda-default``: cuDNN on and ``torch.backends.cudnn.allow_tf32 = True``, torch's default for
   convolutions (unlike matmuls, where TF32 is off by default). On Ampere and newer GPUs a float32 convolution
   then rounds its inputs to TF32 (10-bit mantissa), and cuDNN's heuristics may pick FFT or Winograd kernels,
   whose error is normwise; algorithm choice and split reductions also make it non-deterministic. In half
-  precision torch adds the bias to the rounded convolution and folds padding onto a rounded gradient (forward
-  2.2x, grad_input 1.8x over ``fp16-acc32``, H200): ``-mid16`` profiles for every pass.
+  precision torch adds the bias to the rounded convolution (forward 2.2x over ``fp16-acc32``, H200): ``-mid16``
+  profiles; grad_input folds reflect/replicate padding in the half dtype, several adds (1.8x over
+  ``fp16-acc32``, 1.3x over ``-mid16``): ``-acc16``.
 
 Global flags are saved and restored around every call, so the two backends can run in one process.
 """
@@ -41,6 +42,10 @@ from .torch_cpu import TorchCPU
 
 #: half precision as torch computes it on CUDA: float32 accumulation, one intermediate result rounded to the dtype
 HALF_MID16 = {"float16": "fp16-acc32-mid16", "bfloat16": "bf16-acc32-mid16"}
+#: ... except the gradients that torch sums in the half dtype (strict: over the batch, over gathered columns)
+HALF_ACC16_GRADS = {f"{dtype}:{check}": profile for dtype, profile in (("float16", "fp16-acc16"),
+                                                                       ("bfloat16", "bf16-acc16"))
+                    for check in ("grad_input", "grad_weight", "grad_bias")}
 
 #: a loaded NVIDIA kernel driver shows one of these on Linux (native; /dev/dxg: WSL 2's GPU paravirtualisation)
 NVIDIA_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg")
@@ -113,9 +118,7 @@ class TorchCudaStrict(_TorchCuda):
     name = "torch-cuda-strict"
     # padding modes and asymmetric padding go through F.pad, the same code as torch-cpu (inherited _conv)
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
-                                precision={**HALF_MID16, "float16:grad_weight": "fp16-acc16",
-                                           "float16:grad_bias": "fp16-acc16", "bfloat16:grad_weight": "bf16-acc16",
-                                           "bfloat16:grad_bias": "bf16-acc16"},
+                                precision={**HALF_MID16, **HALF_ACC16_GRADS},
                                 deterministic=False, padding_modes=ALL_PADDING_MODES, asymmetric_padding=True,
                                 notes="cuDNN off, TF32 off (cuDNN and cuBLAS), no half-precision split-K reduction")
     cudnn_flags: ClassVar[dict[str, bool]] = {"enabled": False, "allow_tf32": False, "benchmark": False,
@@ -129,7 +132,8 @@ class TorchCudaDefault(_TorchCuda):
 
     name = "torch-cuda-default"
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
-                                precision={"float32": "tf32", **HALF_MID16},
+                                precision={"float32": "tf32", **HALF_MID16, "float16:grad_input": "fp16-acc16",
+                                           "bfloat16:grad_input": "bf16-acc16"},
                                 error_model="normwise", deterministic=False, padding_modes=ALL_PADDING_MODES,
                                 asymmetric_padding=True,
                                 notes="cuDNN on, TF32 convolutions (torch's defaults)")

@@ -40,10 +40,10 @@ fp32        0        2^-24    0        float32 IEEE direct; torch CUDA with cuDN
 tf32        2^-11    2^-23    0        float32 through TF32 tensor cores (torch CUDA's default)
 fp16-acc32  0        2^-23    2^-11    float16 in/out, float32 accumulation
 bf16-acc32  0        2^-23    2^-8     bfloat16 in/out, float32 accumulation
-fp16-acc16  0        2^-11    2^-11    float16 accumulated in float16 (torch CPU fp16 backward)
 ..-mid16    0        2^-23    2^-11/8  fp16-/bf16-acc32 plus u_mid = 2^-11/2^-8: one intermediate result rounded
-                                       to the storage dtype (torch CUDA half: bias added, padding folded, columns
-                                       gathered after rounding), ``u_mid·M1_i`` added to every bound
+                                       to the storage dtype (torch CUDA half forward: the bias added to the rounded
+                                       convolution), ``u_mid·M1_i`` added to every bound
+fp16-acc16  0        2^-11    2^-11    float16 accumulated in float16 (torch CPU fp16 backward)
 bf16-acc16  0        2^-8     2^-8     bfloat16 accumulated in bfloat16 (torch CPU: the padding fold of bf16 dx)
 ==========  =======  =======  =======  ==============================================
 

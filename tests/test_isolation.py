@@ -51,6 +51,15 @@ def _inputs():
     return rng.standard_normal(P.input_shape), rng.standard_normal(P.weight_shape)
 
 
+def _forward_once(backend, spec):
+    """One forward call of ``backend`` in a worker that loads ``spec``; the worker is closed after it."""
+    isolated = IsolatedBackend(backend, spec)
+    try:
+        return call(isolated, "forward", P, *_inputs(), None)
+    finally:
+        isolated.close()
+
+
 def test_prepare_runs_once_in_the_worker_outside_the_timed_call():
     backend = IsolatedBackend(SlowStart(), f"{HERE / 'test_isolation.py'}:SlowStart")
     try:
@@ -65,12 +74,7 @@ def test_prepare_runs_once_in_the_worker_outside_the_timed_call():
 
 
 def test_a_prepare_that_raises_is_a_recorded_load_error():
-    backend = IsolatedBackend(BrokenStart(), f"{HERE / 'test_isolation.py'}:BrokenStart")
-    try:
-        x, w = _inputs()
-        out = call(backend, "forward", P, x, w, None)
-    finally:
-        backend.close()
+    out = _forward_once(BrokenStart(), f"{HERE / 'test_isolation.py'}:BrokenStart")
     assert not out.ok
     assert "prepare() raised OSError: no device context" in out.error
 
@@ -118,12 +122,7 @@ class ReservesAddressSpace(SlowStart):
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_DATA is the memory limit on Linux only")
 def test_reserved_address_space_does_not_count_against_the_memory_limit():
     # under an address-space limit (RLIMIT_AS) this worker could not start, and neither could a CUDA backend
-    backend = IsolatedBackend(ReservesAddressSpace(), f"{HERE / 'test_isolation.py'}:ReservesAddressSpace")
-    try:
-        x, w = _inputs()
-        out = call(backend, "forward", P, x, w, None)
-    finally:
-        backend.close()
+    out = _forward_once(ReservesAddressSpace(), f"{HERE / 'test_isolation.py'}:ReservesAddressSpace")
     assert out.ok, out.error
 
 
@@ -136,11 +135,6 @@ def test_a_cuda_backend_runs_in_a_worker_under_the_default_memory_limit(spec):
     reason = backend.available()
     if reason is not None:
         pytest.skip(f"{backend.name}: {reason}")
-    isolated = IsolatedBackend(backend, spec)
-    try:
-        x, w = _inputs()
-        out = call(isolated, "forward", P, x, w, None)
-    finally:
-        isolated.close()
+    out = _forward_once(backend, spec)
     assert out.ok, out.error
-    np.testing.assert_allclose(out.value, Im2col().forward(P, x, w, None), rtol=1e-12)
+    np.testing.assert_allclose(out.value, Im2col().forward(P, *_inputs(), None), rtol=1e-12)

@@ -80,7 +80,7 @@ def compare(impl: str, check: str, actual: Any, expected: np.ndarray, bound: Bou
         return _not_comparable(impl, check, f"{check} returned {type(actual).__name__}, not a numpy.ndarray", bound)
     if actual.shape != expected.shape:
         return _not_comparable(impl, check, f"{check} has shape {actual.shape}, expected {expected.shape}", bound)
-    if actual.dtype != np.dtype(_np_dtype(dtype)):
+    if actual.dtype != numpy_dtype(dtype):
         return _not_comparable(impl, check, f"{check} has dtype {actual.dtype}, expected {dtype}", bound)
 
     got = actual.astype(np.float64)
@@ -118,10 +118,6 @@ def compare(impl: str, check: str, actual: Any, expected: np.ndarray, bound: Bou
         v.k_at_worst = int(k[idx])
         v.first_mismatches = [tuple(int(i) for i in ix) for ix in np.argwhere(mismatched)[:MAX_LISTED]]
     return v
-
-
-def _np_dtype(dtype: str) -> Any:
-    return numpy_dtype(dtype)
 
 
 def _g(v: float | None) -> str:

@@ -34,7 +34,7 @@ def _shape_dtype(p: ConvProblem, what: str, a: Any, shape: tuple[int, ...]) -> s
         return f"{what} is a {type(a).__name__}, not a numpy.ndarray"
     if a.shape != shape:
         return f"{what} has shape {a.shape}, expected {shape}"
-    if a.dtype != np.dtype(p.dtype):
+    if a.dtype != p.np_dtype:
         return f"{what} has dtype {a.dtype}, expected {p.dtype}"
     if not a.flags.c_contiguous:
         return f"{what} is not C-contiguous (strides {a.strides}): outputs must be C-contiguous NCHW"

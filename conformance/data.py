@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from .compare import _np_dtype
 from .problem import ConvProblem
 
 DATA_KINDS = ("normal", "uniform", "wide", "int", "nonfinite", "huge", "tiny", "signed_zeros")
@@ -98,7 +97,7 @@ def make_inputs(p: ConvProblem, seed: int, kind: str = "normal", *, exact_bits: 
     if kind in EXTREME_KINDS:
         return _extreme_inputs(p, rng, kind)
     density = int_density(p, exact_bits) if kind == "int" else 1.0
-    dt = _np_dtype(p.dtype)
+    dt = p.np_dtype
     draw = lambda shape, plant=True: _draw(rng, kind, shape, p.dtype, density, plant).astype(dt)  # noqa: E731
     x, w = draw(p.input_shape), draw(p.weight_shape, plant=False)
     b = draw(p.bias_shape, plant=False) if p.bias else None
@@ -130,7 +129,7 @@ def sum_lengths(p: ConvProblem) -> dict[str, int]:
 
 
 def _extreme_inputs(p: ConvProblem, rng: np.random.Generator, kind: str) -> Inputs:
-    dt = _np_dtype(p.dtype)
+    dt = p.np_dtype
     shapes = {"x": p.input_shape, "w": p.weight_shape, "dy": p.output_shape, "b": p.bias_shape}
     sign = lambda shape: rng.choice([-1.0, 1.0], shape)  # noqa: E731
     out: dict[str, np.ndarray] = {}

@@ -31,9 +31,9 @@ def golden_case(dtype: str = "float32") -> tuple[ConvProblem, Inputs, dict[str, 
     p = ConvProblem(batch=n, c_in=c, c_out=o, h=h, w=w, kh=kh, kw=kw, stride=tuple(g["stride"]),
                     padding=tuple(g["padding"]), dilation=tuple(g["dilation"]), groups=g["groups"],
                     bias=g["bias"] is not None, dtype=dtype, label="golden: Sobel 6x5")
-    x = np.asarray(g["x"], dtype=dtype).reshape(p.input_shape)
-    wt = np.asarray(g["w"], dtype=dtype).reshape(p.weight_shape)
-    dy = np.ones(p.output_shape, dtype=dtype)
+    x = np.asarray(g["x"], dtype=p.np_dtype).reshape(p.input_shape)
+    wt = np.asarray(g["w"], dtype=p.np_dtype).reshape(p.weight_shape)
+    dy = np.ones(p.output_shape, dtype=p.np_dtype)
     expected = {
         "forward": np.asarray(g["expected_out"], dtype=np.float64).reshape(p.output_shape),
         "grad_weight": np.asarray(g["expected_grad_weight"], dtype=np.float64).reshape(p.weight_shape),

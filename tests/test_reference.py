@@ -13,6 +13,9 @@ Three independent witnesses:
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -196,6 +199,17 @@ def test_golden_values_equal_the_integer_oracle() -> None:
     assert np.array_equal(_f64(int_forward(p, x, w, None)), expected["forward"])
     assert np.array_equal(_f64(int_grad_weight(p, x, dy)), expected["grad_weight"])
     assert np.array_equal(_f64(int_grad_input(p, dy, w)), expected["grad_input"])
+
+
+def test_golden_case_in_every_dtype_in_a_fresh_interpreter() -> None:
+    """bfloat16 is ml_dtypes' type, known to numpy by name only once ml_dtypes is imported: the golden case of a
+    bfloat16 backend failed with "data type 'bfloat16' not understood" when it was the first test of a run
+    (``pytest -k "naive and golden"``) and passed after any other test had imported ml_dtypes."""
+    code = ("import sys; from conformance.golden import golden_case; assert 'ml_dtypes' not in sys.modules; "
+            "print(*(str(golden_case(d)[1].x.dtype) for d in ('float64', 'float32', 'float16', 'bfloat16')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["float64", "float32", "float16", "bfloat16"]
 
 
 # -- torch float64 autograd ---------------------------------------------------------------------

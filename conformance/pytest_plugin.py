@@ -75,6 +75,20 @@ def pytest_configure_node(node: Any) -> None:  # pytest-xdist: all workers share
     node.workerinput["conv_run_id"] = node.config._conv_run_id
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n`` with ``--dist load`` (xdist's default): keep each backend's tests on the worker that runs it."""
+    if config.getoption("dist", None) != "load":
+        return None
+    from .xdist_affinity import BackendAffinityScheduling
+
+    try:
+        names = [e.name for e in registry(config)]
+    except Exception:  # a bad --impl is reported by the workers' collection; schedule without affinity
+        names = []
+    return BackendAffinityScheduling(config, log, names=names)
+
+
 def registry(config: pytest.Config) -> Registry:
     if REGISTRY_KEY not in config.stash:
         config.stash[REGISTRY_KEY] = build_registry(config.getoption("conv_impl"),

@@ -34,8 +34,8 @@ def environment() -> dict[str, Any]:
         "scipy": scipy.__version__, "tox_env": os.environ.get("TOX_ENV_NAME", ""),
         "ci": os.environ.get("CI", ""), "cpu_count": os.cpu_count(),
     }
-    # torch's version from its metadata; cuDNN and the GPU only where a backend already imported torch (importing
-    # it here would cost every numpy-only run seconds)
+    # torch's version from its metadata (as the torch backends report theirs, imported or not); cuDNN and the GPU
+    # only where a backend already imported torch (importing it here would cost every numpy-only run seconds)
     try:
         env["torch"] = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
@@ -43,7 +43,6 @@ def environment() -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None:
         try:
-            env["torch"] = str(torch.__version__)
             env["cudnn"] = str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else ""
             env["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
         except Exception:

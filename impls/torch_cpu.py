@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import importlib.util
-import sys
 import warnings
 from typing import Any
 
@@ -55,9 +54,8 @@ class TorchCPU:
 
     @property
     def version(self) -> str:
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            return str(torch.__version__)
+        # the installed distribution's, never torch.__version__: the same answer in a process that has imported
+        # torch and in one that has not (a GPU image's torch said 2.11.0 in its metadata, 2.11.0+cu130 once imported)
         try:
             return importlib.metadata.version("torch")
         except importlib.metadata.PackageNotFoundError:

@@ -455,3 +455,23 @@ def test_availability_is_asked_on_first_use_only() -> None:
     assert calls == []  # registering (building the parametrization) probes nothing
     assert entry.runnable and entry.runnable
     assert calls == [1]
+
+
+def test_torch_backends_report_the_installed_version_whether_torch_is_imported_or_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One answer in every process of a run: the pytest process (torch not imported) and a backend's worker
+    (imported) gave 2.11.0 and 2.11.0+cu130 for one torch on a GPU host."""
+    from types import SimpleNamespace
+
+    from conformance.records import environment
+    from impls.torch_cpu import TorchCPU
+
+    try:
+        installed = md.version("torch")
+    except md.PackageNotFoundError:
+        installed = "n/a"
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert TorchCPU().version == installed
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(__version__="9.9.9+local"))  # an imported torch
+    assert TorchCPU().version == installed
+    assert environment()["torch"] == (installed if installed != "n/a" else "")

@@ -48,8 +48,9 @@ def _same(a: Any, b: Any) -> bool:
         bool(np.array_equal(a, b, equal_nan=True))
 
 
-def check_calls(backend: Any, p: ConvProblem, inp: Inputs) -> list[Verdict]:
-    """One verdict per violated rule (an empty list: the contract holds)."""
+def check_calls(backend: Any, p: ConvProblem, inp: Inputs, seconds: list[float] | None = None) -> list[Verdict]:
+    """One verdict per violated rule (an empty list: the contract holds). ``seconds[0]`` gains the time of one
+    forward and one backward call inside the backend (each is made twice; the mean of the two)."""
     impl, caps = backend.name, backend.capabilities
     calls: list[tuple[str, tuple[Any, ...], list[tuple[str, tuple[int, ...]]]]] = [
         ("forward", (p, inp.x, inp.w, inp.b), [("output", p.output_shape)])]
@@ -61,6 +62,8 @@ def check_calls(backend: Any, p: ConvProblem, inp: Inputs) -> list[Verdict]:
     bad: list[Verdict] = []
     for method, args, shapes in calls:
         out = runner.call(backend, method, *[a.copy() if isinstance(a, np.ndarray) else a for a in args], repeat=2)
+        if seconds is not None:
+            seconds[0] += out.seconds
         if not out.ok:
             bad.append(_fail(impl, out.error or f"{method} failed"))
             continue

@@ -309,3 +309,28 @@ def test_scale_2g_skips_with_the_reason():
 def test_scale_is_unsupported_below_its_smallest_problem():
     assert "max_macs=50000" in unsupported_check_reason(Capabilities(max_macs=50_000), "scale", None)
     assert unsupported_check_reason(Capabilities(max_macs=100_000), "scale", None) is None
+
+
+def test_contract_rows_record_one_forward_and_one_backward_inside_the_backend() -> None:
+    """As every other tier's rows: the backend's own time for one forward and one backward call, not the wall time
+    of the tier's four calls (each is made twice) with their copies and checks."""
+    import time
+
+    from conformance.contract import check_calls
+    from impls.im2col import Im2col
+
+    class Slow(Im2col):
+        name = "slow"
+
+        def forward(self, *args: object) -> object:
+            time.sleep(0.05)
+            return super().forward(*args)
+
+        def backward(self, *args: object) -> object:
+            time.sleep(0.05)
+            return super().backward(*args)
+
+    p = ConvProblem(batch=1, c_in=2, c_out=2, h=5, w=5, kh=3, kw=3, bias=True)
+    seconds = [0.0]
+    assert check_calls(Slow(), p, make_inputs(p, 0, "normal"), seconds) == []
+    assert 0.1 <= seconds[0] < 0.19, seconds  # the four calls take at least 0.2 s

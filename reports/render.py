@@ -59,7 +59,8 @@ def _runs(rep: Report) -> list[dict[str, Any]]:
         env = h.get("environment") or {}
         out.append({"run": run, "env": env, "profile": h.get("profile", "?"), "max_examples": h.get("max_examples"),
                     "seed": h.get("hypothesis_seed"), "started": h.get("started", "?"),
-                    "workers": sorted({str(f["worker"]) for f in run.files})})
+                    "workers": sorted({str(f["worker"]) for f in run.files}),
+                    "known_inactive": h.get("known_inactive") or []})
     return out
 
 

@@ -59,14 +59,20 @@ def suite_collection() -> list[str]:
             for c in CHECKS for n in NAMES]
 
 
-def drive(sched: Any, collection: list[str], workers: list[Worker], cost: Any = lambda nodeid: 1.0) -> list[Any]:
-    """Run the schedule to the end as xdist's controller does: every worker collects, then the worker whose
-    running test ends first (by ``cost``) reports it complete. Returns (worker, nodeid) in the order they ran."""
+def started(sched: Any, collection: list[str], workers: list[Worker]) -> Any:
+    """What xdist's controller does first: the workers come up, each collects, then the first tests go out."""
     for w in workers:
         sched.add_node(w)
     for w in workers:
         sched.add_node_collection(w, collection)
     sched.schedule()
+    return sched
+
+
+def drive(sched: Any, collection: list[str], workers: list[Worker], cost: Any = lambda nodeid: 1.0) -> list[Any]:
+    """Run the schedule to the end as xdist's controller does: the worker whose running test ends first (by
+    ``cost``) reports it complete. Returns (worker, nodeid) in the order they ran."""
+    started(sched, collection, workers)
     ran, clock = [], {w: 0.0 for w in workers}
     while any(sched.node2pending[w] for w in workers):
         # a worker runs its queue's head only when a next test (or shutdown) is there, as pytest needs nextitem
@@ -81,6 +87,14 @@ def drive(sched: Any, collection: list[str], workers: list[Worker], cost: Any = 
             assert len(sched.node2pending[w]) <= sched.QUEUE
     assert all(w.shutting_down for w in workers), "a worker was never told that no more tests come"
     return ran
+
+
+def shared_implementations(ran: list[Any]) -> list[str]:
+    """The implementations whose tests ran on more than one worker."""
+    where: dict[str, set[str]] = {}
+    for w, nodeid in ran:
+        where.setdefault(implementation_of(nodeid, NAMES) or "", set()).add(w.name)
+    return [impl for impl, ws in where.items() if len(ws) > 1]
 
 
 def test_implementation_of_reads_the_last_parameter_id() -> None:
@@ -100,29 +114,18 @@ def test_every_test_runs_once_and_each_implementation_stays_on_one_worker_until_
     assert sorted(n for _, n in ran) == sorted(collection)
     # until the pool holds only tests of implementations that a worker already runs, no implementation is
     # started on a second worker: with 5 implementations and 2 workers, at most the last ones are shared
-    where: dict[str, set[str]] = {}
-    for w, nodeid in ran:
-        where.setdefault(implementation_of(nodeid, NAMES) or "", set()).add(w.name)
-    shared = [impl for impl, ws in where.items() if len(ws) > 1]
+    shared = shared_implementations(ran)
     assert len(shared) <= 2, f"implementations run on both workers: {shared}"
-    # xdist's load scheduling spreads every implementation over both workers
+    # xdist's load scheduling spreads more of them over both workers
     plain = drive(LoadScheduling(Config(2)), collection, [Worker("gw0"), Worker("gw1")])  # type: ignore[arg-type]
-    where_plain: dict[str, set[str]] = {}
-    for w, nodeid in plain:
-        where_plain.setdefault(implementation_of(nodeid, NAMES) or "", set()).add(w.name)
-    assert len([i for i, ws in where_plain.items() if len(ws) > 1]) > len(shared)
+    assert len(shared_implementations(plain)) > len(shared)
 
 
 def test_a_worker_starts_an_implementation_nobody_runs_before_sharing_one() -> None:
     """fft's tests come first in the collection; the second worker is sent naive's, not more of fft's."""
     collection = [f"t.py::test_{i}[fft]" for i in range(6)] + [f"t.py::test_{i}[naive]" for i in range(2)]
     gw0, gw1 = Worker("gw0"), Worker("gw1")
-    sched = BackendAffinityScheduling(Config(2), names=NAMES)
-    for w in (gw0, gw1):
-        sched.add_node(w)
-    for w in (gw0, gw1):
-        sched.add_node_collection(w, collection)
-    sched.schedule()
+    started(BackendAffinityScheduling(Config(2), names=NAMES), collection, [gw0, gw1])
     assert [collection[i] for i in gw0.received[0]] == ["t.py::test_0[fft]", "t.py::test_1[fft]"]
     assert [collection[i] for i in gw1.received[0]] == ["t.py::test_0[naive]", "t.py::test_1[naive]"]
 
@@ -152,12 +155,7 @@ def test_without_implementations_it_is_xdists_load_scheduling() -> None:
 def test_a_crashed_worker_s_queue_goes_back_to_the_pool() -> None:
     collection = suite_collection()
     gw0, gw1 = Worker("gw0"), Worker("gw1")
-    sched = BackendAffinityScheduling(Config(2), names=NAMES)
-    for w in (gw0, gw1):
-        sched.add_node(w)
-    for w in (gw0, gw1):
-        sched.add_node_collection(w, collection)
-    sched.schedule()
+    sched = started(BackendAffinityScheduling(Config(2), names=NAMES), collection, [gw0, gw1])
     queued = list(sched.node2pending[gw0])
     crashed = sched.remove_node(gw0)
     assert crashed == collection[queued[0]]

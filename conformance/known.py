@@ -73,10 +73,13 @@ def parse(text: str, source: str = "<string>") -> list[KnownFailure]:
         requires = tuple(condition.split())
         for text in requires:
             try:
-                Requirement(text)
+                req = Requirement(text)
             except InvalidRequirement as exc:
                 raise ConformanceError(f"{source}:{lineno}: {text!r} is not a requirement such as torch==2.13.* "
-                                       f"or scipy>=1.12,<1.14: {exc}") from None
+                                       f"or scipy>=1.12,<1.14 (no spaces inside one requirement): {exc}") from None
+            if req.marker or req.extras or req.url:
+                raise ConformanceError(f"{source}:{lineno}: {text!r}: a distribution and a version specifier only "
+                                       "(no extras, URL or environment marker)")
         if semicolon and not condition:
             raise ConformanceError(f"{source}:{lineno}: {entry!r} has ';' but no requirements after it")
         if not reason.strip():

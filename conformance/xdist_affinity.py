@@ -24,7 +24,10 @@ This is xdist's ``LoadScheduling`` (its collection checks, crash handling and sh
 The implementation of a test is read from its node id: the suite parametrizes every test over the registered
 implementations with ``ids=<impl name>`` (the layout test's id is ``<impl>-<layout>``). Where no collected test
 belongs to an implementation (another project's tests, with this plugin installed), this is plain load scheduling.
-Used for ``-n`` with xdist's default ``--dist load``; ``--dist worksteal`` (or any other) keeps xdist's own.
+Used for ``-n`` with xdist's default ``--dist load`` (xdist sets the same value for ``-n`` alone and for an explicit
+``--dist load``, so both get it; ``--maxschedchunk`` has no effect on it); ``--dist worksteal`` (or any other) keeps
+xdist's own. Another project's tests whose parameter ids happen to be implementation names (``test_x[scipy]``)
+are scheduled this way too: the same tests, run once each, in another order.
 """
 
 from __future__ import annotations
@@ -81,6 +84,13 @@ class BackendAffinityScheduling(LoadScheduling):
             self._send_tests(node, self.QUEUE - len(self.node2pending[node]))
         else:
             node.shutdown()
+
+    def remove_node(self, node: Any) -> str | None:
+        """A worker that crashed or finished owns nothing: its implementations go to the next worker that has none
+        of its own (rule 2), as a replacement worker started by ``--max-worker-restart`` would need."""
+        for holders in self.owners.values():
+            holders.discard(node)
+        return super().remove_node(node)
 
     def _next_position(self, node: Any) -> int:
         """Position in ``self.pending`` of the next test for ``node`` (rules 1-3 of the module docstring)."""

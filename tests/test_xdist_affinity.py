@@ -72,7 +72,12 @@ def started(sched: Any, collection: list[str], workers: list[Worker]) -> Any:
 def drive(sched: Any, collection: list[str], workers: list[Worker], cost: Any = lambda nodeid: 1.0) -> list[Any]:
     """Run the schedule to the end as xdist's controller does: the worker whose running test ends first (by
     ``cost``) reports it complete. Returns (worker, nodeid) in the order they ran."""
-    started(sched, collection, workers)
+    return drive_started(started(sched, collection, workers), collection, workers, cost)
+
+
+def drive_started(sched: Any, collection: list[str], workers: list[Worker],
+                  cost: Any = lambda nodeid: 1.0) -> list[Any]:
+    """``drive`` from where a schedule stands (after ``started``, or a crash and a replacement worker)."""
     ran, clock = [], {w: 0.0 for w in workers}
     while any(sched.node2pending[w] for w in workers):
         # a worker runs its queue's head only when a next test (or shutdown) is there, as pytest needs nextitem
@@ -157,9 +162,19 @@ def test_a_crashed_worker_s_queue_goes_back_to_the_pool() -> None:
     gw0, gw1 = Worker("gw0"), Worker("gw1")
     sched = started(BackendAffinityScheduling(Config(2), names=NAMES), collection, [gw0, gw1])
     queued = list(sched.node2pending[gw0])
+    owned = {impl for impl, holders in sched.owners.items() if gw0 in holders}
+    assert owned
     crashed = sched.remove_node(gw0)
     assert crashed == collection[queued[0]]
     assert set(queued[1:]) <= set(sched.pending) | set(sched.node2pending[gw1])
+    # what it owned is nobody's now, free for rule 2 (a replacement worker from --max-worker-restart)
+    assert not any(gw0 in holders for holders in sched.owners.values())
+    gw2 = Worker("gw2")
+    sched.add_node(gw2)
+    sched.add_node_collection(gw2, collection)
+    sched.schedule()
+    ran = drive_started(sched, collection, [gw1, gw2])
+    assert sorted(n for _, n in ran) == sorted(set(collection) - {crashed})  # none lost, none twice
 
 
 @pytest.mark.parametrize("dist, scheduler", [(None, "BackendAffinityScheduling"),

@@ -450,6 +450,8 @@ def terminal_summary(source: Sequence[str | Path | RunFile] | Report,
              if c.state in ("xfail", "stale")]
     if notes:
         lines.append(("known failures / stale entries: " + ", ".join(notes))[:240])
+    inactive = sorted({k for run in rep.runs for k in run.header.get("known_inactive") or []})
+    lines += [f"known failure not in force here: {k}"[:240] for k in inactive]
     if report_path is not None:
         lines.append(f"report: {report_path}")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from conformance.backend import Capabilities, Grads
 from conformance.problem import ConvProblem
+from impls import explicit_padding
 from impls.im2col import Im2col
 
 Pair = tuple[int, int]
@@ -112,6 +113,32 @@ class Conv(Im2col):
         dx = self._grad_input(problem, xp, wm, dym)
         db = self._grad_bias(problem, dy) if problem.bias else None
         return Grads(dx=dx, dw=dw, db=db)
+
+
+class PaddingModes(Conv):
+    """``Conv`` plus ``torch.nn.Conv2d``'s padding modes (reflect, replicate, circular) and asymmetric padding, done
+    as torch does them: pad the input explicitly, convolve without padding, fold the padded input's gradient back
+    onto the input (``impls.explicit_padding``). ``_fold`` is the step a mutant of the fold overrides."""
+
+    capabilities = Capabilities(dtypes=("float32", "float64"), padding_modes=("zeros", "reflect", "replicate",
+                                                                              "circular"),
+                                asymmetric_padding=True, notes="tests/mutants corpus member: explicit padding modes")
+
+    def _fold(self, problem: ConvProblem, dxp: np.ndarray) -> np.ndarray:
+        return explicit_padding.fold(problem, dxp)
+
+    def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        if explicit_padding.needed(problem):
+            return super().forward(explicit_padding.unpadded_problem(problem),
+                                   explicit_padding.pad_input(problem, x), w, b)
+        return super().forward(problem, x, w, b)
+
+    def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        if explicit_padding.needed(problem):
+            g = super().backward(explicit_padding.unpadded_problem(problem), explicit_padding.pad_input(problem, x),
+                                 w, dy)
+            return Grads(dx=self._fold(problem, g.dx), dw=g.dw, db=g.db)
+        return super().backward(problem, x, w, dy)
 
 
 def flip(w: np.ndarray) -> np.ndarray:

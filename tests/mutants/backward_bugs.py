@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 try:
-    from ._base import Conv, flip
+    from ._base import Conv, PaddingModes, flip
 except ImportError:  # loaded by file path (the gate's --impl tests/mutants/backward_bugs.py:Name): no package
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from mutants._base import Conv, flip
+    from mutants._base import Conv, PaddingModes, flip
 
 
 class BackwardDataIgnoresStride(Conv):
@@ -178,3 +178,36 @@ class GradBiasChannelsLast(Conv):
     def _grad_bias(self, problem, dy):
         n, c, ho, wo = problem.output_shape
         return np.ascontiguousarray(np.asarray(dy).reshape(n, ho, wo, c).sum(axis=(0, 1, 2)))
+
+
+class PaddingFoldFlushesSubnormals(PaddingModes):
+    """The fold of reflect/replicate padding's gradient adds with an atomic add that flushes subnormal results to
+    zero, as both torch CUDA entries did for float32 on an H200 (conformance/data/known_failures.txt): a dx that
+    should be a subnormal is 0. Zero and circular padding, and every normal result, are right."""
+
+    name = "mut-padding-fold-flushes-subnormals"
+    expected = ("extreme",)
+
+    def _fold(self, problem, dxp):
+        dx = super()._fold(problem, dxp)
+        if problem.padding_mode in ("reflect", "replicate"):
+            dx = np.where(np.abs(dx) < np.finfo(dx.dtype).tiny, np.zeros_like(dx), dx)
+        return dx
+
+
+class WeightGradientSkipsPaddingProducts(Conv):
+    """dW leaves out the products of dy with the zero padding (it only visits taps inside the image, as torch's
+    CUDA kernels did on an H200): exact for finite data, but where dy is NaN or Inf at an output whose window
+    covers padding, IEEE's 0 x NaN = NaN (0 x Inf = NaN) is missing from that weight's gradient."""
+
+    name = "mut-weight-gradient-skips-padding-products"
+    expected = ("nonfinite",)
+
+    def _grad_weight(self, problem, xp, dym):
+        cols = self._unfold(problem, xp)                                    # (N, G, K, P)
+        ph, pw = problem.padding
+        inside = np.pad(np.ones((1, problem.c_in, problem.h, problem.w), dtype=xp.dtype), ((0, 0), (0, 0),
+                        (ph, ph), (pw, pw)))
+        inside = self._unfold(problem.replace(batch=1), inside) != 0          # (1, G, K, P): taps in the image
+        products = np.where(inside[:, :, None], dym[:, :, :, None, :] * cols[:, :, None], 0)  # (N, G, Og, K, P)
+        return np.ascontiguousarray(products.sum(axis=(0, 4)).reshape(problem.weight_shape))

@@ -11,13 +11,13 @@ import numpy as np
 from impls.fft import FFTConv
 
 try:
-    from ._base import Conv, kahan_matmul
+    from ._base import Conv, PaddingModes, kahan_matmul
 except ImportError:  # loaded by file path (the gate's --impl tests/mutants/correct_variants.py:Name): no package
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from mutants._base import Conv, kahan_matmul
+    from mutants._base import Conv, PaddingModes, kahan_matmul
 
 
 class ReversedSummationOrder(Conv):
@@ -112,3 +112,12 @@ class FFTNormwise(FFTConv):
     name = "ok-fft-normwise"
     expected: tuple[str, ...] = ()
     known_failures = "known_failures.txt"
+
+
+class ExplicitPaddingModes(PaddingModes):
+    """reflect, replicate and circular padding (and asymmetric padding) by padding the input first and folding the
+    gradient back, as ``torch.nn.Conv2d`` does: the same sums, another route. The control for the padding mutants
+    (``backward_bugs.PaddingFoldFlushesSubnormals``): what fails there is their bug, not the route."""
+
+    name = "ok-explicit-padding-modes"
+    expected = ()

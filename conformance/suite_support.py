@@ -37,6 +37,12 @@ ALL_PASS_TIERS = ("exact", "golden", "nonfinite", "boundary", "extreme", "corpus
 #: channels it hides where a NaN from dy went (torch CPU's bfloat16 spreading was found at 25 small examples, not
 #: at 50 of mixed sizes); their value is in which elements come out special, not in the length of the sums
 SIZE_CLASSES_OF = {"nonfinite": ("small",), "extreme": ("small",)}
+#: the special-value tiers run each drawn problem in every dtype the backend declares (the drawn one first): their
+#: bugs live in one dtype's kernel (bfloat16 flushing subnormals, a float32 atomicAdd flushing them, a bfloat16 path
+#: spreading NaN), and a backend declaring four dtypes would otherwise see each in a quarter of the examples (a
+#: float32-only flush in the padding fold passed 25 examples of a four-dtype backend and failed those of a
+#: two-dtype one)
+EVERY_DTYPE = ("nonfinite", "extreme")
 #: the smallest problem of the scale tier (C_out = 65537 on a 1x1 image with a 1x1 kernel)
 SCALE_MIN_MACS = 2**16 + 1
 
@@ -124,6 +130,9 @@ class SuiteContext:
             self.run_contract(problem, seed)
         elif self.check == "oracle_free":
             self.run_oracle_free(problem, seed)
+        elif self.check in EVERY_DTYPE:
+            for dtype in [problem.dtype] + [d for d in dtypes if d != problem.dtype]:
+                self.run(problem.replace(dtype=dtype), seed, kind, tier=TIERS[self.check])
         else:
             self.run(problem, seed, kind, tier=TIERS.get(self.check, "hypothesis"))
 

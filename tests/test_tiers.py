@@ -334,3 +334,38 @@ def test_contract_rows_record_one_forward_and_one_backward_inside_the_backend() 
     seconds = [0.0]
     assert check_calls(Slow(), p, make_inputs(p, 0, "normal"), seconds) == []
     assert 0.1 <= seconds[0] < 0.19, seconds  # the four calls take at least 0.2 s
+
+
+FLOAT32_FOLD_FTZ = '''
+import numpy as np
+from conformance.backend import Grads
+from impls.naive import NaiveLoops
+
+
+class Float32FoldFlushes(NaiveLoops):
+    """naive loops (four dtypes declared), except that float32's reflect/replicate padding fold flushes subnormal
+    results to zero: the bug both torch CUDA entries showed on an H200, in one dtype of four."""
+
+    name = "float32-fold-flushes"
+
+    def backward(self, p, x, w, dy):
+        g = super().backward(p, x, w, dy)
+        if p.dtype == "float32" and p.padding_mode in ("reflect", "replicate"):
+            return Grads(dx=np.where(np.abs(g.dx) < np.finfo(np.float32).tiny, np.float32(0), g.dx), dw=g.dw, db=g.db)
+        return g
+'''
+
+
+def test_special_value_tiers_try_every_declared_dtype(tmp_path):
+    """A bug in one dtype of a backend that declares four: the extreme tier runs each drawn problem in every
+    declared dtype, so 25 examples find it (drawing one dtype per example, they did not)."""
+    (tmp_path / "ftz.py").write_text(FLOAT32_FOLD_FTZ)
+    proc, rows = run_suite(tmp_path, "--conv-no-entry-points", "--conv-no-isolate", "--impl",
+                           f"{tmp_path / 'ftz.py'}:Float32FoldFlushes", "-k", "extreme")
+    failing = [r for r in rows if r["status"] == "failed"]
+    assert proc.returncode == 1 and failing, proc.stdout[-3000:]
+    assert {r["problem"]["dtype"] for r in failing} == {"float32"}
+    assert {r["problem"]["padding_mode"] for r in failing} <= {"reflect", "replicate"}
+    assert {r["check"] for r in failing} == {"grad_input"}
+    # every example ran in all four dtypes
+    assert {r["problem"]["dtype"] for r in rows} == {"float16", "bfloat16", "float32", "float64"}

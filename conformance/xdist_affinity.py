@@ -61,6 +61,7 @@ class BackendAffinityScheduling(LoadScheduling):
         super().__init__(config, log)
         self.names = tuple(names)
         self._impl: list[str | None] | None = None  #: the implementation of each collected test, by index
+        self._affinity = False
         self.owners: dict[str, set[Any]] = {}  #: implementation -> the workers that have been sent its tests
 
     @property
@@ -69,11 +70,13 @@ class BackendAffinityScheduling(LoadScheduling):
             if self.collection is None:  # not scheduling yet
                 return []
             self._impl = [implementation_of(nodeid, self.names) for nodeid in self.collection]
+            self._affinity = any(i is not None for i in self._impl)
         return self._impl
 
     @property
     def affinity(self) -> bool:
-        return any(i is not None for i in self.impl)
+        """Whether any collected test belongs to an implementation (asked on every report: computed once)."""
+        return bool(self.impl) and self._affinity
 
     def check_schedule(self, node: Any, duration: float = 0) -> None:
         if not self.affinity:

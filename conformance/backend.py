@@ -19,6 +19,7 @@ the runner reports it as unsupported, with the reason. A backend never calls ``p
 
 from __future__ import annotations
 
+import importlib.metadata
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple, Optional, Protocol, runtime_checkable
 
@@ -141,6 +142,15 @@ class Backend(Protocol):
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray: ...
 
     def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Any: ...
+
+
+def installed_version(distribution: str) -> str | None:
+    """The version of an installed distribution from its metadata (``None``: not installed), without importing it:
+    the same answer in a process that imported the library and in one that did not."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def prepare(backend: Any) -> None:

@@ -20,12 +20,13 @@ Entries that match no collected test are warned about, as array-api-tests does.
 from __future__ import annotations
 
 import fnmatch
-import importlib.metadata as md
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from .backend import installed_version
 from .errors import ConformanceError
 
 
@@ -40,14 +41,13 @@ class KnownFailure:
     def matches(self, impl: str, check: str) -> bool:
         return fnmatch.fnmatchcase(impl, self.impl) and fnmatch.fnmatchcase(check, self.check)
 
-    @property
+    @cached_property  # the environment does not change during a run; asked by the header, the rows, the summary
     def inactive(self) -> str | None:
         """Why the entry is not in force in this environment, or None where it is."""
         for text in self.requires:
             req = Requirement(text)
-            try:
-                have = md.version(req.name)
-            except md.PackageNotFoundError:
+            have = installed_version(req.name)
+            if have is None:
                 return f"{req.name} is not installed (the entry requires {text})"
             if not req.specifier.contains(have, prereleases=True):
                 return f"{req.name} {have} is not {req.specifier} (the entry requires {text})"

@@ -28,7 +28,7 @@ REGISTRY_KEY = pytest.StashKey[Registry]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 SKIP_STATUS_KEY = pytest.StashKey[tuple[str, str, str, str]]()  # (status, impl, check, reason)
 KNOWN_KEY = pytest.StashKey[known.KnownFailure]()
-KNOWN_ENTRIES_KEY = pytest.StashKey[list[known.KnownFailure]]()
+KNOWN_ENTRIES_KEY = pytest.StashKey[tuple[list[known.KnownFailure], ...]]()  #: all, in force, not in force
 ISOLATED_KEY = pytest.StashKey[dict[str, IsolatedBackend]]()
 PREPARED_KEY = pytest.StashKey[set[str]]()
 
@@ -96,6 +96,14 @@ def registry(config: pytest.Config) -> Registry:
     return config.stash[REGISTRY_KEY]
 
 
+def _known_failures(config: pytest.Config) -> tuple[list[known.KnownFailure], ...]:
+    """(every entry of the known-failures files, those in force here, the others), read once per process."""
+    if KNOWN_ENTRIES_KEY not in config.stash:
+        entries = known.load(config.getoption("conv_known_failures"))
+        config.stash[KNOWN_ENTRIES_KEY] = (entries, *known.in_force(entries))
+    return config.stash[KNOWN_ENTRIES_KEY]
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     try:
         reg = registry(config)
@@ -107,7 +115,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     # which waits until a test of it is selected; the run's results header records both for the selected ones
     lines.append("  implementations: " + ", ".join(e.name for e in reg))
     try:  # here, not after collection: with pytest-xdist the process that prints collects nothing
-        _, inactive = known.in_force(known.load(config.getoption("conv_known_failures")))
+        _, _, inactive = _known_failures(config)
     except Exception:  # a bad file is reported where the tests are collected
         inactive = []
     lines += [f"  known failure {e} not in force here ({e.source}): {e.inactive}" for e in inactive]
@@ -174,9 +182,7 @@ def _longest_first(item: pytest.Item) -> int:
 @pytest.hookimpl(tryfirst=True)  # before -k / -m deselection: an entry for a deselected test is not stale
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=_longest_first)  # stable: the collection order within each group, the same in every worker
-    entries = known.load(config.getoption("conv_known_failures"))
-    known_entries, inactive = known.in_force(entries)
-    config.stash[KNOWN_ENTRIES_KEY] = known_entries
+    entries, _, inactive = _known_failures(config)
     if RECORDER_KEY in config.stash:  # the report lists them with each run
         config.stash[RECORDER_KEY].meta["known_inactive"] = [f"{e} ({e.source}): {e.inactive}" for e in inactive]
     # every entry, in force or not, must name something collected: a misspelt name is found in any environment
@@ -194,7 +200,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     numpy backends never needs."""
     config = session.config
     dtypes = config.getoption("conv_dtypes")
-    known_entries = config.stash.get(KNOWN_ENTRIES_KEY, [])
+    known_entries = _known_failures(config)[1]  # those in force
     selected = _impl_items(session.items)
     if RECORDER_KEY in config.stash:  # the report shows what each selected backend declared, and its version
         config.stash[RECORDER_KEY].meta["impls"] = [describe(e) for e in {e.name: e for _, e, _ in selected}.values()]

@@ -8,7 +8,6 @@ completed run closes it with an ``end`` line; a file without one is a partial ru
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import platform
@@ -18,6 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from .backend import installed_version
 
 SCHEMA = 1
 STATUSES = ("passed", "failed", "error", "unsupported", "unavailable", "skipped", "xfailed", "stale")
@@ -36,10 +37,7 @@ def environment() -> dict[str, Any]:
     }
     # torch's version from its metadata (as the torch backends report theirs, imported or not); cuDNN and the GPU
     # only where a backend already imported torch (importing it here would cost every numpy-only run seconds)
-    try:
-        env["torch"] = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        env["torch"] = ""
+    env["torch"] = installed_version("torch") or ""
     torch = sys.modules.get("torch")
     if torch is not None:
         try:

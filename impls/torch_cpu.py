@@ -14,14 +14,13 @@ CUDA subclasses (``impls.torch_cuda``) reuse all of this by overriding ``device`
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import importlib.util
 import warnings
 from typing import Any
 
 import numpy as np
 
-from conformance.backend import Capabilities, Grads
+from conformance.backend import Capabilities, Grads, installed_version
 from conformance.problem import ConvProblem
 
 
@@ -56,10 +55,7 @@ class TorchCPU:
     def version(self) -> str:
         # the installed distribution's, never torch.__version__: the same answer in a process that has imported
         # torch and in one that has not (a GPU image's torch said 2.11.0 in its metadata, 2.11.0+cu130 once imported)
-        try:
-            return importlib.metadata.version("torch")
-        except importlib.metadata.PackageNotFoundError:
-            return "n/a"
+        return installed_version("torch") or "n/a"
 
     def _settings(self) -> contextlib.AbstractContextManager[Any]:
         """Backend flags to hold while torch computes; none on the CPU."""

@@ -13,13 +13,13 @@ import os
 import numpy as np
 
 try:
-    from ._base import Conv
+    from ._base import Conv, flush_subnormals
 except ImportError:  # loaded by file path (--impl tests/mutants/reach_bugs.py:Name): no package
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from mutants._base import Conv
+    from mutants._base import Conv, flush_subnormals
 
 BLOCK = 32      #: the tile width of the blocked kernel below (two 16-wide vectors)
 WRAP = 2**16    #: a 16-bit index wraps here
@@ -175,11 +175,6 @@ class RmsScaledOverflow(Conv):
             return np.matmul(a / sa, b / sb) * (sa * sb)
 
 
-def _flush(a: np.ndarray) -> np.ndarray:
-    """Subnormals to zero (FTZ/DAZ)."""
-    return np.where(np.abs(a) < np.finfo(a.dtype).tiny, np.zeros_like(a), a)
-
-
 class FlushSubnormals(Conv):
     """The GEMMs run with flush-to-zero and denormals-are-zero (the CPU's FTZ/DAZ bits set for speed): subnormal
     operands and results become 0. Invisible unless data sits near the bottom of the normal range."""
@@ -188,7 +183,7 @@ class FlushSubnormals(Conv):
     expected = ("extreme",)
 
     def _gemm(self, a, b):
-        return _flush(np.matmul(_flush(a), _flush(b)))
+        return flush_subnormals(np.matmul(flush_subnormals(a), flush_subnormals(b)))
 
 
 class NegativeZeroSparseWeight(Conv):

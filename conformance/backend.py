@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -45,7 +45,10 @@ class Capabilities:
 
     ``precision`` names the precision profile per dtype (see ``conformance.tolerance.PROFILES``) where the
     backend computes below its dtype, e.g. ``{"float32": "tf32"}``; a single string applies to every dtype.
-    Dtypes it does not name get the IEEE profile of the dtype itself.
+    Dtypes it does not name get the IEEE profile of the dtype itself. Where the arithmetic depends on the machine
+    (a library that picks other kernels on another CPU), ``precision`` may be a function of no arguments that
+    returns the mapping; it is called once, where the profile is first needed (``python -m conformance profile``
+    measures what a backend does on this machine).
     ``error_model`` is ``"componentwise"`` (direct summation; the default) or ``"normwise"`` (FFT, Winograd).
     ``max_macs`` caps the problem size the suite generates for a slow backend (naive loops).
     """
@@ -55,7 +58,7 @@ class Capabilities:
     dilation: bool = True
     backward: bool = True
     error_model: str = "componentwise"
-    precision: Mapping[str, str] | str | None = None
+    precision: Mapping[str, str] | str | Callable[[], Mapping[str, str] | str | None] | None = None
     deterministic: bool = True
     max_macs: int | None = None
     #: padding modes of torch.nn.Conv2d(padding_mode=...) this backend handles ("zeros" only by default)
@@ -74,17 +77,27 @@ class Capabilities:
         if self.error_model not in ERROR_MODELS:
             raise RegistryError(f"Capabilities(error_model={self.error_model!r}), but it must be one of {ERROR_MODELS}")
 
+    @property
+    def resolved_precision(self) -> Mapping[str, str] | str | None:
+        """``precision``, with a function called (once) for the machine this process runs on."""
+        if not callable(self.precision):
+            return self.precision
+        if "_resolved" not in self.__dict__:
+            object.__setattr__(self, "_resolved", self.precision())
+        return self.__dict__["_resolved"]  # type: ignore[no-any-return]
+
     def profile_for(self, dtype: str, check: str | None = None) -> str:
         """The precision-profile name this backend computes ``dtype`` with; a key ``"float16:grad_weight"`` in
         ``precision`` declares one pass apart (torch CPU accumulates float16 backward passes in float16)."""
         from .tolerance import default_profile
 
-        if isinstance(self.precision, str):
-            return self.precision
-        if self.precision and check and f"{dtype}:{check}" in self.precision:
-            return self.precision[f"{dtype}:{check}"]
-        if self.precision and dtype in self.precision:
-            return self.precision[dtype]
+        precision = self.resolved_precision
+        if isinstance(precision, str):
+            return precision
+        if precision and check and f"{dtype}:{check}" in precision:
+            return precision[f"{dtype}:{check}"]
+        if precision and dtype in precision:
+            return precision[dtype]
         return default_profile(dtype)
 
     def unsupported_reason(self, problem: ConvProblem, *, backward: bool = False) -> str | None:
@@ -111,8 +124,9 @@ class Capabilities:
         parts.append("dilation" if self.dilation else "no-dilation")
         parts.append("backward" if self.backward else "forward-only")
         parts.append(self.error_model)
-        if self.precision:
-            parts.append(f"precision={self.precision if isinstance(self.precision, str) else dict(self.precision)}")
+        precision = self.resolved_precision
+        if precision:
+            parts.append(f"precision={precision if isinstance(precision, str) else dict(precision)}")
         if self.padding_modes != ("zeros",):
             parts.append("padding=" + "/".join(self.padding_modes))
         if self.asymmetric_padding:
@@ -122,11 +136,12 @@ class Capabilities:
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
+        precision = self.resolved_precision
         return {
             "dtypes": list(self.dtypes), "groups": self.groups, "dilation": self.dilation,
             "backward": self.backward, "error_model": self.error_model,
             "precision": {d: self.profile_for(d) for d in self.dtypes} | (
-                {k: v for k, v in self.precision.items() if ":" in k} if isinstance(self.precision, Mapping) else {}),
+                {k: v for k, v in precision.items() if ":" in k} if isinstance(precision, Mapping) else {}),
             "deterministic": self.deterministic, "max_macs": self.max_macs, "notes": self.notes,
             "padding_modes": list(self.padding_modes), "asymmetric_padding": self.asymmetric_padding,
         }

@@ -7,6 +7,7 @@ report needs every row, not only the first failure.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
@@ -17,7 +18,7 @@ from .backend import Capabilities
 from .compare import Verdict, compare
 from .data import Inputs
 from .problem import ConvProblem
-from .tolerance import FORMULAS, PROFILES, Bound, bound, bound_kind, terms
+from .tolerance import FORMULAS, PROFILES, Bound, bound, bound_kind, profiles_of, terms
 
 BACKWARD_CHECKS = ("grad_input", "grad_weight", "grad_bias")
 #: known answers that replace the oracle's (the seed notebook's golden values), by check
@@ -54,7 +55,16 @@ def _judge_quietly(impl: str, check: str, actual: Any, p: ConvProblem, inp: Inpu
             raise AssertionError(f"exact tier data too large: max M1 {t.m1.max()} > 2^{PROFILES[profile].exact_bits}")
     b: Bound = bound(check, p, t, profile, kind, inp.x, inp.w, inp.dy)
     want = t.ref if expected is None or check not in expected else np.asarray(expected[check], dtype=np.float64)
-    return compare(impl, check, actual, want, b, t.k, dtype=p.dtype)
+    v = compare(impl, check, actual, want, b, t.k, dtype=p.dtype)
+    if not v.passed and kind != "exact" and math.isfinite(v.max_ratio):
+        # which looser profile would have accepted it: the arithmetic check's finding then explains this failure
+        declared = PROFILES[profile]
+        for other in profiles_of(p.dtype):
+            if (other.u_acc, other.u_in, other.u_mid) > (declared.u_acc, declared.u_in, declared.u_mid) and compare(
+                    impl, check, actual, want, bound(check, p, t, other.name, kind, inp.x, inp.w, inp.dy), t.k,
+                    dtype=p.dtype).passed:
+                v.passes_under.append(other.name)
+    return v
 
 
 def _not_c(out: runner.Outcome, what: str) -> str | None:

@@ -56,6 +56,18 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("-k", dest="keyword", default=None, help=argparse.SUPPRESS)
     gate.add_argument("pytest_args", nargs="*", help=argparse.SUPPRESS)
 
+    prof = sub.add_parser("profile", help="measure a backend's arithmetic on this machine (accumulator bits, rounding, "
+                                          "subnormals, FMA, order, determinism) beside what it declares")
+    prof.add_argument("--impl", action="append", default=[], dest="conv_impl", metavar="SPEC", required=True,
+                      help="the backend: a registered name or an import path (pkg.module:Name, path/file.py:Name)")
+    prof.add_argument("--dtypes", default=None, metavar="LIST",
+                      help="comma-separated dtypes to probe (default: every dtype it declares)")
+    prof.add_argument("--passes", default=None, metavar="LIST",
+                      help="comma-separated passes (default: forward,grad_input,grad_weight,grad_bias)")
+    prof.add_argument("--no-isolate", dest="isolate", action="store_false",
+                      help="call the backend in this process (default: in a worker process, as the suite does)")
+    prof.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="also write the measurements")
+
     rep = sub.add_parser("report", help="render the HTML report from saved results")
     rep.add_argument("results", nargs="+", help="results files or directories (merged)")
     rep.add_argument("--out", default=DEFAULT_REPORT)
@@ -162,6 +174,43 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 0 if res.passed else 1
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from . import arithmetic, machine
+    from .isolation import IsolatedBackend
+    from .registry import add_spec
+
+    reg = build_registry()
+    entries = [add_spec(reg, spec) for spec in args.conv_impl]
+    code = 0
+    for entry in entries:
+        if entry.unavailable:
+            print(f"{entry.name}: not runnable here: {entry.unavailable}", file=sys.stderr)
+            code = 1
+            continue
+        backend = IsolatedBackend(entry.backend, entry.spec) if args.isolate else entry.backend
+        try:
+            caps = entry.backend.capabilities
+            results = arithmetic.profile_backend(backend, args.dtypes.split(",") if args.dtypes else None,
+                                                 args.passes.split(",") if args.passes else None)
+        finally:
+            if args.isolate:
+                backend.close()
+        facts = machine.backend_facts(entry.backend)
+        print(f"{entry.name} on {machine.summary()}" + "".join(f"; {k} {v}" for k, v in facts.items()))
+        print(arithmetic.table(results, caps))
+        print("\nwhat was measured, declared as Capabilities(...):\n  " + arithmetic.precision_line(results))
+        comparisons = [arithmetic.compare_declared(caps, r) for r in results]
+        findings = [c for c in comparisons if not c.ok]
+        for c in comparisons:
+            if not c.ok or c.looser:
+                print(("FINDING: " if not c.ok else "lost power: ") + c.message())
+        code = code or (1 if findings else 0)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps({"impl": entry.name, "machine": machine.facts(), "facts": facts,
+                                                       "passes": [c.to_dict() for c in comparisons]}, indent=2))
+    return code
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     present = [p for p in args.results if Path(p).exists()]
     for p in sorted(set(args.results) - set(present)):
@@ -175,7 +224,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"list": cmd_list, "run": cmd_run, "gate": cmd_gate, "report": cmd_report}[args.command](args)
+        return {"list": cmd_list, "run": cmd_run, "gate": cmd_gate, "profile": cmd_profile,
+                "report": cmd_report}[args.command](args)
     except (ConformanceError, FileNotFoundError) as exc:
         print(f"conv-conformance: error: {exc}", file=sys.stderr)
         return 2

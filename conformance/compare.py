@@ -40,11 +40,15 @@ class Verdict:
     problem_text: str = ""         #: a one-line reason when the result is not even comparable
     nonfinite: str = "match"
     first_mismatches: list[tuple[int, ...]] = field(default_factory=list)
+    #: looser profiles of the dtype under which this failing result would pass: a failure that one of them explains
+    #: follows from a wrong declaration (the arithmetic check names it) rather than from a bug of its own
+    passes_under: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         # shallow (asdict deep-copies): the fields are scalars, one tuple and one list of tuples, copied here
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["first_mismatches"] = list(self.first_mismatches)
+        d["passes_under"] = list(self.passes_under)
         d["max_ratio"] = _json_float(self.max_ratio)
         for k in ("worst_actual", "worst_expected", "worst_error", "worst_bound"):
             d[k] = _json_float(d[k])

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from . import records
+from .findings import explain, is_failing
 from .records import column
 from .registry import add_spec, build_registry
 
-FAILING = ("failed", "error")
 IGNORE_REWRITE = "ignore::pytest.PytestAssertRewriteWarning"
 
 
@@ -32,6 +32,7 @@ class GateResult:
     failing_checks: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     pytest_exit: int = 0
+    explained: list[str] = field(default_factory=list)  #: columns whose failures follow from the arithmetic finding
     results_dir: str = ""
     junit: str = ""
     report: str = ""
@@ -41,18 +42,21 @@ class GateResult:
 
 
 def judge(impl: str, rows: list[dict[str, Any]], pytest_exit: int, *, strict: bool) -> GateResult:
-    mine = [r for r in rows if r.get("impl") == impl]
+    mine = explain([dict(r) for r in rows if r.get("impl") == impl])
     checks: dict[str, dict[str, int]] = {}
     for r in mine:
         per = checks.setdefault(column(r), {})
-        per[r["status"]] = per.get(r["status"], 0) + 1
-    failing = sorted({column(r) for r in mine if r["status"] in FAILING})
+        status = "explained" if r.get("explained_by") else r["status"]
+        per[status] = per.get(status, 0) + 1
+    failing = sorted({column(r) for r in mine if is_failing(r)})
+    explained = sorted({column(r) for r in mine if r.get("explained_by")} - set(failing))
     stale = sorted({column(r) for r in mine if r["status"] == "stale"})
-    res = GateResult(impl, False, "", checks, failing, stale, pytest_exit)
+    res = GateResult(impl, False, "", checks, failing, stale, pytest_exit, explained=explained)
     if not any(r["status"] == "passed" for r in mine):
         res.reason = "no check ran and passed: the backend declares nothing runnable here, or every check was skipped"
     elif failing:
-        res.reason = f"failing checks: {', '.join(failing)}"
+        res.reason = f"failing checks: {', '.join(failing)}" + (
+            f" (the failures of {', '.join(explained)} follow from the arithmetic finding)" if explained else "")
     elif strict and stale:
         res.reason = f"stale known failures (strict): {', '.join(stale)}"
     elif pytest_exit not in (0,):

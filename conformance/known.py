@@ -8,9 +8,16 @@ check), with ``#`` comments and blank lines ignored::
     torch-cpu::nonfinite ; torch==2.13.*   # a bug of one torch release
 
 After ``;``, requirements in pip's syntax (``name`` plus a version specifier, several separated by spaces) say
-where an entry is in force: where every named distribution is installed in a version they allow. Elsewhere the
-entry is inactive: it expects nothing, is never stale, and ``inactive`` says why (the run's header lists it), so one
-file serves every environment of a tox matrix.
+where an entry is in force: where every named distribution is installed in a version they allow. A requirement
+``fact=value[,value...]`` (one ``=``) names a machine fact instead (``conformance.machine``: ``cpu_vendor``,
+``arch``, …, and the backend's own ``environment()``: torch CPU's ``torch_bf16`` is ``onednn-amx``,
+``onednn-avx512bf16``, ``onednn-emulated`` or ``native``), with fnmatch patterns: kernels differ between CPUs, and
+so do their bugs. Elsewhere the entry is inactive: it expects nothing, is never stale, and ``in_force`` says why
+(the run's header lists it), so one file serves every environment of a tox matrix and every machine.
+
+``<impl>::<check>[dtype,...]`` limits an entry to the examples of those dtypes: their failing rows are recorded as
+known (``xfailed``) and the test goes on, so that a bfloat16-only bug of one library does not hide a float32 failure
+of the same check.
 
 The pytest plugin marks each matching test ``xfail`` with the reason, records its rows as ``xfailed``, and
 reports an entry whose test passed as ``stale`` (in strict mode that fails the run, as ``xfail(strict=True)``).
@@ -20,14 +27,20 @@ Entries that match no collected test are warned about, as array-api-tests does.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Callable, Mapping
 
 from packaging.requirements import InvalidRequirement, Requirement
 
 from .backend import installed_version
 from .errors import ConformanceError
+from .problem import DTYPES
+
+#: a machine-fact requirement: ``name=value[,value...]`` (one ``=``; pip's specifiers have two or a comparison)
+FACT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=([A-Za-z0-9_.*+\-]+(?:,[A-Za-z0-9_.*+\-]+)*)$")
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,8 @@ class KnownFailure:
     reason: str
     source: str  #: file:line
     requires: tuple[str, ...] = ()  #: where it is in force: requirements such as "torch==2.13.*"
+    facts: tuple[tuple[str, tuple[str, ...]], ...] = ()  #: and machine facts: (name, allowed value patterns)
+    dtypes: tuple[str, ...] = ()  #: only the examples of these dtypes (empty: the whole check)
 
     def matches(self, impl: str, check: str) -> bool:
         return fnmatch.fnmatchcase(impl, self.impl) and fnmatch.fnmatchcase(check, self.check)
@@ -53,8 +68,20 @@ class KnownFailure:
                 return f"{req.name} {have} is not {req.specifier} (the entry requires {text})"
         return None
 
+    def unmet_facts(self, facts: Mapping[str, str]) -> str | None:
+        """Why the machine facts do not meet the entry's fact requirements, or None where they do."""
+        for name, allowed in self.facts:
+            have = facts.get(name)
+            if have is None:
+                return f"no machine fact {name!r} here (the entry requires {name}={','.join(allowed)})"
+            if not any(fnmatch.fnmatchcase(have, a) for a in allowed):
+                return f"{name} is {have} here (the entry requires {name}={','.join(allowed)})"
+        return None
+
     def __str__(self) -> str:
-        return f"{self.impl}::{self.check}" + (f" ; {' '.join(self.requires)}" if self.requires else "")
+        conditions = self.requires + tuple(f"{n}={','.join(v)}" for n, v in self.facts)
+        where = f"[{','.join(self.dtypes)}]" if self.dtypes else ""
+        return f"{self.impl}::{self.check}{where}" + (f" ; {' '.join(conditions)}" if conditions else "")
 
 
 def parse(text: str, source: str = "<string>") -> list[KnownFailure]:
@@ -67,10 +94,20 @@ def parse(text: str, source: str = "<string>") -> list[KnownFailure]:
                 raise ConformanceError(f"{source}:{lineno}: requirements {condition!r} without <impl>::<check>")
             continue
         impl, sep, check = entry.partition("::")
+        dtypes: tuple[str, ...] = ()
+        if check.endswith("]") and "[" in check:
+            check, _, listed = check[:-1].partition("[")
+            dtypes = tuple(d.strip() for d in listed.split(",") if d.strip())
+            bad = [d for d in dtypes if d not in DTYPES]
+            if bad or not dtypes:
+                raise ConformanceError(f"{source}:{lineno}: {entry!r}: the dtypes in [...] must be among "
+                                       f"{', '.join(DTYPES)}")
         if not sep or not impl or not check or " " in entry:
             raise ConformanceError(f"{source}:{lineno}: {entry!r} must read <impl>::<check> [; requirements]"
-                                   "  # reason")
-        requires = tuple(condition.split())
+                                   "  # reason (or <impl>::<check>[dtype,...] for some dtypes' examples)")
+        words = condition.split()
+        facts = tuple((m.group(1), tuple(m.group(2).split(","))) for m in map(FACT.match, words) if m)
+        requires = tuple(w for w in words if not FACT.match(w))
         for text in requires:
             try:
                 req = Requirement(text)
@@ -84,7 +121,7 @@ def parse(text: str, source: str = "<string>") -> list[KnownFailure]:
             raise ConformanceError(f"{source}:{lineno}: {entry!r} has ';' but no requirements after it")
         if not reason.strip():
             raise ConformanceError(f"{source}:{lineno}: {entry!r} has no reason (add '# why it fails')")
-        out.append(KnownFailure(impl, check, reason.strip(), f"{source}:{lineno}", requires))
+        out.append(KnownFailure(impl, check, reason.strip(), f"{source}:{lineno}", requires, facts, dtypes))
     return out
 
 
@@ -98,11 +135,21 @@ def load(paths: list[str]) -> list[KnownFailure]:
     return out
 
 
-def in_force(entries: list[KnownFailure]) -> tuple[list[KnownFailure], list[KnownFailure]]:
-    """(the entries in force here, the inactive ones)."""
-    active = [e for e in entries if e.inactive is None]
-    return active, [e for e in entries if e.inactive is not None]
+def in_force(entries: list[KnownFailure], facts_of: Callable[[str], Mapping[str, str]] | None = None
+             ) -> tuple[list[KnownFailure], list[tuple[KnownFailure, str]]]:
+    """(the entries in force here, the inactive ones with the reason). ``facts_of(impl)`` gives the machine facts
+    an entry's fact requirements are judged by (asked only for entries that have some)."""
+    active, inactive = [], []
+    for e in entries:
+        why = e.inactive or (e.unmet_facts(facts_of(e.impl) if facts_of else {}) if e.facts else None)
+        if why is None:
+            active.append(e)
+        else:
+            inactive.append((e, why))
+    return active, inactive
 
 
-def lookup(entries: list[KnownFailure], impl: str, check: str) -> KnownFailure | None:
-    return next((e for e in entries if e.matches(impl, check)), None)
+def lookup(entries: list[KnownFailure], impl: str, check: str, dtype: str | None = None) -> KnownFailure | None:
+    """The entry for the whole check (``dtype`` None: entries without dtypes), or for its examples of ``dtype``."""
+    return next((e for e in entries if e.matches(impl, check) and (
+        not e.dtypes if dtype is None else dtype in e.dtypes)), None)

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from . import known
+from . import known, machine
 from .backend import prepare
 from .isolation import IsolatedBackend
+from .machine import backend_facts
 from .options import DEFAULT_PROFILE, DEFAULT_RESULTS, add_run_options
 from .records import Recorder, new_run_id
 from .registry import Registry, build_registry, describe
@@ -28,7 +29,8 @@ REGISTRY_KEY = pytest.StashKey[Registry]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 SKIP_STATUS_KEY = pytest.StashKey[tuple[str, str, str, str]]()  # (status, impl, check, reason)
 KNOWN_KEY = pytest.StashKey[known.KnownFailure]()
-KNOWN_ENTRIES_KEY = pytest.StashKey[tuple[list[known.KnownFailure], ...]]()  #: all, in force, not in force
+KNOWN_ENTRIES_KEY = pytest.StashKey[tuple[Any, ...]]()  #: all, in force, (not in force, why)
+KNOWN_DTYPES_KEY = pytest.StashKey[list[known.KnownFailure]]()  #: entries for some dtypes' examples of a test
 ISOLATED_KEY = pytest.StashKey[dict[str, IsolatedBackend]]()
 PREPARED_KEY = pytest.StashKey[set[str]]()
 
@@ -96,11 +98,18 @@ def registry(config: pytest.Config) -> Registry:
     return config.stash[REGISTRY_KEY]
 
 
-def _known_failures(config: pytest.Config) -> tuple[list[known.KnownFailure], ...]:
-    """(every entry of the known-failures files, those in force here, the others), read once per process."""
+def _known_failures(config: pytest.Config) -> tuple[Any, ...]:
+    """(every entry of the known-failures files, those in force here, (the others, why)), read once per process.
+    An entry's machine-fact requirements are judged by this machine's facts and its backend's own (torch: which
+    kernels it runs here), asked only of a backend an entry with such requirements names."""
     if KNOWN_ENTRIES_KEY not in config.stash:
         entries = known.load(config.getoption("conv_known_failures"))
-        config.stash[KNOWN_ENTRIES_KEY] = (entries, *known.in_force(entries))
+
+        def facts_of(impl: str) -> dict[str, str]:
+            reg = registry(config)
+            return machine.facts() | (backend_facts(reg.get(impl).backend) if impl in reg else {})
+
+        config.stash[KNOWN_ENTRIES_KEY] = (entries, *known.in_force(entries, facts_of))
     return config.stash[KNOWN_ENTRIES_KEY]
 
 
@@ -118,7 +127,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         _, _, inactive = _known_failures(config)
     except Exception:  # a bad file is reported where the tests are collected
         inactive = []
-    lines += [f"  known failure {e} not in force here ({e.source}): {e.inactive}" for e in inactive]
+    lines += [f"  known failure {e} not in force here ({e.source}): {why}" for e, why in inactive]
     env = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("CONV_CONFORMANCE_")]
     if env:
         lines.append("  " + " ".join(env))
@@ -184,7 +193,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=_longest_first)  # stable: the collection order within each group, the same in every worker
     entries, _, inactive = _known_failures(config)
     if RECORDER_KEY in config.stash:  # the report lists them with each run
-        config.stash[RECORDER_KEY].meta["known_inactive"] = [f"{e} ({e.source}): {e.inactive}" for e in inactive]
+        config.stash[RECORDER_KEY].meta["known_inactive"] = [f"{e} ({e.source}): {why}" for e, why in inactive]
     # every entry, in force or not, must name something collected: a misspelt name is found in any environment
     collected = [(entry.name, check) for _, entry, check in _impl_items(items)]
     unmatched = [str(e) for e in entries if not any(e.matches(i, c) for i, c in collected)]
@@ -213,6 +222,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             item.stash[SKIP_STATUS_KEY] = (status, entry.name, check, reason)
             item.add_marker(pytest.mark.skip(reason=f"{entry.name}: {reason}"))
             continue
+        item.stash[KNOWN_DTYPES_KEY] = [e for e in known_entries if e.dtypes and e.matches(entry.name, check)]
         kf = known.lookup(known_entries, entry.name, check)
         if kf is not None:
             item.stash[KNOWN_KEY] = kf
@@ -227,7 +237,8 @@ def conv(request: pytest.FixtureRequest, impl: Any) -> Any:
     ctx = SuiteContext(entry=impl, recorder=cfg.stash[RECORDER_KEY], nodeid=request.node.nodeid,
                        check=_check_of(request.node) or "", dtypes=cfg.getoption("conv_dtypes"),
                        data_kinds=cfg.getoption("conv_data_kinds"), backend=_isolated(cfg, impl),
-                       known=request.node.stash.get(KNOWN_KEY, None))
+                       known=request.node.stash.get(KNOWN_KEY, None),
+                       known_dtypes=request.node.stash.get(KNOWN_DTYPES_KEY, []))
     yield ctx
     ctx.flush()
 
@@ -262,9 +273,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
 
 
 def _tier(check: str) -> str:
-    return {"golden": "golden", "exact": "exact", "nonfinite": "nonfinite", "contract": "contract",
-            "oracle_free": "oracle-free", "onnx": "onnx", "layout": "layout", "boundary": "boundary",
-            "corpus": "corpus", "scale": "scale", "extreme": "extreme"}.get(check, "hypothesis")
+    return {"arithmetic": "arithmetic", "golden": "golden", "exact": "exact", "nonfinite": "nonfinite",
+            "contract": "contract", "oracle_free": "oracle-free", "onnx": "onnx", "layout": "layout",
+            "boundary": "boundary", "corpus": "corpus", "scale": "scale", "extreme": "extreme"}.get(check, "hypothesis")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

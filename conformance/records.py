@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from . import machine
 from .backend import installed_version
 
 SCHEMA = 1
@@ -33,7 +34,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(), "numpy": numpy.__version__,
         "scipy": scipy.__version__, "tox_env": os.environ.get("TOX_ENV_NAME", ""),
-        "ci": os.environ.get("CI", ""), "cpu_count": os.cpu_count(),
+        "ci": os.environ.get("CI", ""), "cpu_count": os.cpu_count(), **machine.facts(),
     }
     # torch's version from its metadata (as the torch backends report theirs, imported or not); cuDNN and the GPU
     # only where a backend already imported torch (importing it here would cost every numpy-only run seconds)
@@ -96,7 +97,8 @@ class Recorder:
             if status not in STATUSES:
                 raise ValueError(f"status={status!r}, but it must be one of {STATUSES}")
             self._write({"type": "result", "run_id": self.run_id, "worker": self.worker,
-                         "env": self.meta.get("env", ""), "time": time.time(), **row}, flush=i == len(rows) - 1)
+                         "env": self.meta.get("env", ""), "machine": machine.summary(),
+                         "time": time.time(), **row}, flush=i == len(rows) - 1)
 
     def close(self, **summary: Any) -> None:
         if self._fh is not None:
@@ -133,7 +135,8 @@ def _jsonable(v: Any) -> Any:
 
 #: tiers whose rows share one report column (they check every pass of one kind of data); other rows are in the
 #: column of their check (forward, grad_input, …, and the oracle-free adjoint, finite_difference, …)
-TIER_COLUMNS = ("golden", "exact", "nonfinite", "contract", "onnx", "boundary", "corpus", "scale", "extreme")
+TIER_COLUMNS = ("arithmetic", "golden", "exact", "nonfinite", "contract", "onnx", "boundary", "corpus", "scale",
+                "extreme")
 
 
 def column(row: dict[str, Any]) -> str:

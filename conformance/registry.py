@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from .backend import Capabilities, availability
 from .errors import RegistryError
+from .machine import backend_facts
 
 GROUP = "conv_conformance.impls"
 OWN_DISTRIBUTION = "conv-conformance"
@@ -56,7 +57,7 @@ class Entry:
 def describe(e: Entry) -> dict[str, Any]:
     """A JSON-able description of an entry for `conformance list` and the report."""
     return {"name": e.name, "source": e.source, "spec": e.spec, "version": e.version, "unavailable": e.unavailable,
-            "capabilities": e.backend.capabilities.to_dict()}
+            "capabilities": e.backend.capabilities.to_dict(), "environment": backend_facts(e.backend)}
 
 
 def validate_backend(obj: Any, origin: str) -> None:

@@ -19,11 +19,13 @@ from .tolerance import exact_bits_for
 
 
 def snippet(spec: str, problem: ConvProblem, *, seed: int, data_kind: str, check: str,
-            layout: str = "contiguous") -> str:
-    """Python that reproduces this example, given the backend's import path or registered name."""
+            layout: str = "contiguous", seen_on: str = "") -> str:
+    """Python that reproduces this example, given the backend's import path or registered name; ``seen_on`` (the
+    machine and the backend's arithmetic facts) becomes its first comment: kernels differ between CPUs."""
     extra = "" if layout == "contiguous" else f", layout={layout!r}"
     return (
-        "from conformance import ConvProblem, reproduce\n"
+        (f"# seen on: {seen_on}\n" if seen_on else "")
+        + "from conformance import ConvProblem, reproduce\n"
         f"problem = {problem!r}\n"
         f"print(reproduce({spec!r}, problem, seed={seed}, data_kind={data_kind!r}, check={check!r}{extra}))"
     )

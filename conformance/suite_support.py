@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import zlib
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
 import pytest
 
-from . import onnx_golden, oracle_free, shapes
+from . import arithmetic, machine, onnx_golden, oracle_free, shapes
 from .backend import Capabilities
 from .checks import BACKWARD_CHECKS, CheckResult, check_backward, check_forward
 from .compare import Verdict, format_verdict, worst_verdict
 from .contract import check_calls
 from .data import EXTREME_KINDS, Inputs, make_inputs
+from .machine import backend_facts
 from .options import DEFAULT_DATA_KINDS
 from .problem import ConvProblem
 from .records import Recorder
@@ -45,6 +47,8 @@ SIZE_CLASSES_OF = {"nonfinite": ("small",), "extreme": ("small",)}
 EVERY_DTYPE = ("nonfinite", "extreme")
 #: the smallest problem of the scale tier (C_out = 65537 on a 1x1 image with a 1x1 kernel)
 SCALE_MIN_MACS = 2**16 + 1
+#: rows kept per test of the failures a dtype's known-failure entry covers (the report shows the worst few)
+WORST_KNOWN = 20
 
 
 def dtypes_for(caps: Capabilities, requested: Sequence[str] | None) -> tuple[str, ...]:
@@ -83,14 +87,23 @@ class SuiteContext:
 
     def __init__(self, entry: Entry, recorder: Recorder, nodeid: str, check: str,
                  dtypes: Sequence[str] | None = None, data_kinds: Sequence[str] | None = None,
-                 backend: Any = None, known: Any = None) -> None:
+                 backend: Any = None, known: Any = None, known_dtypes: Sequence[Any] = ()) -> None:
         self.entry, self.recorder, self.nodeid, self.check = entry, recorder, nodeid, check
         self._backend = backend if backend is not None else entry.backend
         self.known = known  #: the known-failure entry that covers this test, if any
+        #: entries that cover this test's examples of some dtypes: their failing rows are known, the test goes on
+        self.known_dtypes = list(known_dtypes)
+        self._known_rows: dict[str, dict[str, Any]] = {}
         self.dtypes, self.data_kinds = dtypes, data_kinds
         self._passed: dict[str, dict[str, Any]] = {}
         self._last_failure: list[dict[str, Any]] = []
         self._failures_seen = 0
+
+    @cached_property
+    def seen_on(self) -> str:
+        """The machine, and the backend's own facts (torch: its kernels' ISA), for reproductions."""
+        facts = backend_facts(self.entry.backend)
+        return machine.summary() + "".join(f"; {k} {v}" for k, v in facts.items())
 
     def __repr__(self) -> str:  # hypothesis prints the test's arguments: keep it one line
         return f"<conv context {self.entry.name}:{self.check}>"
@@ -216,6 +229,34 @@ class SuiteContext:
                              reason=f"{problem.label or problem.short()}: {why}", nodeid=self.nodeid,
                              problem=problem.to_dict(), problem_text=problem.short())
 
+    def run_arithmetic(self) -> None:
+        """Probe each declared dtype and pass (``conformance.arithmetic``); one row each, failing where the declared
+        profile is tighter than what was measured."""
+        caps: Capabilities = self.backend.capabilities
+        findings: list[str] = []
+        rows = []
+        broken = ""  # a backend that does not answer one probe is not asked again (a hang costs one timeout)
+        for dtype in dtypes_for(caps, self.dtypes):
+            for pass_ in ("forward",) + (BACKWARD_CHECKS if caps.backward else ()):
+                if broken:
+                    measured = arithmetic.PassArithmetic(dtype, pass_, errors=[f"not probed after {broken}"])
+                else:
+                    measured = arithmetic.measure_pass(self.backend, dtype, pass_)
+                    broken = measured.errors[0] if measured.errors else ""
+                c = arithmetic.compare_declared(caps, measured)
+                status = "passed" if c.ok else ("error" if measured.errors else "failed")
+                message = c.message()
+                if status != "passed" and self.known is not None:
+                    status, message = "xfailed", f"known: {self.known.reason} ({self.known.source}): {message}"
+                if not c.ok:
+                    findings.append(message)
+                rows.append({"status": status, "impl": self.entry.name, "check": pass_, "tier": "arithmetic",
+                             "dtype": dtype, "nodeid": self.nodeid, "message": message if not c.ok else "",
+                             "reason": message, "arithmetic": c.to_dict(), "seconds": measured.seconds})
+        self.recorder.record_many(rows)
+        if findings:
+            raise AssertionError("\n\n".join(findings))
+
     def run_contract(self, problem: ConvProblem, seed: int) -> None:
         inputs = make_inputs(problem, seed, "normal")
         seconds = [0.0]  # inside the backend: one forward and one backward call, as the other tiers' rows
@@ -253,8 +294,12 @@ class SuiteContext:
         for r in results:
             for v in r.verdicts:
                 row = self._row(v, r, problem, seed, kind, tier)
+                entry = next((e for e in self.known_dtypes if problem.dtype in e.dtypes), None)
                 if v.passed:
                     self._passed.setdefault(json.dumps(row["key"], sort_keys=True), row)
+                elif entry is not None:  # a known failure of this dtype: recorded as such, the search goes on
+                    row.update(status="xfailed", reason=f"known: {entry.reason} ({entry.source})")
+                    self._known_rows.setdefault(json.dumps(row["key"], sort_keys=True), row)
                 else:
                     failures.append((v, row))
         if failures:
@@ -273,7 +318,8 @@ class SuiteContext:
     def _row(self, v: Verdict, r: CheckResult, problem: ConvProblem, seed: int, kind: str,
              tier: str) -> dict[str, Any]:
         layout = tier[len("layout-"):] if tier.startswith("layout-") else "contiguous"
-        repro = snippet(reproduce_spec(self.entry), problem, seed=seed, data_kind=kind, check=v.check, layout=layout)
+        repro = snippet(reproduce_spec(self.entry), problem, seed=seed, data_kind=kind, check=v.check, layout=layout,
+                        seen_on=self.seen_on)
         status = "passed" if v.passed else ("error" if r.error else "failed")
         message = "" if v.passed else f"{format_verdict(v)}\n\nReproduce:\n{repro}"
         key = {"check": v.check, "problem": problem.to_dict(), "seed": seed, "kind": kind, "tier": tier}
@@ -284,7 +330,7 @@ class SuiteContext:
 
     def flush(self) -> None:
         rows = []
-        for row in list(self._passed.values()) + self._last_failure:
+        for row in list(self._passed.values()) + list(self._known_rows.values())[:WORST_KNOWN] + self._last_failure:
             row = dict(row)
             row.pop("key")
             if row["status"] != "passed":
@@ -293,6 +339,17 @@ class SuiteContext:
                     row["status"] = "xfailed"
                     row["reason"] = f"known: {self.known.reason} ({self.known.source})"
             rows.append(row)
+        for e in self.known_dtypes:  # an entry for some dtypes whose examples all passed here is stale
+            if any(c in e.check for c in "*?["):
+                continue  # a pattern names a bug any of several checks may find: no one test can call it stale
+            seen = [r for r in self._known_rows.values() if r["dtype"] in e.dtypes]
+            ran = any(r["dtype"] in e.dtypes for r in self._passed.values())
+            if ran and not seen:
+                tier = next(iter(self._passed.values()))["tier"]  # the column of this test's rows
+                rows.append({"status": "stale", "impl": self.entry.name, "check": self.check, "tier": tier,
+                             "nodeid": self.nodeid, "dtype": ",".join(e.dtypes),
+                             "reason": f"known failure {e} ({e.source}) no longer fails: remove the entry"})
         self.recorder.record_many(rows)
         self._passed.clear()
+        self._known_rows.clear()
         self._last_failure = []

@@ -107,6 +107,13 @@ def default_profile(dtype: str) -> str:
     return _DEFAULT[dtype]
 
 
+def profiles_of(dtype: str) -> list[Profile]:
+    """The built-in profiles meant for ``dtype`` (its output rounding and underflow unit), tightest first."""
+    base = PROFILES[_DEFAULT[dtype]]
+    return sorted((p for p in PROFILES.values() if p.u_out == base.u_out and p.tiny == base.tiny),
+                  key=lambda p: (p.u_acc, p.u_in, p.u_mid))
+
+
 def exact_bits_for(caps: object, dtype: str) -> int:
     """Integer data below 2**bits stays exact in every pass of a backend with these capabilities."""
     return min(PROFILES[caps.profile_for(dtype, c)].exact_bits for c in CHECKS)  # type: ignore[attr-defined]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
+import re
 import warnings
 from typing import Any
 
@@ -23,19 +25,82 @@ import numpy as np
 from conformance.backend import Capabilities, Grads, installed_version
 from conformance.problem import ConvProblem
 
+#: oneDNN's CPU ISAs in order (ONEDNN_MAX_CPU_ISA caps oneDNN at one of them)
+ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+               "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16", "AVX10_1_512_AMX", "AVX512_CORE_AMX",
+               "AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16", "ALL", "DEFAULT")
+
+
+def _onednn_allows(floor: str) -> bool:
+    """Whether ONEDNN_MAX_CPU_ISA (unset: no cap) lets oneDNN use the ISA ``floor`` or a later one."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    return limit not in ONEDNN_ISAS or ONEDNN_ISAS.index(limit) >= ONEDNN_ISAS.index(floor)
+
+
+def half_kernels(dtype: str) -> str:
+    """Which kernels torch runs for ``dtype`` (bfloat16 or float16) on this CPU:
+
+    ``onednn-amx``: oneDNN on AMX tiles; ``onednn-avx512bf16`` / ``onednn-avx512fp16``: oneDNN with the CPU's own
+    AVX-512 instructions for the dtype; ``onednn-emulated``: oneDNN converting to float32 (AVX-512 without them);
+    ``native``: torch's own kernels (AVX2 CPUs, or oneDNN capped below AVX-512 by ONEDNN_MAX_CPU_ISA)."""
+    import torch
+
+    from conformance.machine import cpu
+
+    short = "bf16" if dtype == "bfloat16" else "fp16"
+    probe = getattr(torch.ops.mkldnn, f"_is_mkldnn_{short}_supported", None)
+    try:
+        onednn = bool(torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled() and probe and probe())
+    except Exception:  # an older torch without the probe: the native kernels' (looser) profiles are the safe side
+        onednn = False
+    if not onednn:
+        return "native"
+    isa = cpu()["isa"].split()
+    if f"amx_{short}" in isa and _onednn_allows("AVX10_1_512_AMX" if short == "bf16" else "AVX10_1_512_AMX_FP16"):
+        return "onednn-amx"
+    if f"avx512_{short}" in isa and _onednn_allows("AVX512_CORE_BF16" if short == "bf16" else "AVX10_1_512"):
+        return f"onednn-avx512{short}"
+    return "onednn-emulated"
+
+
+def precision_here() -> dict[str, str]:
+    """torch CPU's precision profiles on this machine, by the kernels it runs (measured on each path with
+    ``python -m conformance profile --impl torch-cpu`` and the ISA switches; README "torch CPU's arithmetic").
+
+    Every path: grad_input's reflect/replicate/circular padding is folded back by F.pad's backward in the storage
+    dtype, onto an already rounded gradient, up to four times at a corner (more than one intermediate rounding,
+    so -acc16, not -mid16); torch's native kernels also sum a kernel's taps of grad_input in the storage dtype.
+    native: the weight and bias gradients are summed across the batch in the storage dtype (a float32 GEMM per
+    sample; the bias only on the dilated path, which is enough to need the profile)."""
+    out = {"bfloat16:grad_input": "bf16-acc16", "float16:grad_input": "fp16-acc16"}
+    if half_kernels("bfloat16") == "native":
+        out |= {"bfloat16:grad_weight": "bf16-acc16", "bfloat16:grad_bias": "bf16-acc16"}
+    if half_kernels("float16") == "native":
+        out |= {"float16:grad_weight": "fp16-acc16", "float16:grad_bias": "fp16-acc16"}
+    return out
+
+
+def cpu_facts() -> dict[str, str]:
+    import torch
+
+    onednn = re.search(r"MKL-DNN v([\d.]+)", torch.__config__.show())
+    facts = {"torch_capability": torch.backends.cpu.get_cpu_capability(),
+             "onednn": onednn.group(1) if onednn else "not built",
+             "torch_bf16": half_kernels("bfloat16"), "torch_fp16": half_kernels("float16")}
+    facts |= {var: os.environ[var] for var in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if var in os.environ}
+    return facts
+
 
 class TorchCPU:
     """torch's ``conv2d`` forward and autograd backward, on ``device`` (``"cpu"`` here)."""
 
     name = "torch-cpu"
+    # torch picks its bfloat16/float16 kernels by the CPU: oneDNN where it takes the dtype (AVX-512 with bf16 support;
+    # AVX512_FP16 or AMX for float16), its own native kernels elsewhere (AVX2 CPUs, or ONEDNN_MAX_CPU_ISA below
+    # that); each path's profiles were measured with `python -m conformance profile --impl torch-cpu` (README)
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
                                 padding_modes=("zeros", "reflect", "replicate", "circular"), asymmetric_padding=True,
-                                # measured: torch CPU accumulates float16 backward passes in float16 (up to ~40x
-                                # over a float32-accumulation bound); in bfloat16 the backward of F.pad (reflect,
-                                # replicate, circular) adds border gradients onto an already rounded dx in bfloat16
-                                precision={"float16:grad_input": "fp16-acc16", "float16:grad_weight": "fp16-acc16",
-                                           "float16:grad_bias": "fp16-acc16", "bfloat16:grad_input": "bf16-acc16"},
-                                notes="torch.nn.functional.conv2d + autograd")
+                                precision=precision_here, notes="torch.nn.functional.conv2d + autograd")
     device = "cpu"
 
     def available(self) -> str | None:
@@ -56,6 +121,10 @@ class TorchCPU:
         # the installed distribution's, never torch.__version__: the same answer in a process that has imported
         # torch and in one that has not (a GPU image's torch said 2.11.0 in its metadata, 2.11.0+cu130 once imported)
         return installed_version("torch") or "n/a"
+
+    def environment(self) -> dict[str, str]:
+        """What decides torch's CPU arithmetic here: its dispatch capability and the kernels of each half dtype."""
+        return cpu_facts()
 
     def _settings(self) -> contextlib.AbstractContextManager[Any]:
         """Backend flags to hold while torch computes; none on the CPU."""

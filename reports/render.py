@@ -7,6 +7,7 @@ Everything that comes from a backend (names, messages, tracebacks) reaches the p
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,7 +22,8 @@ from .summarize import RUN_STATES, Cell, Report, fmt_num, fmt_ratio, ratio_of, s
 DEFAULT_OUT = "reports/index.html"
 GREY_STATES = ("unavailable", "unsupported", "skipped")
 ENV_FIELDS = (("python", "Python"), ("numpy", "numpy"), ("scipy", "scipy"), ("torch", "torch"),
-              ("cudnn", "cuDNN"), ("cuda_device", "GPU"), ("processor", "CPU"), ("cpu_count", "CPU cores"),
+              ("cudnn", "cuDNN"), ("cuda_device", "GPU"), ("cpu_model", "CPU"), ("cpu_vendor", "CPU vendor"),
+              ("isa", "ISA features"), ("blas", "numpy's BLAS"), ("processor", "processor"), ("cpu_count", "CPU cores"),
               ("platform", "platform"), ("hypothesis", "hypothesis"), ("tox_env", "tox env"), ("ci", "CI"))
 
 
@@ -84,7 +86,25 @@ def _impl_rows(rep: Report) -> list[dict[str, Any]]:
             else ([precision] if precision else list(seen.get("profiles") or [])),
             "error_model": caps.get("error_model") or seen.get("error_model") or "—",
             "bound_kinds": ", ".join(seen.get("bound_kinds") or []), "features": ", ".join(features) or "—",
-            "notes": caps.get("notes") or ""})
+            "notes": caps.get("notes") or "", "facts": info.get("environment") or {},
+            "arithmetic": _arithmetic_rows(rep, impl)})
+    return out
+
+
+def _arithmetic_rows(rep: Report, impl: str) -> list[dict[str, Any]]:
+    """Declared beside measured, per (environment, dtype, pass), with the worst error/bound over every check of
+    that dtype and pass in units of bits: log2(1/ratio) to spare (negative: beyond the declared bound)."""
+    out = []
+    for env, dtype, pass_, row in rep.arithmetic.get(impl, []):
+        a = row.get("arithmetic") or {}
+        worst = rep.worst_ratio.get((env, impl, dtype, pass_))
+        spare = None if worst is None or worst <= 0 or math.isinf(worst) else -math.log2(worst)
+        out.append({"env": env, "dtype": dtype, "pass": pass_, "status": row.get("status"),
+                    "declared": a.get("declared"), "measured": a.get("measured") or "none fits",
+                    "described": a.get("described") or "; ".join(a.get("errors") or []),
+                    "facts": ", ".join(f"{k} {'yes' if a.get(k) else 'no'}" for k in ("daz", "ftz", "deterministic")
+                                       if a.get(k) is not None),
+                    "worst": worst, "spare": spare})
     return out
 
 

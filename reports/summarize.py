@@ -18,21 +18,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from conformance.findings import explain, is_failing
 from conformance.problem import ConvProblem
 from conformance.records import RunFile, as_float, column, load
 
 KNOWN_COLUMNS = ("forward", "grad_input", "grad_weight", "grad_bias", "golden", "onnx", "exact", "nonfinite",
                  "boundary", "corpus", "scale", "extreme",
                  "layout-channels_last", "layout-strided", "layout-negative", "layout-broadcast",
-                 "adjoint", "finite_difference", "linearity", "batch", "contract")
+                 "adjoint", "finite_difference", "linearity", "batch", "contract", "arithmetic")
 FAILING = ("failed", "error")
 KNOWN = "xfailed"  #: a failure listed in known_failures.txt, failing as expected
 NOT_RUN = ("unavailable", "unsupported", "skipped")
-RUN_STATES = ("fail", "xfail", "stale", "pass")  #: cells whose examples ran (the others are grey)
+EXPLAINED = "explained"  #: a failure that follows from an arithmetic finding (conformance.findings)
+RUN_STATES = ("fail", "explained", "xfail", "stale", "pass")  #: cells whose examples ran (the others are grey)
 WORST_N = 5
 #: rows whose ``seconds`` is a backend call that returned a result: an error row's is the time to a raise, a crash
 #: or the isolation timeout, which says nothing of speed
-TIMED_STATUSES = ("passed", "failed", "xfailed")
+TIMED_STATUSES = ("passed", "failed", "xfailed", EXPLAINED)
 PASSES = ("forward", "grad_input", "grad_weight", "grad_bias")
 #: tiers whose row's ``seconds`` covers several backend calls of different kinds together (and, in results recorded
 #: before oracle-free rows summed the backend's own time, the harness's arithmetic around them): not a call's time
@@ -69,7 +71,7 @@ def fmt_ratio(r: float) -> str:
 
 def _dedupe_key(row: dict[str, Any]) -> str:
     return json.dumps([row.get(k) for k in ("run_id", "worker", "nodeid", "check", "tier", "seed", "problem",
-                                            "data_kind", "status", "impl")], sort_keys=True, default=str)
+                                            "data_kind", "status", "impl", "dtype")], sort_keys=True, default=str)
 
 
 def seconds_of(row: dict[str, Any]) -> float | None:
@@ -175,7 +177,7 @@ class Timing:
 
 def _worst_key(row: dict[str, Any]) -> tuple[int, float]:
     r = ratio_of(row)
-    rank = 0 if row.get("status") in FAILING else 1 if row.get("status") == KNOWN else 2
+    rank = 0 if is_failing(row) else 1 if row.get("status") in (KNOWN, "failed", "error") else 2
     return (rank, -(math.inf if math.isnan(r) else r))
 
 
@@ -199,7 +201,9 @@ class Cell:
         self.timing.throughput = self.column != "grad_bias"
 
     def add(self, row: dict[str, Any]) -> None:
-        status = str(row.get("status"))
+        status = EXPLAINED if row.get("explained_by") else str(row.get("status"))
+        if row.get("explained_by"):
+            self.reasons.setdefault(str(row["explained_by"]), EXPLAINED)
         self.counts[status] += 1
         self.timing.add(row)
         if row.get("reason"):
@@ -234,6 +238,8 @@ class Cell:
         pass, or why nothing ran: unavailable, unsupported, skipped; empty without rows."""
         if self.n_failing:
             return "fail"
+        if self.counts[EXPLAINED]:
+            return "explained"
         if self.counts[KNOWN]:
             return "xfail"
         if self.counts["stale"]:
@@ -257,6 +263,8 @@ class Cell:
     def counts_text(self) -> str:
         if self.n_failing:
             return f"{self.n_failing} failed / {self.n_run}"
+        if self.counts[EXPLAINED]:
+            return f"{self.counts[EXPLAINED]} follow from the arithmetic finding / {self.n_run}"
         if self.counts[KNOWN]:
             return f"{self.counts[KNOWN]} known failure(s) / {self.n_run}"
         if self.counts["stale"]:
@@ -288,6 +296,10 @@ class Report:
     n_rows: int
     n_duplicates: int
     timings: dict[tuple[str, str], Timing] = field(default_factory=dict)  #: per (environment, implementation)
+    #: the arithmetic check's rows per implementation: (environment, dtype, pass, row)
+    arithmetic: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = field(default_factory=dict)
+    #: the worst error/bound per (environment, implementation, dtype, pass) over every check's rows
+    worst_ratio: dict[tuple[str, str, str, str], float] = field(default_factory=dict)
 
     @property
     def partial_files(self) -> list[dict[str, Any]]:
@@ -346,6 +358,9 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
     rows_by_impl: dict[str, list[dict[str, Any]]] = {}
     timings: dict[tuple[str, str], Timing] = {}
     n_rows = dups = 0
+    kept: list[dict[str, Any]] = []
+    arith: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = {}
+    worst: dict[tuple[str, str, str, str], float] = {}
     for rf in runfiles:
         head = rf.header
         run_id = str(head.get("run_id") or (rf.rows[0].get("run_id") if rf.rows else "") or rf.path.stem)
@@ -363,17 +378,22 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
                 continue
             seen.add(key)
             new += 1
-            env = str(row.get("env") or env_name)
-            impl, column = str(row.get("impl") or "?"), column_of(row)
-            cell = cells.setdefault((env, impl, column), Cell(env, impl, column))
-            cell.add(row)
-            # the implementation's total over every column: a call is counted once however many rows share it
-            timings.setdefault((env, impl), Timing()).add(row)
-            rows_by_impl.setdefault(impl, []).append(row)
+            kept.append(dict(row, env=str(row.get("env") or env_name)))
         n_rows += new
         run.files.append({"path": str(rf.path), "name": rf.path.name, "worker": head.get("worker", "?"),
                           "rows": len(rf.rows), "new_rows": new, "partial": rf.partial,
                           "exitstatus": rf.end.get("exitstatus") if rf.end else None})
+    for row in explain(kept):  # every row first: an arithmetic finding explains rows of other files too
+        env, impl, column = row["env"], str(row.get("impl") or "?"), column_of(row)
+        cells.setdefault((env, impl, column), Cell(env, impl, column)).add(row)
+        # the implementation's total over every column: a call is counted once however many rows share it
+        timings.setdefault((env, impl), Timing()).add(row)
+        rows_by_impl.setdefault(impl, []).append(row)
+        where = (env, impl, str(row.get("dtype")), str(row.get("check")))
+        if row.get("tier") == "arithmetic":
+            arith.setdefault(impl, []).append((env, where[2], where[3], row))
+        elif isinstance(row.get("verdict"), dict) and not math.isnan(r := ratio_of(row)):
+            worst[where] = max(worst.get(where, 0.0), r)
     envs = _ordered(c.env for c in cells.values())
     impls = _ordered(c.impl for c in cells.values())
     columns = _ordered((c.column for c in cells.values()), KNOWN_COLUMNS)
@@ -381,7 +401,7 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
     for i, where in enumerate(order):
         cells[where].ident = f"cell-{i}"
     return Report(cells, envs, impls, columns, list(runs.values()), _impl_info(runfiles, cells.values(), rows_by_impl),
-                  n_rows, dups, timings)
+                  n_rows, dups, timings, arith, worst)
 
 
 def _short(cell: Cell | None) -> str:
@@ -396,6 +416,8 @@ def _short_long(cell: Cell | None) -> str:
         return f"FAIL {cell.n_failing}/{cell.n_run} {fmt_ratio(cell.worst_ratio)}"
     if cell.state == "xfail":
         return f"known {cell.counts[KNOWN]}/{cell.n_run} {fmt_ratio(cell.worst_ratio)}"
+    if cell.state == EXPLAINED:
+        return f"see arithmetic {cell.counts[EXPLAINED]}/{cell.n_run} {fmt_ratio(cell.worst_ratio)}"
     if cell.state in ("pass", "stale"):
         return f"{'ok' if cell.state == 'pass' else 'STALE'} {cell.counts['passed']} {fmt_ratio(cell.worst_ratio)}"
     return {"unavailable": "unavail.", "unsupported": "n/a", "skipped": "skipped"}.get(cell.state, "—")
@@ -448,6 +470,11 @@ def terminal_summary(source: Sequence[str | Path | RunFile] | Report,
         lines.append(f"  … and {len(failing) - max_failures} more (see the report)")
     notes = [f"{c.env + '/' if multi else ''}{c.impl} {c.column} ({c.state})" for c in rep.cells.values()
              if c.state in ("xfail", "stale")]
+    explained = [f"{c.env + '/' if multi else ''}{c.impl} {c.column}" for c in rep.cells.values()
+                 if c.state == EXPLAINED]
+    if explained:
+        lines.append(("failures that follow from the arithmetic finding (not separate bugs): "
+                      + ", ".join(explained))[:240])
     if notes:
         lines.append(("known failures / stale entries: " + ", ".join(notes))[:240])
     inactive = sorted({k for run in rep.runs for k in run.header.get("known_inactive") or []})

@@ -34,11 +34,43 @@ def test_an_entry_is_in_force_where_every_requirement_is_installed_in_an_allowed
                     "e::x                            # no requirements: always\n")
     active, inactive = in_force(entries)
     assert [e.impl for e in active] == ["a", "e"]
-    assert [e.impl for e in inactive] == ["b", "c", "d"]
-    assert inactive[0].inactive == f"numpy {NUMPY} is not <{major} (the entry requires numpy<{major})"
-    assert inactive[1].inactive == ("no-such-distribution-xyz is not installed "
-                                    "(the entry requires no-such-distribution-xyz)")
+    assert [e.impl for e, _ in inactive] == ["b", "c", "d"]
+    assert inactive[0][1] == f"numpy {NUMPY} is not <{major} (the entry requires numpy<{major})"
+    assert inactive[1][1] == ("no-such-distribution-xyz is not installed "
+                              "(the entry requires no-such-distribution-xyz)")
     assert lookup(active, "b", "x") is None
+
+
+def test_an_entry_can_require_machine_facts_judged_by_the_backend_it_names() -> None:
+    """Kernels differ between CPUs: ``torch_bf16=onednn-amx`` holds where torch runs oneDNN's AMX kernels."""
+    entries = parse("t::x ; torch_bf16=onednn-amx,onednn-avx512bf16   # DAZ where oneDNN has bf16 instructions\n"
+                    "t::y ; torch_bf16=onednn-*   # every oneDNN path\n"
+                    "t::z ; cpu_vendor=GenuineIntel   # a fact this machine does not have\n", "k.txt")
+    assert entries[0].facts == (("torch_bf16", ("onednn-amx", "onednn-avx512bf16")),) and entries[0].requires == ()
+    asked = []
+
+    def facts_of(impl: str) -> dict[str, str]:
+        asked.append(impl)
+        return {"torch_bf16": "native"}
+
+    active, inactive = in_force(entries, facts_of)
+    assert active == [] and asked == ["t", "t", "t"]
+    assert inactive[0][1] == "torch_bf16 is native here (the entry requires torch_bf16=onednn-amx,onednn-avx512bf16)"
+    assert inactive[2][1] == "no machine fact 'cpu_vendor' here (the entry requires cpu_vendor=GenuineIntel)"
+    active, _ = in_force(entries, lambda impl: {"torch_bf16": "onednn-amx", "cpu_vendor": "GenuineIntel"})
+    assert [e.check for e in active] == ["x", "y", "z"]
+    assert str(entries[0]) == "t::x ; torch_bf16=onednn-amx,onednn-avx512bf16"
+
+
+def test_an_entry_can_name_the_dtypes_whose_examples_it_covers() -> None:
+    (entry,) = parse("torch-cpu::forward[bfloat16,float16] ; torch==2.13.*  # a half-precision bug\n", "k.txt")
+    assert (entry.check, entry.dtypes) == ("forward", ("bfloat16", "float16"))
+    assert str(entry) == "torch-cpu::forward[bfloat16,float16] ; torch==2.13.*"
+    assert lookup([entry], "torch-cpu", "forward") is None  # not the whole check
+    assert lookup([entry], "torch-cpu", "forward", "float16") is entry
+    assert lookup([entry], "torch-cpu", "forward", "float32") is None
+    with pytest.raises(ConformanceError, match="the dtypes in"):
+        parse("a::b[float8] # no such dtype\n", "k.txt")
 
 
 def test_a_local_version_label_matches_a_release_prefix() -> None:
@@ -89,3 +121,49 @@ def test_the_run_says_which_entries_are_not_in_force_and_which_match_nothing(tmp
             "no-such-distribution-xyz is not installed") in log
     assert "known-failure entries that match no collected test: naiv::forward" in log
     assert "PASSED" in log and "XFAIL" not in log  # golden judged as it is
+
+
+WRONG_IN_FLOAT64 = '''
+import numpy as np
+from conformance import Capabilities
+from impls.im2col import Im2col
+
+
+class WrongInFloat64(Im2col):
+    """Correct in float32; in float64 every forward result is 1e-6 too large (a float32 epilogue)."""
+
+    name = "wrong-in-float64"
+    capabilities = Capabilities(dtypes=("float32", "float64"))
+
+    def forward(self, problem, x, w, b):
+        y = super().forward(problem, x, w, b)
+        return y * (1 + 1e-6) if y.dtype == np.float64 else y
+'''
+
+
+@pytest.mark.parametrize("dtype, passes", [("float64", True), ("float32", False)])
+def test_an_entry_for_one_dtype_knows_its_failures_and_keeps_the_others_failing(tmp_path: Path, dtype: str,
+                                                                                passes: bool) -> None:
+    """``impl::forward[float64]`` records the float64 failures as known and the test goes on (and passes); an entry
+    for float32 covers nothing that fails, so the float64 failures still fail the test."""
+    from conftest import run_suite
+
+    from conformance.records import load
+
+    (tmp_path / "wrong_backend.py").write_text(WRONG_IN_FLOAT64)
+    kf = tmp_path / "known.txt"
+    kf.write_text(f"wrong-in-float64::forward[{dtype}]   # a float32 epilogue\n", encoding="utf-8")
+    out = run_suite(tmp_path, tmp_path / "res", "--impl", f"{tmp_path / 'wrong_backend.py'}:WrongInFloat64",
+                    "--conv-no-entry-points", "-k", "test_forward", "--conv-known-failures", str(kf),
+                    "--conv-max-examples", "12")
+    rows = [r for f in load([tmp_path / "res"]) for r in f.rows]
+    statuses = {(r["dtype"], r["status"]) for r in rows}
+    if passes:
+        assert out.returncode == 0, out.stdout[-3000:]
+        assert ("float64", "xfailed") in statuses and ("float32", "passed") in statuses
+        assert all("a float32 epilogue" in r["reason"] for r in rows if r["status"] == "xfailed")
+    else:
+        assert out.returncode == 1, out.stdout[-3000:]
+        assert ("float64", "failed") in statuses and ("float64", "xfailed") not in statuses
+        # the float32 examples all passed: the entry is stale, and says so
+        assert any(r["status"] == "stale" and "no longer fails" in r["reason"] for r in rows), statuses

@@ -10,12 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 try:
+    from ._arith import Model
     from ._base import Conv, kahan_matmul, round_to_mantissa
 except ImportError:  # loaded by file path (the gate's --impl tests/mutants/precision_bugs.py:Name): no package
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from mutants._arith import Model
     from mutants._base import Conv, kahan_matmul, round_to_mantissa
 
 #: the reduction length above which the mutants below switch to their half-precision kernel
@@ -65,10 +67,11 @@ class Float32InsideFloat64(Conv):
 
 class UndeclaredTF32(Conv):
     """float32 inputs rounded to TF32 (10 mantissa bits) before the products, as tensor cores do by default,
-    but the backend declares the IEEE float32 profile (it should declare ``precision={"float32": "tf32"}``)."""
+    but the backend declares the IEEE float32 profile (it should declare ``precision={"float32": "tf32"}``). The
+    arithmetic check measures inputs of 11 bits and is the one finding; the forward failures follow from it."""
 
     name = "mut-undeclared-tf32"
-    expected = ("forward",)
+    expected = ("arithmetic",)
 
     def forward(self, problem, x, w, b):
         if problem.dtype == "float32":
@@ -137,3 +140,14 @@ class TextbookKahanSummation(Conv):
 
     def _gemm(self, a, b):
         return kahan_matmul(a, b, finite_guard=False)
+
+
+class UndeclaredBfloat16Accumulation(Model):
+    """bfloat16 in and out, declared ``bf16-acc32`` (the default), but every sum is accumulated in bfloat16, as
+    torch's native CPU kernels sum the weight gradient across the batch: grad_weight, the corpus, the boundary and
+    layout tiers all exceed the declared bounds. The arithmetic check measures an 8-bit accumulator and is the one
+    finding; every other failure passes under the measured ``bf16-acc16`` and is attributed to it."""
+
+    name = "mut-undeclared-bf16-accumulation"
+    dtype, acc = "bfloat16", 8
+    expected = ("arithmetic",)

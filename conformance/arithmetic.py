@@ -389,6 +389,18 @@ def probe_accumulator(call: Callable[[str, Batch], list[Fraction | None]], fmt: 
     return by_axis, reach, widest
 
 
+def probe_exact_sums(call: Callable[[str, Batch], list[Fraction | None]], axis: str, k: int = 6) -> str:
+    """Small integers whose sums every format holds exactly: a pass that gets them wrong is wrong, not imprecise.
+    Returns what went wrong ("" where nothing did)."""
+    rows = [[Fraction((i * 3 + j * 5) % 7 - 3) for j in range(k)] for i in range(4)]
+    b = [Fraction(j % 3 - 1 if j % 2 else j % 3 + 1) for j in range(k)]
+    batch = Batch(rows, b, list(range(len(rows))))
+    for got, want in zip(call(axis, batch), batch.exact()):
+        if got != want:
+            return f"a sum of {k} small integer products on the {axis} axis came out {got} where {want} is exact"
+    return ""
+
+
 def probe_inputs(call: Callable[[str, Batch], list[Fraction | None]], fmt: Format, axis: str) -> int | None:
     """The bits inputs are rounded to before use, where fewer than the format's own (TF32: 11)."""
     rows = [[1 + _pow2(-t), Fraction(-1)] for t in range(1, fmt.p)]
@@ -673,6 +685,12 @@ def measure_pass(backend: Any, dtype: str, pass_: str) -> PassArithmetic:
             axes.append(axis)
     t0 = time.perf_counter()
     try:
+        for axis in axes:  # a pass that gets exact sums wrong computes something else: no precision to measure
+            wrong = probe_exact_sums(call, axis)
+            if wrong:
+                res.errors.append(f"not measured: {wrong}; that is no rounding (the value checks judge it)")
+                res.seconds = time.perf_counter() - t0
+                return res
         res.acc_bits_by_axis, res.acc_bits_limit, res.widest_bits = probe_accumulator(call, fmt, axes)
         known = [b for b in res.acc_bits_by_axis.values() if b is not None]
         res.acc_bits = min(known) if known else None
@@ -692,7 +710,7 @@ def measure_pass(backend: Any, dtype: str, pass_: str) -> PassArithmetic:
         if backend.capabilities.max_macs is None or backend.capabilities.max_macs >= 20000:
             res.deterministic = probe_determinism(backend, dtype, pass_)
     except ProbeError as exc:
-        res.errors.append(str(exc))
+        res.errors.append(f"not measured: the backend did not answer a probe: {exc}")
     res.seconds = time.perf_counter() - t0
     return res
 

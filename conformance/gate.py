@@ -33,6 +33,9 @@ class GateResult:
     stale: list[str] = field(default_factory=list)
     pytest_exit: int = 0
     explained: list[str] = field(default_factory=list)  #: columns whose failures follow from the arithmetic finding
+    not_reached: list[str] = field(default_factory=list)  #: columns never reached (--max-time, a signal, -x)
+    #: per failing column, the whole message of its worst failing row (worst element, bound, reproduction)
+    messages: dict[str, str] = field(default_factory=dict)
     results_dir: str = ""
     junit: str = ""
     report: str = ""
@@ -51,12 +54,17 @@ def judge(impl: str, rows: list[dict[str, Any]], pytest_exit: int, *, strict: bo
     failing = sorted({column(r) for r in mine if is_failing(r)})
     explained = sorted({column(r) for r in mine if r.get("explained_by")} - set(failing))
     stale = sorted({column(r) for r in mine if r["status"] == "stale"})
-    res = GateResult(impl, False, "", checks, failing, stale, pytest_exit, explained=explained)
+    not_reached = sorted({column(r) for r in mine if r["status"] == "not_reached"})
+    res = GateResult(impl, False, "", checks, failing, stale, pytest_exit, explained=explained,
+                     not_reached=not_reached, messages=failure_messages(mine, failing))
     if not any(r["status"] == "passed" for r in mine):
         res.reason = "no check ran and passed: the backend declares nothing runnable here, or every check was skipped"
     elif failing:
         res.reason = f"failing checks: {', '.join(failing)}" + (
-            f" (the failures of {', '.join(explained)} follow from the arithmetic finding)" if explained else "")
+            f" (the failures of {', '.join(explained)} follow from the arithmetic finding)" if explained else "") + (
+            f"; not reached: {', '.join(not_reached)}" if not_reached else "")
+    elif not_reached:
+        res.reason = f"checks not reached: {', '.join(not_reached)} ({mine_reason(mine)})"
     elif strict and stale:
         res.reason = f"stale known failures (strict): {', '.join(stale)}"
     elif pytest_exit not in (0,):
@@ -64,6 +72,31 @@ def judge(impl: str, rows: list[dict[str, Any]], pytest_exit: int, *, strict: bo
     else:
         res.passed, res.reason = True, "every supported check passed"
     return res
+
+
+def failure_messages(rows: list[dict[str, Any]], columns: list[str]) -> dict[str, str]:
+    """The message of each failing column's worst failing row: an error first, then the largest error/bound."""
+    out = {}
+    for col in columns:
+        bad = [r for r in rows if column(r) == col and is_failing(r)]
+        worst = max(bad, key=lambda r: (r["status"] == "error", _ratio(r)))
+        text = str(worst.get("message") or worst.get("reason") or "").strip()
+        where = f"{worst.get('check', '?')} {worst.get('dtype') or ''}, {worst.get('problem_text') or ''}".strip(", ")
+        out[col] = f"[{where}]\n{text}" if text else f"[{where}] (no message recorded)"
+    return out
+
+
+def _ratio(row: dict[str, Any]) -> float:
+    v = row.get("max_ratio")
+    try:
+        return float(v) if v is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def mine_reason(rows: list[dict[str, Any]]) -> str:
+    """Why checks were not reached (the first not-reached row's reason)."""
+    return next((str(r.get("reason")) for r in rows if r["status"] == "not_reached"), "")
 
 
 def resolve(spec: str) -> tuple[str, list[str]]:

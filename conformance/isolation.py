@@ -4,7 +4,13 @@ A real compiled backend can segfault or abort on an unusual shape; a Python exce
 ``IsolatedBackend`` proxy has the backend's name and capabilities, and sends each call (the problem and the
 arrays) to a worker process that loads the backend from its import path and runs ``runner.invoke`` there. The
 parent waits at most ``timeout`` seconds. A worker that died (a signal, an exit) or timed out is killed and
-restarted for the next call, and the call becomes an ``Outcome`` whose error says what happened. The worker runs
+restarted for the next call, and the call becomes an ``Outcome`` whose error says what happened.
+
+Bounded time: a call that crashed or timed out is remembered (by its method, layout and the bytes of its inputs)
+and answered from memory if it comes again (Hypothesis replays a failing example while it shrinks); after a crash or
+a timeout the rest of the current check is answered "not called" (``begin_check`` starts the next one afresh), and
+after ``DEAD_AFTER`` timeouts in a row with no answer between them the backend is taken for dead for the rest of
+the run: a backend that hangs on every call costs a few timeouts, not one per example. The worker runs
 under a memory limit (``memory_limit`` bytes), so a backend asking for huge memory gets a ``MemoryError`` instead
 of taking the machine down. On Linux that is ``RLIMIT_DATA`` (since Linux 4.7 it counts every private writable
 mapping, which is where numpy's and torch's host arrays live), not ``RLIMIT_AS``: CUDA reserves address space of
@@ -14,6 +20,7 @@ not count), so under an address-space limit a CUDA backend could not even start.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -23,10 +30,13 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+import numpy as np
+
 from .backend import prepare
 from .runner import Outcome, invoke
 
 DEFAULT_TIMEOUT = 60.0
+DEAD_AFTER = 2  #: timeouts in a row, with no answer between them, after which a backend is not called again
 START_TIMEOUT = 180.0
 DEFAULT_MEMORY_LIMIT = 16 * 2**30
 
@@ -67,6 +77,18 @@ def _worker_main(conn: Any, spec: str, memory_limit: int | None) -> None:
                                                 f"{type(exc).__name__}: {exc}", seconds=out.seconds)))
 
 
+def _digest(method: str, args: tuple[Any, ...], layout: str | None) -> str:
+    """What makes two calls the same: the method, the layout, the problem and the bytes of every array."""
+    h = hashlib.sha1(f"{method}|{layout}".encode())
+    for a in args:
+        if isinstance(a, np.ndarray):
+            h.update(f"|{a.dtype}{a.shape}|".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        else:
+            h.update(f"|{a!r}".encode())
+    return h.hexdigest()
+
+
 def _death(proc: Any) -> str:
     code = proc.poll()
     if code is None:
@@ -91,6 +113,10 @@ class IsolatedBackend:
         self._proc: Any = None
         self._conn: Any = None
         self.restarts = 0
+        self._remembered: dict[str, str] = {}  #: a call's digest -> the crash or timeout it caused
+        self._tripped = ""                     #: why the rest of this check is not called ("": it is)
+        self._timeouts_in_a_row = 0
+        self._dead = ""                        #: why the backend is not called again in this run
 
     def __repr__(self) -> str:
         return f"<isolated {self.name} from {self.spec}>"
@@ -143,8 +169,31 @@ class IsolatedBackend:
             pass
 
     # -- one call ---------------------------------------------------------------------------------------
+    def begin_check(self) -> None:
+        """A new check starts: a crash or a timeout of the previous one no longer stops its calls."""
+        self._tripped = ""
+
     def isolated_call(self, method: str, args: tuple[Any, ...], repeat: int = 1,
                       layout: str | None = "contiguous") -> Outcome:
+        key = _digest(method, args, layout)
+        if key in self._remembered:
+            return Outcome(error=f"{self._remembered[key]} (remembered: the same call was not made again)")
+        if self._dead or self._tripped:
+            return Outcome(error=f"not called: {self._dead or self._tripped}")
+        out = self._call(method, args, repeat, layout)
+        if out.error and (" timed out after " in out.error or " crashed: " in out.error):
+            self._remembered[key] = out.error
+            where = getattr(args[0], "short", lambda: "")() if args else ""
+            self._tripped = f"an earlier call of this check failed ({out.error.split(' (')[0]}; {where})"
+            self._timeouts_in_a_row = self._timeouts_in_a_row + 1 if " timed out after " in out.error else 0
+            if self._timeouts_in_a_row >= DEAD_AFTER:
+                self._dead = (f"{self.name} timed out on {self._timeouts_in_a_row} calls in a row, the last "
+                              f"{out.error.split(' (')[0]!r}: taken for dead for the rest of the run")
+        else:
+            self._timeouts_in_a_row = 0
+        return out
+
+    def _call(self, method: str, args: tuple[Any, ...], repeat: int, layout: str | None) -> Outcome:
         if self._proc is None or self._proc.poll() is not None:
             if self._proc is not None:
                 self.restarts += 1

@@ -1,8 +1,9 @@
 """Run options shared by the pytest plugin and the CLI: one definition, one help text, one default.
 
 ``add_run_options(addoption, prefix)`` is called by the plugin with ``prefix="conv-"`` (``--conv-profile``) and
-by the CLI with ``prefix=""`` (``--profile``); ``--impl`` keeps its name in both. Values are parsed by ``type=``
-functions that raise ``argparse.ArgumentTypeError`` naming the option and the allowed values.
+by the CLI with ``prefix=""`` (``--profile``); ``--impl`` keeps its name in both. ``exclude=`` leaves options out by
+their unprefixed names (the one-backend gate has no use for ``select``, ``no-entry-points`` or ``env-name``). Values
+are parsed by ``type=`` functions that raise ``argparse.ArgumentTypeError`` naming the option and the allowed values.
 """
 
 from __future__ import annotations
@@ -45,13 +46,51 @@ def _int_at_least(option: str, low: int) -> Callable[[str], int]:
     return parse
 
 
+def _positive_float(option: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} {text!r} is not a number") from None
+        if not v > 0 or v == float("inf"):  # also rejects nan
+            raise argparse.ArgumentTypeError(f"{option} {text} must be a finite number of seconds > 0")
+        return v
+
+    return parse
+
+
 def _profile(text: str) -> str:
     if text not in PROFILE_NAMES:
         raise argparse.ArgumentTypeError(f"profile {text!r} must be one of {', '.join(PROFILE_NAMES)}")
     return text
 
 
-def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-") -> None:
+#: the unprefixed names of the run options, in the order they are defined (what ``exclude=`` may name)
+RUN_OPTION_NAMES = ("impl", "profile", "max-examples", "dtypes", "data-kinds", "shapes", "shapes-max-macs", "scale-2g",
+                    "results", "known-failures", "strict", "no-isolate", "timeout", "memory-limit", "max-time",
+                    "select", "no-entry-points", "env-name")
+
+
+def _leaving_out(addoption: Callable[..., Any], prefix: str, exclude: tuple[str, ...]) -> Callable[..., None]:
+    unknown = sorted(set(exclude) - set(RUN_OPTION_NAMES))
+    if unknown:
+        raise ValueError(f"add_run_options(exclude=...): no run option named {', '.join(unknown)}; "
+                         f"known: {', '.join(RUN_OPTION_NAMES)}")
+
+    def option(flag: str, *args: Any, **kwargs: Any) -> None:
+        name = "impl" if flag == "--impl" else flag[2:].removeprefix(prefix)
+        if name not in RUN_OPTION_NAMES:  # keep RUN_OPTION_NAMES in step with add_run_options' definitions
+            raise RuntimeError(f"run option {flag} is missing from RUN_OPTION_NAMES")
+        if name not in exclude:
+            addoption(flag, *args, **kwargs)
+
+    return option
+
+
+def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-", *, exclude: tuple[str, ...] = ()) -> None:
+    """Define the run options with ``addoption`` (pytest's ``group.addoption`` or argparse's ``add_argument``),
+    each ``--<prefix><name>`` (``--impl`` unprefixed), leaving out those whose unprefixed names are in ``exclude``."""
+    addoption = _leaving_out(addoption, prefix, exclude)
     addoption("--impl", action="append", default=[], metavar="SPEC", dest="conv_impl",
               help="add a backend by import path (pkg.module:Name or path/file.py:Name), or name a registered "
                    "one; repeatable")
@@ -89,6 +128,9 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-") -> Non
     addoption(f"--{prefix}memory-limit", type=float, default=16.0, dest="conv_memory_limit", metavar="GIB",
               help="memory limit of a backend's worker process in GiB (default 16; on Linux its private writable "
                    "memory, RLIMIT_DATA, elsewhere its address space; 0: none)")
+    addoption(f"--{prefix}max-time", type=_positive_float("max-time"), default=None, dest="conv_max_time",
+              metavar="SECONDS", help="stop starting new checks after this many seconds of the run; checks not "
+                                      "reached are recorded as such and the reports are still written")
     addoption(f"--{prefix}select", action="append", default=[], dest="conv_select", metavar="NAME",
               help="run only these implementations (exact names; repeatable)")
     addoption(f"--{prefix}no-entry-points", action="store_false", default=True, dest="conv_entry_points",

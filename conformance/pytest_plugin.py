@@ -10,6 +10,9 @@ skip is recorded as a row (``unsupported`` / ``unavailable``) so that the report
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,9 @@ KNOWN_KEY = pytest.StashKey[known.KnownFailure]()
 KNOWN_ENTRIES_KEY = pytest.StashKey[tuple[Any, ...]]()  #: all, in force, (not in force, why)
 KNOWN_DTYPES_KEY = pytest.StashKey[list[known.KnownFailure]]()  #: entries for some dtypes' examples of a test
 ISOLATED_KEY = pytest.StashKey[dict[str, IsolatedBackend]]()
+DEADLINE_KEY = pytest.StashKey[float]()  #: time.monotonic() after which no further check starts (--max-time)
+STARTED_KEY = pytest.StashKey[set[str]]()  #: node ids of the tests that started: the others were not reached
+SIGTERM_KEY = pytest.StashKey[Any]()  #: the SIGTERM handler before the run's own
 PREPARED_KEY = pytest.StashKey[set[str]]()
 
 _PROFILES: dict[str, dict[str, Any]] = {
@@ -70,6 +76,22 @@ def pytest_configure(config: pytest.Config) -> None:
             "hypothesis_seed": config.getoption("hypothesis_seed", None)}
     config.stash[RECORDER_KEY] = Recorder(results, run_id, worker=workerinput["workerid"] if workerinput else "main",
                                           meta=meta)
+    max_time = config.getoption("conv_max_time", None)
+    if max_time:
+        config.stash[DEADLINE_KEY] = time.monotonic() + float(max_time)
+    config.stash[STARTED_KEY] = set()
+    if workerinput is None and threading.current_thread() is threading.main_thread():
+        # a CI job's SIGTERM (its time limit, a cancelled job) ends the run as Ctrl-C does: pytest still finishes
+        # the session, which writes the JUnit file and the "not reached" rows, and the CLI then writes its reports
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+        config.stash[SIGTERM_KEY] = signal.signal(signal.SIGTERM, interrupt)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SIGTERM_KEY in config.stash:  # the CLI goes on in this process to write its reports
+        signal.signal(signal.SIGTERM, config.stash[SIGTERM_KEY])
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -243,6 +265,28 @@ def conv(request: pytest.FixtureRequest, impl: Any) -> Any:
     ctx.flush()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Past ``--max-time`` no further check starts: it is recorded as not reached, and skipped with the reason."""
+    config = item.config
+    config.stash[STARTED_KEY].add(item.nodeid)
+    deadline = config.stash.get(DEADLINE_KEY, None)
+    if deadline is not None and time.monotonic() > deadline and _check_of(item) is not None:
+        why = f"not reached: --max-time {config.getoption('conv_max_time'):g} s had passed"
+        _record_not_reached(config, item, why)
+        pytest.skip(why)
+
+
+def _record_not_reached(config: pytest.Config, item: pytest.Item, why: str) -> None:
+    recorder = config.stash.get(RECORDER_KEY, None)
+    callspec = getattr(item, "callspec", None)
+    if recorder is None or callspec is None or "impl" not in callspec.params:
+        return
+    check = _check_of(item) or ""
+    recorder.record(status="not_reached", impl=callspec.params["impl"].name, check=check, tier=_tier(check),
+                    reason=why, nodeid=item.nodeid)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     outcome = yield
@@ -281,6 +325,12 @@ def _tier(check: str) -> str:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for backend in session.config.stash.get(ISOLATED_KEY, {}).values():
         backend.close()
+    started = session.config.stash.get(STARTED_KEY, set())
+    if session.shouldstop or session.shouldfail or exitstatus == pytest.ExitCode.INTERRUPTED:
+        why = f"not reached: the run stopped first ({session.shouldstop or session.shouldfail or 'interrupted'})"
+        for item in session.items:  # with pytest-xdist the controller has none: each worker records its own
+            if item.nodeid not in started and item.stash.get(SKIP_STATUS_KEY, None) is None:
+                _record_not_reached(session.config, item, why)
     recorder = session.config.stash.get(RECORDER_KEY, None)
     if recorder is not None:
         recorder.close(exitstatus=int(exitstatus))

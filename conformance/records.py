@@ -22,7 +22,7 @@ from . import machine
 from .backend import installed_version
 
 SCHEMA = 1
-STATUSES = ("passed", "failed", "error", "unsupported", "unavailable", "skipped", "xfailed", "stale")
+STATUSES = ("passed", "failed", "error", "unsupported", "unavailable", "skipped", "xfailed", "stale", "not_reached")
 
 
 def environment() -> dict[str, Any]:

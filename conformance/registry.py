@@ -65,7 +65,9 @@ def validate_backend(obj: Any, origin: str) -> None:
     name = getattr(obj, "name", None)
     if not isinstance(name, str) or not name:
         raise RegistryError(f"{origin}: backend {obj!r} has no name (a non-empty str attribute `name`)")
-    caps = getattr(obj, "capabilities", None)
+    if not hasattr(obj, "capabilities"):
+        raise RegistryError(f"{origin}: backend {name!r} has no `capabilities` attribute (a conformance.Capabilities)")
+    caps = obj.capabilities
     if not isinstance(caps, Capabilities):
         raise RegistryError(f"{origin}: backend {name!r} has capabilities={caps!r}, but it must be a "
                             "conformance.Capabilities")
@@ -171,7 +173,10 @@ def _import_module(module: str, spec: str) -> Any:
 def load_import_path(spec: str) -> Any:
     """``pkg.module:Name`` or ``path/file.py:Name`` -> the object it names."""
     module, sep, attr = spec.rpartition(":")
-    if not sep or not module or not attr:
+    if not sep or not module or not attr or os.sep in attr or "/" in attr:  # the last two: C:\\dir\\file.py
+        path = spec.removesuffix(":")
+        if path.endswith(".py") or os.sep in path or "/" in path:
+            raise RegistryError(f"--impl {spec!r} names a file but no class: use {path}:ClassName")
         raise RegistryError(f"--impl {spec!r} must be in the form pkg.module:Name or path/to/file.py:Name")
     obj = _import_module(module, spec)
     for part in attr.split("."):
@@ -185,6 +190,8 @@ def load_import_path(spec: str) -> Any:
 def add_spec(registry: Registry, spec: str) -> Entry:
     """Add the backend named by ``spec`` (an import path), or return the registered one of that name."""
     if ":" not in spec:
+        if spec not in registry and (spec.endswith(".py") or os.sep in spec or "/" in spec):
+            load_import_path(spec)  # a file but no class: raises, saying so
         return registry.get(spec)
     if spec.rpartition(":")[0].endswith(".py"):
         spec = f"{Path(spec.rpartition(':')[0]).resolve()}:{spec.rpartition(':')[2]}"

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import oracle_free
+from . import oracle_free, runner
 from .checks import check_backward, check_forward
 from .compare import Verdict, format_verdict, worst_verdict
 from .data import make_inputs
@@ -33,14 +33,35 @@ def snippet(spec: str, problem: ConvProblem, *, seed: int, data_kind: str, check
 
 def reproduce(spec: str, problem: ConvProblem, *, seed: int, data_kind: str = "normal",
               check: str = "forward", layout: str = "contiguous") -> str:
-    """Run one example again and return the verdict text (``passed`` or the failure message)."""
+    """Run one example again and return the verdict text (``passed`` or the failure message). The checked call is
+    preceded by one warm-up call of the same problem on garbage-filled operands (``warm_up``), so that a backend
+    that returns memory left over from an earlier call fails here as it failed inside the suite's run."""
     from .registry import add_spec, build_registry
 
     reg = build_registry()
     backend = add_spec(reg, spec).backend
     v = run_example(backend, problem, seed=seed, data_kind=data_kind, check=check, layout=layout)
     return f"{check} of {backend.name!r}: passed (max error/bound = {v.max_ratio:.3g})" if v.passed \
-        else format_verdict(v)
+        else format_verdict(v) + f"\n(after {WARM_UP_NOTE})"
+
+
+#: what the reproduction does before the checked call, as its message says
+WARM_UP_NOTE = ("a warm-up forward and backward call of the same problem on garbage-filled operands, so that memory "
+                "a backend leaves from an earlier call is dirty here too")
+
+
+def warm_up(backend: Any, problem: ConvProblem) -> None:
+    """A forward and a backward call (where declared) on operands of the problem's shapes filled with a fixed
+    garbage pattern (large values of both signs): a result built in memory that the backend did not write (a reused
+    buffer, ``np.empty``) then holds garbage, in a fresh process as in the middle of a run."""
+    rng = np.random.default_rng(0xBAD)
+    dt = problem.np_dtype
+    x, w, dy = (np.asarray(rng.uniform(-1e3, 1e3, s)).astype(dt) for s in (problem.input_shape, problem.weight_shape,
+                                                                            problem.output_shape))
+    b = np.asarray(rng.uniform(-1e3, 1e3, problem.bias_shape)).astype(dt) if problem.bias else None
+    runner.call(backend, "forward", problem, x, w, b)
+    if backend.capabilities.backward:
+        runner.call(backend, "backward", problem, x, w, dy)
 
 
 def run_example(backend: Any, problem: ConvProblem, *, seed: int, data_kind: str, check: str,
@@ -50,6 +71,7 @@ def run_example(backend: Any, problem: ConvProblem, *, seed: int, data_kind: str
         if not verdicts:
             raise ValueError(f"check={check!r} does not apply to {backend.name!r} (it declares no backward)")
         return worst_verdict(verdicts)
+    warm_up(backend, problem)
     bits = exact_bits_for(backend.capabilities, problem.dtype)
     inputs = make_inputs(problem, seed, data_kind, exact_bits=bits)
     if layout == "broadcast":  # the layout tier feeds back the gradient of out.sum()

@@ -143,6 +143,8 @@ def cell_plot(cell: Cell) -> str | None:
     colours = [c for _, _, c in data]
     n0, ninf = sum(1 for r, _, _ in data if r == 0), sum(1 for r, _, _ in data if math.isinf(r))
     notes = ([f"{n0} exact (0) drawn at {lo}"] if n0 else []) + ([f"{ninf} infinite drawn at {hi}"] if ninf else [])
+    if cell.n_errors:  # a raise, a timeout, a crash: no error/bound to draw
+        notes.append(f"{cell.n_errors} error(s) not drawn")
     with_k = any(k > 0 for _, k, _ in data)  # checks without an accumulation (oracle-free identities) have none
     style: Any = {**STYLE, "svg.hashsalt": cell.ident}  # ids in the SVG stay unique per cell, and reproducible
     with rc_context(style):

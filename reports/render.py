@@ -8,19 +8,21 @@ Everything that comes from a backend (names, messages, tracebacks) reaches the p
 from __future__ import annotations
 
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import jinja2
+from markupsafe import Markup, escape
 
 from conformance.records import RunFile
 
 from .plots import cell_plot, meter, speed_plot
-from .summarize import RUN_STATES, Cell, Report, fmt_num, fmt_ratio, ratio_of, summarize
+from .summarize import NOT_RUN, RUN_STATES, Cell, Report, error_cause, fmt_num, fmt_ratio, ratio_of, summarize
 
 DEFAULT_OUT = "reports/index.html"
-GREY_STATES = ("unavailable", "unsupported", "skipped")
+GREY_STATES = NOT_RUN
 ENV_FIELDS = (("python", "Python"), ("numpy", "numpy"), ("scipy", "scipy"), ("torch", "torch"),
               ("cudnn", "cuDNN"), ("cuda_device", "GPU"), ("cpu_model", "CPU"), ("cpu_vendor", "CPU vendor"),
               ("isa", "ISA features"), ("blas", "numpy's BLAS"), ("processor", "processor"), ("cpu_count", "CPU cores"),
@@ -34,7 +36,44 @@ def _environment() -> jinja2.Environment:
     env.filters["num"] = fmt_num
     env.filters["g"] = lambda v: "—" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
     env.globals["ratio_of"] = ratio_of
+    env.globals["error_cause"] = error_cause
+    env.filters["wbr"] = _wbr
     return env
+
+
+def _wbr(text: str) -> Markup:
+    """``text`` escaped, with a line-break opportunity after each ``-`` and ``_``: a long column name such as
+    ``layout-channels_last`` or ``finite_difference`` may wrap in a narrow header instead of widening its column."""
+    return Markup(re.sub(r"([-_])", r"\1<wbr>", str(escape(text))))
+
+
+def _failing_line(c: Cell) -> dict[str, Any]:
+    """One line of the Failing list: what failed and how badly, or the error that kept it from an answer."""
+    w = c.worst_row
+    if c.is_error:
+        what, detail = c.full_cause, ""
+    elif c.state == "fail" and not math.isnan(c.worst_ratio):
+        what = f"worst {fmt_ratio(c.worst_ratio)}"
+        detail = f"{w.get('check', '')} · {w.get('problem_text') or '—'}"
+        if c.n_errors:
+            what += f" · {c.n_errors} error(s): {c.cause}"
+    else:  # a failure with no ratio (the arithmetic check's finding), or explained failures
+        reason = next(iter(c.reasons), "") if c.state == "explained" else (w.get("reason") or c.reason)
+        what, detail = " ".join(str(reason).split())[:160] or c.state, ""
+    return {"cell": c, "ident": c.ident, "impl": c.impl, "env": c.env, "column": c.column, "state": c.state,
+            "count": c.counts_text, "what": what, "detail": detail, "error": c.is_error, "span": 0}
+
+
+def _failing_lines(cells: list[Cell]) -> list[dict[str, Any]]:
+    """The lines of the Failing list in the matrix's order; the first line of each (implementation, environment)
+    carries ``span``, how many lines its name spans."""
+    lines = [_failing_line(c) for c in cells]
+    first: dict[str, Any] | None = None
+    for line in lines:
+        if first is None or (first["impl"], first["env"]) != (line["impl"], line["env"]):
+            first = line
+        first["span"] += 1
+    return lines
 
 
 def _matrix(rep: Report) -> list[dict[str, Any]]:
@@ -149,12 +188,17 @@ def build_context(rep: Report, title: str = "conv-conformance report") -> dict[s
     grey = _not_run(rep, cells)
     plots = {c.ident: cell_plot(c) for c in cells if c.state in RUN_STATES}
     states = [c.state for c in rep.cells.values()]
-    return {"title": title, "rep": rep, "matrix": _matrix(rep), "cells_by_impl": cells_by_impl, "grey": grey,
+    matrix = _matrix(rep)
+    n_cells = len(matrix) * len(rep.columns)  # what the matrix shows: a row per (implementation, environment)
+    return {"title": title, "rep": rep, "matrix": matrix, "cells_by_impl": cells_by_impl, "grey": grey,
             "plots": plots, "speed": _speed(rep), "runs": _runs(rep), "impl_rows": _impl_rows(rep),
             "env_fields": ENV_FIELDS, "multi_env": len(rep.envs) > 1, "run_states": RUN_STATES, "meter": meter,
-            "n_fail": states.count("fail"), "n_pass": states.count("pass"),
+            "failing": _failing_lines(rep.failing), "explained": _failing_lines(rep.explained),
+            "failing_columns": {c.column for c in rep.failing},
+            "n_fail": states.count("fail"), "n_pass": states.count("pass"), "n_explained": states.count("explained"),
             "n_known": states.count("xfail") + states.count("stale"),
-            "n_grey": sum(1 for st in states if st not in RUN_STATES),
+            "n_grey": sum(1 for st in states if st not in RUN_STATES), "n_cells": n_cells,
+            "n_absent": n_cells - len(states),
             "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from conformance.findings import explain, is_failing
+from conformance.layouts import VIEW_LAYOUTS
+from conformance.oracle_free import CHECKS as ORACLE_FREE_CHECKS
 from conformance.problem import ConvProblem
 from conformance.records import RunFile, as_float, column, load
 
@@ -28,7 +31,8 @@ KNOWN_COLUMNS = ("forward", "grad_input", "grad_weight", "grad_bias", "golden", 
                  "adjoint", "finite_difference", "linearity", "batch", "contract", "arithmetic")
 FAILING = ("failed", "error")
 KNOWN = "xfailed"  #: a failure listed in known_failures.txt, failing as expected
-NOT_RUN = ("unavailable", "unsupported", "skipped")
+#: why a cell's examples did not run; ``not_reached``: a check the run never started (``--max-time``, a signal, -x)
+NOT_RUN = ("unavailable", "unsupported", "skipped", "not_reached")
 EXPLAINED = "explained"  #: a failure that follows from an arithmetic finding (conformance.findings)
 RUN_STATES = ("fail", "explained", "xfail", "stale", "pass")  #: cells whose examples ran (the others are grey)
 WORST_N = 5
@@ -44,8 +48,94 @@ MULTI_CALL_TIERS = ("contract", "oracle-free")
 WORK_PASSES = {"forward": 1, "backward": 2}
 
 
+#: the columns one test covers where the test records a single row for them all when it does not run (a skip: the
+#: pytest plugin's ``_tier`` of the test, ``layout`` or ``oracle-free``) or breaks outside its examples (an error
+#: row of the test), while its examples' rows go to one column per layout or identity: such a row belongs to each
+#: of those columns (a layout test's to the one layout its test id names), never to a column of its own, which would
+#: show "—" for every backend that ran
+FOLDED = {"layout": tuple(f"layout-{name}" for name in VIEW_LAYOUTS), "oracle_free": ORACLE_FREE_CHECKS,
+          "oracle-free": ORACLE_FREE_CHECKS}
+
+
 def column_of(row: dict[str, Any]) -> str:
     return column(row)
+
+
+def columns_of(row: dict[str, Any]) -> tuple[str, ...]:
+    """The report columns ``row`` belongs to: its column, or for a test-level row of a test that covers several
+    columns (``FOLDED``) the ones its test covers."""
+    col = column_of(row)
+    targets = FOLDED.get(col)
+    if not targets:
+        return (col,)
+    nodeid = str(row.get("nodeid") or "")
+    params = nodeid[nodeid.find("[") + 1:-1] if nodeid.endswith("]") and "[" in nodeid else ""
+    names = {t: t.split("-", 1)[-1] for t in targets}  # layout-strided: strided; adjoint: adjoint
+    named = [t for t, name in names.items() if params and (params == name or params.endswith(f"-{name}"))]
+    return (named[0],) if len(named) == 1 else targets
+
+
+#: how a backend gave no result to measure (``conformance.runner``, ``conformance.isolation``, ``conformance.compare``,
+#: ``conformance.checks``, ``conformance.contract``): it raised, timed out, crashed, or returned no array of the
+#: expected type, shape or dtype; such a row's error/bound (∞) is no measurement, the cause is what it says
+_CAUSE = re.compile(
+    r"(?:\b(?P<what>[A-Za-z_][\w']*) )?(?:"
+    r"raised (?P<exc>[\w.]+)(?P<msg>: [^\n]*)?"
+    r"|(?P<timeout>timed out after [\d.]+ ?s)"
+    r"|crashed: (?P<crash>[^\n]*)"
+    r"|(?P<other>returned None|returned [^,\n]+, not an? [^\n;:]+|is an? [\w.]+, not an? [\w.]+"
+    r"|has shape \([^)]*\), expected \([^)]*\)|has dtype \S+, expected \S+: not numbers"
+    r"|returned \d+ values?, expected \d+|has no method \w+\(\))"
+    r")")
+ERROR_STATUS = "error"
+#: the reason of the row the pytest plugin records for a test that failed outside its examples' verdicts
+TEST_LEVEL = re.compile(r"(setup|call|teardown) failed: ")
+
+
+def _crash(text: str) -> str:
+    signal = re.search(r"signal (\w+)", text)
+    code = re.search(r"exited with code (-?\d+)", text)
+    if signal:
+        return signal.group(1)
+    if code:
+        return f"exit code {code.group(1)}"
+    return re.sub(r"\s*\((?:restarted|the worker)[^)]*\).*", "", text).strip()
+
+
+def error_cause(row: dict[str, Any], *, full: bool = False) -> str:
+    """Why ``row`` has no measured error when it is an error: an ``error`` row, or a failure whose verdict says the
+    result was not comparable (the backend raised, timed out, crashed, or returned the wrong type, shape or dtype).
+    One line: ``forward raised RuntimeError``, ``forward timed out after 5 s``, ``backward crashed: SIGABRT``
+    (``full``: with the exception's message); empty for any other row."""
+    verdict: dict[str, Any] = row["verdict"] if isinstance(row.get("verdict"), dict) else {}
+    is_error = row.get("status") == ERROR_STATUS
+    # a failure's reason (a known failure's note) and message (its verdict and reproduction) are no cause
+    texts = [str(t) for t in (verdict.get("problem_text"), *((row.get("reason"), row.get("message")) if is_error
+                                                             else ())) if t]
+    for text in texts:
+        m = _CAUSE.search(text)
+        if m is None:
+            continue
+        what = f"{m.group('what')} " if m.group("what") else ""
+        if m.group("exc"):
+            cause = f"{what}raised {m.group('exc')}" + ((m.group("msg") or "") if full else "")
+        elif m.group("timeout"):
+            cause = what + m.group("timeout")
+        elif m.group("crash") is not None:
+            cause = f"{what}crashed: {_crash(m.group('crash'))}"
+        else:
+            cause = what + m.group("other")
+        return _one_line(cause, 160 if full else 80)
+    if not is_error or not texts:
+        return "error" if is_error else ""
+    lines = [ln.strip() for ln in texts[0].splitlines() if ln.strip()]
+    e_lines = [ln[1:].strip() for ln in lines if ln.startswith("E ") and ln[1:].strip()]
+    return _one_line((e_lines or lines or ["error"])[0], 160 if full else 80)
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def ratio_of(row: dict[str, Any]) -> float:
@@ -175,10 +265,11 @@ class Timing:
                 f"max {fmt_num(self.max_ms)} ms")
 
 
-def _worst_key(row: dict[str, Any]) -> tuple[int, float]:
-    r = ratio_of(row)
+def _worst_key(row: dict[str, Any]) -> tuple[int, bool, float]:
+    """Failures of their own first, the largest error/bound first among them, then those without one (errors)."""
+    r = math.nan if error_cause(row) else ratio_of(row)
     rank = 0 if is_failing(row) else 1 if row.get("status") in (KNOWN, "failed", "error") else 2
-    return (rank, -(math.inf if math.isnan(r) else r))
+    return (rank, math.isnan(r), -(0.0 if math.isnan(r) else r))
 
 
 @dataclass
@@ -196,6 +287,11 @@ class Cell:
     worst: list[dict[str, Any]] = field(default_factory=list)
     ident: str = ""
     timing: Timing = field(default_factory=Timing)
+    #: per failing row that is an error (no result to measure): its test, its one-line cause (``error_cause``), the
+    #: cause with the exception's message, and whether it is the test's own row (the plugin's record of a test that
+    #: failed outside its examples' verdicts, ``TEST_LEVEL``)
+    errors: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    failed_tests: set[str] = field(default_factory=set)  #: tests with a failing verdict of their own
 
     def __post_init__(self) -> None:
         self.timing.throughput = self.column != "grad_bias"
@@ -208,9 +304,17 @@ class Cell:
         self.timing.add(row)
         if row.get("reason"):
             self.reasons.setdefault(str(row["reason"]), status)
+        cause = error_cause(row) if status in FAILING or status == KNOWN else ""
         verdict = row.get("verdict")
+        if status in FAILING:
+            nodeid = str(row.get("nodeid") or "")
+            if cause:
+                own = bool(TEST_LEVEL.match(str(row.get("reason") or ""))) and not isinstance(verdict, dict)
+                self.errors.append((nodeid, cause, error_cause(row, full=True), own))
+            else:
+                self.failed_tests.add(nodeid)
         if isinstance(verdict, dict):
-            self.ratios.append(ratio_of(row))
+            self.ratios.append(math.nan if cause else ratio_of(row))  # an error's ∞ measures nothing
             self.ks.append(int(verdict.get("k_at_worst") or 0))
             self.statuses.append(status)
         if status not in NOT_RUN and status != "stale":
@@ -221,6 +325,46 @@ class Cell:
     @property
     def n_failing(self) -> int:
         return sum(self.counts[s] for s in FAILING)
+
+    @property
+    def causes(self) -> Counter:
+        """The failing rows that are errors, by cause. A test's own error row where the same test recorded failing
+        verdicts (the test's assertion of those failures, as the plugin saw it) is no error of its own."""
+        return Counter(cause for nodeid, cause, _, own in self.errors if not (own and nodeid in self.failed_tests))
+
+    @property
+    def full_causes(self) -> dict[str, str]:
+        """Each cause with the message of its first error."""
+        out: dict[str, str] = {}
+        for _, cause, full, _ in self.errors:
+            out.setdefault(cause, full)
+        return out
+
+    @property
+    def n_errors(self) -> int:
+        """Failing rows that are errors: the backend raised, timed out, crashed or returned no comparable result."""
+        return sum(self.causes.values())
+
+    @property
+    def is_error(self) -> bool:
+        """A failing cell whose every failure is an error: it has a cause, no worst error/bound."""
+        return self.state == "fail" and self.n_errors == self.n_failing
+
+    @property
+    def cause(self) -> str:
+        """The most common error's one-line cause (empty without errors)."""
+        return self.causes.most_common(1)[0][0] if self.causes else ""
+
+    @property
+    def full_cause(self) -> str:
+        return self.full_causes.get(self.cause, self.cause)
+
+    @property
+    def worst_row(self) -> dict[str, Any]:
+        """The row to show first: the worst measured failure where there is one (not an error, nor a test's own
+        record of its failures), else the worst row; ``{}`` without any."""
+        measured = [r for r in self.worst if is_failing(r) and not error_cause(r)]
+        return measured[0] if measured and not self.is_error else (self.worst[0] if self.worst else {})
 
     @property
     def n_run(self) -> int:
@@ -254,13 +398,31 @@ class Cell:
 
     @property
     def label(self) -> str:
-        """The cell's one-line text: counts and worst ratio, or what kept it from running."""
+        """The cell's one-line text: counts and worst ratio (or an error's cause), or what kept it from running."""
+        if self.is_error:
+            return f"{self.counts_text} · {self.cause}"
+        if self.state == "fail" and self.n_errors:
+            return f"{self.counts_text} · {fmt_ratio(self.worst_ratio)} · {self.cause}"
         if self.state in RUN_STATES:
             return f"{self.counts_text} · {fmt_ratio(self.worst_ratio)}"
         return self.state
 
     @property
+    def headline(self) -> str:
+        """The cell's big text: its worst error/bound; ``error`` where its failures are all errors; ``known``
+        where its known failures have no ratio (errors)."""
+        if self.is_error:
+            return "error"
+        if self.state == "xfail" and math.isnan(self.worst_ratio):
+            return "known"
+        return fmt_ratio(self.worst_ratio)
+
+    @property
     def counts_text(self) -> str:
+        if self.is_error:
+            return f"{self.n_failing} error(s) / {self.n_run}"
+        if self.n_errors:
+            return f"{self.n_failing} failed ({self.n_errors} error(s)) / {self.n_run}"
         if self.n_failing:
             return f"{self.n_failing} failed / {self.n_run}"
         if self.counts[EXPLAINED]:
@@ -318,7 +480,16 @@ class Report:
 
     @property
     def failing(self) -> list[Cell]:
-        return [c for c in self.cells.values() if c.state == "fail"]
+        """The failing cells, in the matrix's order (implementation, environment, column)."""
+        return [c for c in self.ordered if c.state == "fail"]
+
+    @property
+    def explained(self) -> list[Cell]:
+        return [c for c in self.ordered if c.state == EXPLAINED]
+
+    @property
+    def ordered(self) -> list[Cell]:
+        return sorted(self.cells.values(), key=lambda c: int(c.ident.split("-")[1]) if c.ident else 0)
 
 
 def _impl_info(runfiles: Sequence[RunFile], cells: Iterable[Cell], rows_by_impl: dict[str, list]) -> dict:
@@ -384,16 +555,17 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
                           "rows": len(rf.rows), "new_rows": new, "partial": rf.partial,
                           "exitstatus": rf.end.get("exitstatus") if rf.end else None})
     for row in explain(kept):  # every row first: an arithmetic finding explains rows of other files too
-        env, impl, column = row["env"], str(row.get("impl") or "?"), column_of(row)
-        cells.setdefault((env, impl, column), Cell(env, impl, column)).add(row)
+        env, impl = row["env"], str(row.get("impl") or "?")
+        for col in columns_of(row):
+            cells.setdefault((env, impl, col), Cell(env, impl, col)).add(row)
         # the implementation's total over every column: a call is counted once however many rows share it
         timings.setdefault((env, impl), Timing()).add(row)
         rows_by_impl.setdefault(impl, []).append(row)
-        where = (env, impl, str(row.get("dtype")), str(row.get("check")))
+        pass_key = (env, impl, str(row.get("dtype")), str(row.get("check")))
         if row.get("tier") == "arithmetic":
-            arith.setdefault(impl, []).append((env, where[2], where[3], row))
-        elif isinstance(row.get("verdict"), dict) and not math.isnan(r := ratio_of(row)):
-            worst[where] = max(worst.get(where, 0.0), r)
+            arith.setdefault(impl, []).append((env, pass_key[2], pass_key[3], row))
+        elif isinstance(row.get("verdict"), dict) and not math.isnan(r := ratio_of(row)) and not error_cause(row):
+            worst[pass_key] = max(worst.get(pass_key, 0.0), r)
     envs = _ordered(c.env for c in cells.values())
     impls = _ordered(c.impl for c in cells.values())
     columns = _ordered((c.column for c in cells.values()), KNOWN_COLUMNS)
@@ -405,39 +577,74 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
 
 
 def _short(cell: Cell | None) -> str:
-    """A terminal cell: ``ok 25 0.31×``, ``FAIL 1/8 3.3e15×``, ``known 2/159 ∞×``, ``unavail.``."""
+    """A terminal cell: ``ok 25 0.31×``, ``FAIL 1/8 3.3e15×``, ``ERROR 2/2 forward raised RuntimeError``,
+    ``known 2/159``, ``unavail.``."""
     return _short_long(cell).replace("e+", "e")
 
 
 def _short_long(cell: Cell | None) -> str:
     if cell is None:
         return "—"
+    if cell.is_error:
+        return f"ERROR {cell.n_failing}/{cell.n_run} {cell.cause}"
     if cell.state == "fail":
         return f"FAIL {cell.n_failing}/{cell.n_run} {fmt_ratio(cell.worst_ratio)}"
     if cell.state == "xfail":
-        return f"known {cell.counts[KNOWN]}/{cell.n_run} {fmt_ratio(cell.worst_ratio)}"
+        return f"known {cell.counts[KNOWN]}/{cell.n_run}"
     if cell.state == EXPLAINED:
         return f"see arithmetic {cell.counts[EXPLAINED]}/{cell.n_run} {fmt_ratio(cell.worst_ratio)}"
     if cell.state in ("pass", "stale"):
         return f"{'ok' if cell.state == 'pass' else 'STALE'} {cell.counts['passed']} {fmt_ratio(cell.worst_ratio)}"
-    return {"unavailable": "unavail.", "unsupported": "n/a", "skipped": "skipped"}.get(cell.state, "—")
+    return {"unavailable": "unavail.", "unsupported": "n/a", "skipped": "skipped",
+            "not_reached": "not reached"}.get(cell.state, "—")
+
+
+def _failed_name(cell: Cell) -> str:
+    """A failing column in an implementation's line: ``forward``, ``golden (error)``."""
+    return f"{cell.column} (error)" if cell.is_error else cell.column
 
 
 def _impl_line(rep: Report, env: str, impl: str) -> str:
+    """``ok 20/20, known 1; worst 0.42× (corpus); known: nonfinite``, ``FAIL 2/22: forward, golden (error); …``:
+    the worst error/bound is over the passing cells only (a known failure's or an error's is no measure of the
+    implementation's accuracy where it passes)."""
     cells = [c for c in (rep.cell(env, impl, col) for col in rep.columns) if c is not None]
     ran = [c for c in cells if c.state in RUN_STATES]
     if not ran:
         return f"not run: {cells[0].reason or cells[0].state}" if cells else "no results"
     failed = [c for c in ran if c.state == "fail"]
-    ratios = [(c.worst_ratio, c.column) for c in ran if not math.isnan(c.worst_ratio)]
+    passed = [c for c in ran if c.state in ("pass", "stale")]
+    others = [(n, label) for n, label in ((sum(c.state == "xfail" for c in ran), "known"),
+                                          (sum(c.state == EXPLAINED for c in ran), "explained"),
+                                          (sum(c.state == "stale" for c in ran), "stale")) if n]
+    ratios = [(c.worst_ratio, c.column) for c in passed if not math.isnan(c.worst_ratio)]
     worst = max(ratios) if ratios else None
-    head = f"FAIL {len(failed)}/{len(ran)}: {', '.join(c.column for c in failed)}" if failed else \
-        f"ok {len(ran)}/{len(ran)}"
+    if failed:
+        head = f"FAIL {len(failed)}/{len(ran)}: {', '.join(_failed_name(c) for c in failed)}"
+    else:
+        n_ok = len(ran) - sum(n for n, label in others if label != "stale")
+        head = f"ok {n_ok}/{n_ok}" + "".join(f", {label} {n}" for n, label in others)
     tail = f"; worst {fmt_ratio(worst[0])} ({worst[1]})" if worst else ""
     known = [c.column for c in ran if c.state in ("xfail", "stale")]
     skipped = [c.column for c in cells if c.state not in RUN_STATES]
     extra = (f"; known: {', '.join(known)}" if known else "") + (f"; not run: {', '.join(skipped)}" if skipped else "")
     return head + tail + extra
+
+
+def _what(cell: Cell) -> str:
+    """A failing cell's worst case in one line: check, worst error/bound or the error's cause, seed, data."""
+    w = cell.worst_row
+    cause = error_cause(w, full=True)
+    ratio = ratio_of(w)
+    what = [str(w.get("check", "?"))]
+    if cause or not math.isnan(ratio):
+        what.append(f"error: {cause}" if cause else fmt_ratio(ratio))
+    if w.get("seed") is not None:
+        what.append(f"seed {w.get('seed')}")
+    if w.get("data_kind"):
+        what.append(str(w["data_kind"]))
+    where = w.get("problem_text") or ("" if cause else str(w.get("reason", ""))[:80].replace("\n", " "))
+    return " ".join(what) + (f": {where}" if where else "")
 
 
 def terminal_summary(source: Sequence[str | Path | RunFile] | Report,
@@ -462,10 +669,7 @@ def terminal_summary(source: Sequence[str | Path | RunFile] | Report,
     if failing:
         lines.append(f"failing cells ({len(failing)}), worst case each:")
     for cell in failing[:max_failures]:
-        w = cell.worst[0] if cell.worst else {}
-        where = w.get("problem_text") or w.get("reason", "")[:80].replace("\n", " ")
-        what = f"{w.get('check', '?')} {fmt_ratio(ratio_of(w))} seed {w.get('seed')} {w.get('data_kind', '')}"
-        lines.append(f"  {cell.env + '/' if multi else ''}{cell.impl} {cell.column}: {what}: {where}")
+        lines.append(f"  {cell.env + '/' if multi else ''}{cell.impl} {cell.column}: {_what(cell)}")
     if len(failing) > max_failures:
         lines.append(f"  … and {len(failing) - max_failures} more (see the report)")
     notes = [f"{c.env + '/' if multi else ''}{c.impl} {c.column} ({c.state})" for c in rep.cells.values()

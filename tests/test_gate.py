@@ -86,3 +86,21 @@ def test_a_known_failure_whose_requirements_this_environment_does_not_meet_expec
 def test_a_bad_import_path_is_a_usage_error(tmp_path: Path) -> None:
     code, summary, log = gate(tmp_path, "--impl", "no_such_module_xyz:Conv")
     assert code == 2 and "cannot import module 'no_such_module_xyz'" in log
+
+
+def test_a_failing_gates_log_alone_reproduces_the_failure(tmp_path: Path) -> None:
+    """The CI log carries each failing check whole: the worst element, the bound and its formula, and a
+    reproduction that, pasted into a fresh interpreter, fails the same way."""
+    import mutants
+    from mutants.forward_bugs import FlippedKernel
+
+    run = mutants.run_gate(str(mutants.HERE / "forward_bugs.py"), FlippedKernel, tmp_path, timeout=240,
+                           shrink=mutants.shrink_from_env(), extra=("-x",))
+    assert run.returncode == 1
+    section = run.output[run.output.index("--- "):]
+    assert "Worst element:" in section and "bound" in section and "Reproduce:" in section, run.output
+    snippet = section[section.index("Reproduce:\n") + len("Reproduce:\n"):].split("\n\n")[0]
+    out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(mutants.HERE.parent)})
+    assert "is not within tolerance" in out.stdout, out.stdout + out.stderr
+    assert run.summary["not_reached"], "with -x the checks after the first failure are not reached, and listed"

@@ -85,9 +85,35 @@ def test_a_result_that_is_no_array_is_named_by_its_type():
 
     assert _not_c(Outcome(layouts=["list"]), "forward") == (
         "forward returned a list, not a numpy array: results must be C-contiguous NCHW numpy arrays")
-    assert _not_c(Outcome(layouts=["F"]), "backward") == (
-        "backward returned an F array: results must be C-contiguous NCHW")
+    assert _not_c(Outcome(layouts=["F"]), "backward") is None  # read as it is: the layout is contract's finding
     assert _not_c(Outcome(layouts=["C", "NoneType"]), "backward") is None
+
+
+def test_values_are_judged_whatever_the_layout_and_dtype_of_the_result():
+    """One deviation, one finding: an F-ordered or float64 result of a float32 problem is compared by value (the
+    contract check names the layout and the dtype); a wrong value in it still fails."""
+    from conformance.checks import check_forward
+    from conformance.data import make_inputs
+    from impls.im2col import Im2col
+
+    class Fortran(Im2col):
+        name = "fortran"
+
+        def forward(self, problem, x, w, b):
+            return np.asfortranarray(super().forward(problem, x, w, b))
+
+    class Wide(Im2col):
+        name = "wide"
+
+        def forward(self, problem, x, w, b):
+            return super().forward(problem, x, w, b).astype(np.float64) + (problem.h == 3)
+
+    p = ConvProblem(batch=2, c_in=3, c_out=4, h=5, w=6, kh=3, kw=2, dtype="float32")
+    inp = make_inputs(p, 0, "normal")
+    assert check_forward(Fortran(), p, inp, "normal").verdicts[0].passed
+    assert check_forward(Wide(), p, inp, "normal").verdicts[0].passed
+    wrong = check_forward(Wide(), p.replace(h=3), make_inputs(p.replace(h=3), 0, "normal"), "normal").verdicts[0]
+    assert not wrong.passed and wrong.n_mismatched > 0
 
 
 def test_a_worker_that_cannot_load_or_dies_loading_is_a_recorded_error(tmp_path):

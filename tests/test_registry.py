@@ -337,8 +337,8 @@ def test_file_that_raises_on_import(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("attr, message", [
     pytest.param("NoName", "has no name (a non-empty str attribute `name`)", id="no name"),
-    pytest.param("NoCapabilities", "backend 'no-caps' has capabilities=None, but it must be a "
-                                   "conformance.Capabilities", id="no capabilities"),
+    pytest.param("NoCapabilities", "backend 'no-caps' has no `capabilities` attribute (a conformance.Capabilities)",
+                 id="no capabilities"),
     pytest.param("DictCapabilities", "backend 'dict-caps' has capabilities={'dtypes': ('float32',)}, but it must be "
                                      "a conformance.Capabilities", id="dict capabilities"),
     pytest.param("NoForward", "backend 'no-forward' has no callable forward()", id="no forward"),

@@ -11,8 +11,10 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from markupsafe import escape
@@ -20,7 +22,7 @@ from markupsafe import escape
 from conformance.problem import ConvProblem
 from conformance.records import load
 from reports.render import render_html, write_report
-from reports.summarize import Cell, Report, fmt_num, summarize, terminal_summary
+from reports.summarize import Cell, Report, error_cause, fmt_num, summarize, terminal_summary
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -57,7 +59,7 @@ def test_matrix_has_every_implementation_and_check(run_a: Path, html_a: str) -> 
         assert 0 <= cell.worst_ratio <= 1
     assert 'id="matrix"' in html_a
     for column in rep.columns:
-        assert f'<th scope="col">{column}</th>' in html_a
+        assert re.search(rf'<th scope="col" data-column="{re.escape(column)}"[^>]*>', html_a)
     naive_row = re.search(r'<tr data-impl="naive".*?</tr>', html_a, re.S)
     # every check naive runs passes; the others (the scale tier beyond its max_macs) say why they did not run
     ran = [c for c in rep.columns if rep.cell("env-a", "naive", c) and rep.cell("env-a", "naive", c).state == "pass"]
@@ -428,3 +430,295 @@ def test_many_failing_cells_keep_the_report_small(tmp_path: Path) -> None:
         assert src.startswith("data:image/svg+xml"), name
         assert "error/bound over 300 examples" in src and "data:image/png;base64," in src, name  # all of them, drawn
     assert out.stat().st_size < 4 * 2**20, out.stat().st_size  # was ~6 MB
+
+
+# -- the failure first: the Failing list, counts that add up, no phantom columns, errors read as errors ----------
+ERROR_BACKENDS = textwrap.dedent('''
+    """Backends that give no answer: one raises, one's worker dies of SIGABRT, one hangs past the timeout."""
+    import os
+    import time
+
+    from impls.im2col import Im2col
+
+
+    class Raising(Im2col):
+        name = "raising"
+
+        def forward(self, problem, x, w, b):
+            raise RuntimeError("no kernel for this shape")
+
+
+    class Crashing(Im2col):
+        name = "crashing"
+
+        def backward(self, problem, x, w, dy):
+            os.abort()
+
+
+    class Hanging(Im2col):
+        name = "hanging"
+
+        def forward(self, problem, x, w, b):
+            time.sleep(60)
+''')
+ERROR_TIMEOUT = 3  #: seconds: the hanging backend's calls time out after it; far above a call of the other two
+
+
+def _record_errors(root: Path) -> None:
+    (root / "report_errors.py").write_text(ERROR_BACKENDS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONV_CONFORMANCE_RUN_ID"))}
+    tests = "test_forward or test_grad_input or test_layout or test_oracle_free or test_golden or test_contract"
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-q",
+           "--conv-profile", "quick", "--conv-max-examples", "4", "--conv-results", str(root / "results"),
+           "--conv-env-name", "env-a", "--conv-timeout", str(ERROR_TIMEOUT),
+           *(a for name in ("Raising", "Crashing", "Hanging") for a in ("--impl", f"report_errors.py:{name}")),
+           *(a for name in ("raising", "crashing", "hanging") for a in ("--conv-select", name)),
+           "-k", f"(raising or crashing) and ({tests}) or hanging and test_forward"]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 1:
+        raise RuntimeError(f"the error run: expected failures (exit 1), got {proc.returncode}:\n"
+                           f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def recorded_once(factory: pytest.TempPathFactory, name: str, record: Callable[[Path], None]) -> Path:
+    """``record(root)`` once per session (and once for all pytest-xdist workers, as conftest's recorded_results)."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    root, done, failed = base / name, base / f"{name}.done", base / f"{name}.failed"
+    try:
+        os.close(os.open(base / f"{name}.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        deadline = time.monotonic() + 900
+        while not done.exists() and not failed.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+    else:
+        root.mkdir()
+        try:
+            record(root)
+            done.touch()
+        except BaseException as exc:
+            failed.write_text(str(exc))
+            raise
+    if failed.exists():
+        pytest.fail(f"recording {name} failed: {failed.read_text()}")
+    if not done.exists():
+        pytest.fail(f"timed out waiting for another worker to record {name}")
+    return root
+
+
+def record_error_results(factory: pytest.TempPathFactory) -> Path:
+    """A real run in environment ``env-a`` (run a's) of three backends that give no answer: ``raising`` (forward
+    raises RuntimeError), ``crashing`` (backward aborts its worker: SIGABRT), ``hanging`` (forward sleeps past the
+    timeout; its test_forward only). Recorded once per session (tests/test_report_browser.py uses it too)."""
+    return recorded_once(factory, "error-results", _record_errors) / "results"
+
+
+@pytest.fixture(scope="session")
+def error_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return record_error_results(tmp_path_factory)
+
+
+def matrix_counts(html: str) -> dict[str, int]:
+    """The matrix's cells by what they show: a merged row counts its colspan; an absent cell is ``absent``."""
+    matrix = section(html, 'id="matrix"', "</table>")
+    counts: dict[str, int] = {}
+    for state, attrs in re.findall(r'<td class="cell st-([\w-]+)[^"]*"([^>]*)>', matrix):
+        span = re.search(r'colspan="(\d+)"', attrs)
+        key = state if "data-state=" in attrs else "absent"
+        counts[key] = counts.get(key, 0) + (int(span.group(1)) if span else 1)
+    return counts
+
+
+def chip_counts(html: str) -> dict[str, int]:
+    totals = section(html, 'id="totals"', "</p>")
+    found = {}
+    for key, pattern in (("fail", r"(\d+) failing cell"), ("pass", r"(\d+) passing"), ("known", r"(\d+) known"),
+                         ("explained", r"(\d+) following from"), ("grey", r"(\d+) not run"),
+                         ("absent", r"(\d+) without results"), ("cells", r"= (\d+) cells"),
+                         ("checks", r"(\d+) checks")):
+        m = re.search(pattern, totals)
+        found[key] = int(m.group(1)) if m else 0
+    return found
+
+
+def test_skip_rows_fold_into_the_columns_their_test_covers(run_a: Path, html_a: str, tmp_path: Path) -> None:
+    """A skipped layout test records tier ``layout`` and an oracle-free one ``oracle-free``: no column of their own
+    (it showed "—" for every backend that ran), but the four layout-* columns and the four identities."""
+    rows = [r for rf in load([run_a]) for r in rf.rows]
+    skips = [r for r in rows if r.get("check") in ("layout", "oracle_free")]  # a test-level row of either test
+    assert skips and all(r["status"] == "unavailable" for r in skips)  # the torch-cuda backends, without a GPU
+    rep = summarize([run_a])
+    assert not {"layout", "oracle_free", "oracle-free"} & set(rep.columns)
+    assert len(rep.columns) == 22 and f"{len(rep.columns)} checks" in html_a
+    for impl in {r["impl"] for r in skips}:
+        for col in ("layout-channels_last", "layout-broadcast", "adjoint", "finite_difference", "linearity", "batch"):
+            assert state(rep, "env-a", impl, col) == "unavailable", (impl, col)
+        assert len([c for c in rep.cells.values() if c.impl == impl]) == len(rep.columns)  # every check: one row
+        assert re.search(rf'<tr data-impl="{re.escape(impl)}"[^>]*>\s*<th[^>]*>.*?</th>\s*'
+                         rf'<td class="cell st-unavailable merged" colspan="{len(rep.columns)}"', html_a, re.S)
+    # a layout test's row names its layout in the test id: that column alone; an oracle-free one covers all four
+    synthetic = [dict(type="result", run_id="r", worker="gw0", env="e", impl="gpu", status="skipped",
+                      check="layout", tier="layout", reason="no GPU",
+                      nodeid="test_layout.py::test_layout[gpu-strided]"),
+                 dict(type="result", run_id="r", worker="gw0", env="e", impl="gpu", status="skipped",
+                      check="oracle_free", tier="oracle-free", reason="no GPU",
+                      nodeid="test_oracle_free.py::test_oracle_free[gpu]"),
+                 dict(type="result", run_id="r", worker="gw0", env="e", impl="gpu", status="error", check="layout",
+                      tier="layout", reason="setup failed: def setup():\n>   open_device()\nE   OSError: no device\n",
+                      nodeid="test_layout.py::test_layout[gpu-broadcast]")]
+    rep = summarize([write_results(tmp_path / "synthetic" / "r-gw0-1.jsonl", synthetic)])
+    gpu = {c.column: c.state for c in rep.cells.values() if c.impl == "gpu"}
+    assert gpu == {"layout-strided": "skipped", "adjoint": "skipped", "finite_difference": "skipped",
+                   "linearity": "skipped", "batch": "skipped", "layout-broadcast": "fail"}, gpu
+    assert rep.cell("e", "gpu", "layout-broadcast").cause == "OSError: no device"
+
+
+def test_header_counts_add_up_to_what_the_matrix_shows(recorded_results: dict[str, Path], error_results: Path,
+                                                      tmp_path: Path) -> None:
+    for sources in ([recorded_results["a"]], [recorded_results["a"], recorded_results["b"], error_results]):
+        rep = summarize(sources)
+        html = render_html(rep)
+        chips, shown = chip_counts(html), matrix_counts(html)
+        rows = len(re.findall(r'<tr data-impl="[^"]*" data-env="[^"]*" data-failing=', section(
+            html, 'id="matrix"', "</table>")))
+        assert chips["checks"] == len(rep.columns)
+        assert chips["cells"] == rows * len(rep.columns) == sum(shown.values()), (chips, shown)
+        assert chips["fail"] == shown.get("fail", 0) == len(rep.failing)
+        assert chips["pass"] == shown.get("pass", 0)
+        assert chips["known"] == shown.get("xfail", 0) + shown.get("stale", 0)
+        assert chips["explained"] == shown.get("explained", 0)
+        assert chips["grey"] == sum(shown.get(s, 0) for s in ("unavailable", "unsupported", "skipped",
+                                                         "not_reached", "empty"))
+        assert chips["absent"] == shown.get("absent", 0)
+        assert sum(v for k, v in chips.items() if k not in ("cells", "checks")) == chips["cells"]
+
+
+def test_failing_list_comes_first_and_links_every_failing_cell(run_a: Path, html_a: str) -> None:
+    rep = summarize([run_a])
+    failing = rep.failing
+    assert len(failing) >= 10 and {c.impl for c in failing} >= {"flipped-conv"}
+    assert html_a.index('<section id="failing"') < html_a.index('id="matrix"')
+    assert re.search(rf'<a class="c-fail" id="failing-chip" href="#failing">{len(failing)} failing cell\(s\)</a>',
+                     html_a)
+    listed = section(html_a, '<section id="failing"', "</section>")
+    assert f"Failing: {len(failing)} cell(s)" in listed
+    for cell in failing:  # a line each, linking to (and opening) its drill-down, in the matrix's order
+        assert f'<a href="#{cell.ident}" data-open="{cell.ident}">{cell.column}</a>' in listed, cell.column
+        assert f'<details class="drill st-fail-border" id="{cell.ident}"' in html_a
+    order = re.findall(r'<a href="#(cell-\d+)" data-open', listed)
+    assert order == [c.ident for c in failing]
+    forward = rep.cell("env-a", "flipped-conv", "forward")
+    line = re.search(rf'<tr class="st-fail" data-open="{forward.ident}".*?</tr>', listed, re.S).group(0)
+    assert "1.6e+15×" in line and forward.counts_text in line and "flipped-conv" in line
+
+
+def test_no_failing_cell_is_said_in_green(run_a: Path, tmp_path: Path) -> None:
+    rows = [r for rf in load([run_a]) for r in rf.rows if r.get("impl") == "naive"]
+    rep = summarize([write_results(tmp_path / "naive" / "n-gw0-1.jsonl", rows)])
+    assert not rep.failing
+    html = render_html(rep)
+    assert '<a class="c-pass" id="failing-chip" href="#failing">no failing cell</a>' in html
+    assert 'class="c-fail"' not in section(html, 'id="totals"', "</p>")
+    assert '<section id="failing" class="clear">' in html and "<h2>No failing cell</h2>" in html
+    assert 'id="failing-list"' not in html
+
+
+def test_errors_show_their_cause_not_infinity(error_results: Path, tmp_path: Path) -> None:
+    rep = summarize([error_results])
+    causes = {("raising", "forward"): "forward raised RuntimeError",
+              ("raising", "golden"): "forward raised RuntimeError",
+              ("raising", "layout-strided"): "forward raised RuntimeError",
+              ("raising", "adjoint"): "forward raised RuntimeError",
+              ("raising", "contract"): "forward raised RuntimeError",
+              ("crashing", "grad_input"): "backward crashed: SIGABRT",
+              ("crashing", "layout-channels_last"): "backward crashed: SIGABRT",
+              ("hanging", "forward"): f"forward timed out after {ERROR_TIMEOUT} s"}
+    for (impl, column), cause in causes.items():
+        cell = cell_in(rep, "env-a", impl, column)
+        assert cell.is_error and cell.cause == cause, (impl, column, cell.counts, cell.causes)
+        assert cell.headline == "error" and "∞" not in cell.label and cause in cell.label
+    assert cell_in(rep, "env-a", "raising", "forward").full_cause == (
+        "forward raised RuntimeError: no kernel for this shape")
+    assert cell_in(rep, "env-a", "crashing", "forward").state == "pass"  # only its backward aborts
+    html = render_html(rep)
+    for (impl, column), cause in causes.items():
+        ident = cell_in(rep, "env-a", impl, column).ident
+        matrix_cell = re.search(rf'<td class="cell st-fail" data-column="{column}"[^>]*>\s*<a href="#{ident}".*?</td>',
+                                html, re.S)
+        assert matrix_cell, (impl, column)
+        assert '<div class="big">error</div>' in matrix_cell.group(0) and cause in matrix_cell.group(0)
+        assert "∞" not in matrix_cell.group(0)
+        line = re.search(rf'<tr class="st-fail" data-open="{ident}".*?</tr>', html, re.S)
+        assert line and "<strong>error:</strong>" in line.group(0) and cause in line.group(0)
+        assert "∞" not in line.group(0)
+        drill = section(html, f'id="{ident}"', "</details>")
+        assert cause in drill and "∞" not in drill
+    text = terminal_summary([error_results], max_failures=100)
+    for (impl, column), cause in causes.items():
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"  {impl} {column}:"))
+        assert f"error: {cause}" in line and "∞" not in line, line
+    raising = next(ln for ln in text.splitlines() if ln.startswith("raising"))
+    assert raising.startswith("raising") and "forward (error)" in raising and "∞" not in raising
+
+
+def test_error_causes_of_each_kind_of_non_answer() -> None:
+    def row(status: str, why: str = "", **extra: object) -> dict:
+        return {"status": status, "verdict": {"problem_text": why} if why else None, **extra}
+
+    assert error_cause(row("failed", "grad_input has shape (1, 2, 3, 3), expected (1, 2, 4, 4)")) == (
+        "grad_input has shape (1, 2, 3, 3), expected (1, 2, 4, 4)")
+    assert error_cause(row("failed", "backward returned list, not a (dx, dw, db) triple")) == (
+        "backward returned list, not a (dx, dw, db) triple")
+    assert error_cause(row("failed", "forward returned None")) == "forward returned None"
+    assert error_cause(row("error", "forward crashed: the worker process exited with code 3 (restarted for the "
+                                    "next call)")) == "forward crashed: exit code 3"
+    assert error_cause(row("error", "not called: an earlier call of this check failed (forward timed out after 5 s; "
+                                    "N1 C1->1 1x1 k1x1 s1,1 p0,0 d1,1 g1 float64)")) == "forward timed out after 5 s"
+    # a test that failed outside its examples: the plugin's row, with pytest's report as its reason
+    assert error_cause(row("error", reason="setup failed: def f():\n>       boom()\nE       ValueError: bad x\n"
+                                           "E       (more)\n")) == "ValueError: bad x"
+    # measured failures are no errors, whatever their ratio (a contract finding, a known failure's note)
+    assert error_cause(row("failed", "forward modified its input(s) x in place")) == ""
+    assert error_cause(row("failed", reason="known: raised on purpose")) == ""
+    assert error_cause(row("passed")) == ""
+
+
+def test_known_failures_read_as_known_in_the_terminal(tmp_path: Path) -> None:
+    """A backend whose only failure is a known one: ``ok 3/3, known 1``, the worst ratio over its passing cells,
+    never ``ok … ∞×``."""
+    rows = [timed_row("fft", check, 0.001, SMALL, seed=i) | {"max_ratio": 0.25 * (i + 1)}
+            for i, check in enumerate(("forward", "grad_input", "grad_weight"))]
+    known = timed_row("fft", "forward", 0.001, SMALL, tier="nonfinite", status="failed") | {"max_ratio": "inf"}
+    rows.append(known | {"status": "xfailed", "reason": "known: fft spreads a NaN over its tile (known_failures)"})
+    rep = summarize([write_results(tmp_path / "known" / "k-gw0-1.jsonl", rows)])
+    assert cell_in(rep, "timed", "fft", "nonfinite").state == "xfail"
+    line = next(ln for ln in terminal_summary(rep).splitlines() if ln.startswith("fft"))
+    assert "ok 3/3, known 1; worst 0.75× (grad_weight); known: nonfinite" in line, line
+    assert "∞" not in line
+
+
+def test_failures_explained_by_the_arithmetic_finding_are_listed_apart(tmp_path: Path) -> None:
+    """The failures a wrong precision declaration causes are one finding (the arithmetic column, failing) and the
+    cells they explain (orange), each listed with its link under the Failing list, and counted in the header."""
+    finding = timed_row("bf", "grad_weight", None, SMALL, tier="arithmetic", status="failed") | {
+        "dtype": "bfloat16", "max_ratio": None, "verdict": None,
+        "arithmetic": {"declared": "bf16-acc32", "measured": "bf16-acc16"},
+        "reason": "bfloat16 grad_weight: declared bf16-acc32, but measured bf16-acc16"}
+    follows = timed_row("bf", "grad_weight", 0.001, SMALL, status="failed", seed=1) | {
+        "dtype": "bfloat16", "max_ratio": 3.0,
+        "verdict": {"k_at_worst": 36, "profile": "bf16-acc32", "bound_kind": "det", "passes_under": ["bf16-acc16"]}}
+    ok = timed_row("bf", "forward", 0.001, SMALL, seed=2)
+    rep = summarize([write_results(tmp_path / "bf" / "bf-gw0-1.jsonl", [finding, follows, ok])])
+    assert [c.column for c in rep.failing] == ["arithmetic"]
+    assert [c.column for c in rep.explained] == ["grad_weight"]
+    html = render_html(rep)
+    chips = chip_counts(html)
+    assert chips["fail"] == 1 and chips["explained"] == 1 and chips["pass"] == 1 and chips["cells"] == 3
+    listed = section(html, '<section id="failing"', "</section>")
+    explained = rep.explained[0]
+    assert f'<a href="#{explained.ident}" data-open="{explained.ident}">grad_weight</a>' in section(
+        listed, 'id="explained-list"', "</table>")
+    assert "declared bf16-acc32, measured bf16-acc16" in listed
+    line = next(ln for ln in terminal_summary(rep).splitlines() if ln.startswith("bf "))
+    assert line.startswith("bf") and "FAIL 1/3: arithmetic" in line

@@ -2,15 +2,16 @@
 
 Renders the report from real recorded results, opens it, and checks what a person would: the matrix is there, a
 click on a failing cell opens its drill-down with the worst case and its reproduction, the filter works, a
-backend's ``<script>`` name stays text, and the page logs no console error and makes no request. Screenshots go to
-``reports/out/`` (gitignored) and to pytest's tmp dir so that a person can look at the page.
+backend's ``<script>`` name stays text, and the page logs no console error and makes no request; and at a laptop's
+1280 × 900 the failing cells come first, each inside the window. Screenshots go to ``reports/out/`` (gitignored) and
+to pytest's tmp dir so that a person can look at the page. Where no Chromium is installed the tests skip, saying so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from test_report import record_error_results
 
 from reports.render import write_report
 from reports.summarize import summarize
@@ -29,25 +31,21 @@ REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "reports" / "out"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1400,1000", "--remote-debugging-port=0"]
+         "--remote-debugging-port=0"]
 
 
-def chromium_binary() -> str:
-    """Debian's chromium, installed with apt-get when missing; skip (with the reason) where that cannot be done."""
-    for name in ("chromium", "chromium-browser"):
-        if shutil.which(name):
-            return shutil.which(name)  # type: ignore[return-value]
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.skip("chromium is not installed, and apt-get is not available as root to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            pytest.skip(f"chromium could not be installed: {' '.join(cmd)} exited {proc.returncode}: "
-                        f"{proc.stderr.strip()[-500:]}")
-    if not shutil.which("chromium"):
-        pytest.skip("apt-get install chromium succeeded but no chromium binary is on PATH")
-    return shutil.which("chromium")  # type: ignore[return-value]
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def chromium_binary() -> str | None:
+    """A Chromium (or Chrome) on PATH, or None: the tests install nothing."""
+    return next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)
+
+
+CHROMIUM = chromium_binary()
+if CHROMIUM is None:  # before any fixture records a run for nothing
+    pytest.skip(f"no Chromium found: none of {', '.join(CHROMIUM_NAMES)} is on PATH (on Debian: apt-get install "
+                "chromium)", allow_module_level=True)
 
 
 class Page:
@@ -108,13 +106,12 @@ class Page:
             p.write_bytes(base64.b64decode(data))
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Page]:
-    binary = chromium_binary()
-    profile = tmp_path / "chromium-profile"
+@contextlib.contextmanager
+def launch(profile: Path, width: int, height: int) -> Iterator[Page]:
+    """Headless Chromium with a ``width`` × ``height`` window and viewport, driven over the DevTools protocol."""
     profile.mkdir()
-    proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(CHROMIUM), *FLAGS, f"--window-size={width},{height}", f"--user-data-dir={profile}",
+                             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
@@ -128,6 +125,8 @@ def browser(tmp_path: Path) -> Iterator[Page]:
         page = Page(targets[0]["webSocketDebuggerUrl"])
         for domain in ("Page", "Runtime", "Log", "Network"):
             page.send(f"{domain}.enable")
+        # the viewport itself, whatever the window's frame takes
+        page.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
         yield page
         page.ws.close()
     finally:
@@ -136,6 +135,25 @@ def browser(tmp_path: Path) -> Iterator[Page]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def error_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run of backends that raise, crash and hang (tests/test_report.py records it once a session)."""
+    return record_error_results(tmp_path_factory)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Page]:
+    with launch(tmp_path / "chromium-profile", 1400, 1000) as page:
+        yield page
+
+
+@pytest.fixture
+def browser_1280(tmp_path: Path) -> Iterator[Page]:
+    """A laptop's window: 1280 × 900."""
+    with launch(tmp_path / "chromium-profile", 1280, 900) as page:
+        yield page
 
 
 def test_report_in_headless_chromium(browser: Page, recorded_results: dict[str, Path], tmp_path: Path) -> None:
@@ -204,3 +222,73 @@ def test_report_in_headless_chromium(browser: Page, recorded_results: dict[str, 
     assert not errors, errors
     requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
     assert requests and all(u.startswith(("file:", "data:")) for u in requests), requests
+
+
+def test_failing_cells_fit_a_1280_px_window(browser_1280: Page, recorded_results: dict[str, Path],
+                                            error_results: Path, tmp_path: Path) -> None:
+    """Failure first: at 1280 × 900, before the matrix, a line per failing cell (flipped-conv's failing tiers out to
+    the matrix's last columns, and the errors of backends that raise, crash and hang), each inside the window
+    without any horizontal scrolling, each opening its drill-down; the chip links to that list; an error reads as
+    its cause, not ∞×."""
+    results = [recorded_results["a"], recorded_results["b"], error_results]
+    report = write_report(results, tmp_path / "index.html")
+    rep = summarize(results)
+    failing = rep.failing
+    last = {rep.columns.index(c.column) for c in failing}
+    assert len(failing) >= 40 and max(last) >= len(rep.columns) - 3  # failing cells in the matrix's far columns
+    errors = [c for c in failing if c.is_error]
+    assert {c.impl for c in errors} == {"raising", "crashing", "hanging"}
+
+    browser_1280.events.clear()
+    browser_1280.send("Page.navigate", url=report.as_uri())
+    browser_1280.wait_for("Page.loadEventFired")
+    shots = [tmp_path / "failing-first-1280.png", SHOTS / "failing-first-1280.png"]
+    browser_1280.screenshot(*shots)
+    width = browser_1280.js("document.documentElement.clientWidth")  # the window less its vertical scrollbar
+    assert 1200 <= width <= 1280 and browser_1280.js("window.innerWidth") == 1280
+    assert browser_1280.js("document.documentElement.scrollWidth") <= width  # the page itself never scrolls sideways
+
+    # the list comes before the matrix, and the chip links to it
+    assert browser_1280.js("document.getElementById('failing').getBoundingClientRect().top") < browser_1280.js(
+        "document.getElementById('matrix').getBoundingClientRect().top")
+    chip = browser_1280.js("(() => { const a = document.getElementById('failing-chip');"
+                           " return {href: a.getAttribute('href'), text: a.textContent, cls: a.className}; })()")
+    assert chip == {"href": "#failing", "text": f"{len(failing)} failing cell(s)", "cls": "c-fail"}
+
+    # a line per failing cell, each link wholly inside the window horizontally
+    boxes = browser_1280.js("""[...document.querySelectorAll('#failing a[data-open]')].map(a => {
+        const r = a.getBoundingClientRect(); return {id: a.dataset.open, left: r.left, right: r.right,
+        width: r.width, line: a.closest('tr').innerText}; })""")
+    assert [b["id"] for b in boxes] == [c.ident for c in failing]
+    for box in boxes:
+        assert box["width"] > 0 and 0 <= box["left"] and box["right"] <= width, box
+    lines = {b["id"]: b["line"] for b in boxes}
+    for cell in errors:
+        assert cell.cause in lines[cell.ident] and "∞" not in lines[cell.ident], lines[cell.ident]
+    hanging = next(c for c in errors if c.impl == "hanging")
+    assert "timed out after" in lines[hanging.ident]
+
+    # a click on a line opens its drill-down (a closed <details> until then), which names the error's cause
+    crash = next(c for c in errors if c.impl == "crashing")
+    drill = f"details#{crash.ident}"
+    assert not browser_1280.js(f"document.querySelector('{drill}').open")
+    browser_1280.click(f'#failing a[data-open="{crash.ident}"]')
+    assert browser_1280.js(f"document.querySelector('{drill}').open")
+    assert browser_1280.visible(f"{drill} p.cause")
+    assert "SIGABRT" in browser_1280.js(f"document.querySelector('{drill} p.cause').innerText")
+    browser_1280.screenshot(tmp_path / "failing-first-1280-drilldown.png", SHOTS / "failing-first-1280-drilldown.png")
+
+    # in the matrix an error cell says "error" and its cause
+    cell = browser_1280.js(f"document.querySelector('#matrix a[data-open=\"{crash.ident}\"]').innerText")
+    assert cell.startswith("error") and crash.cause in cell and "∞" not in cell
+
+    # the switch keeps only failing rows and only the columns with a failing cell
+    browser_1280.click("#only-failing")
+    shown_cols = browser_1280.js("[...document.querySelectorAll('#matrix thead th[data-column]')]"
+                                 ".filter(th => th.getClientRects().length).map(th => th.dataset.column)")
+    assert set(shown_cols) == {c.column for c in failing}
+    shown_rows = browser_1280.js("[...document.querySelectorAll('#matrix tbody tr')]"
+                                 ".filter(r => r.getClientRects().length).map(r => r.dataset.impl)")
+    assert set(shown_rows) == {c.impl for c in failing}
+    errors_seen = [e for e in browser_1280.events if e.get("method") == "Runtime.exceptionThrown"]
+    assert not errors_seen, errors_seen

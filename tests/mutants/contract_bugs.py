@@ -76,10 +76,11 @@ class FortranOrderOutput(Conv):
 
 class Float64ResultForFloat32(Conv):
     """float32 problems computed in float64 (more accurate, fine) but the result is never cast back: a float64
-    array where float32 was asked for."""
+    array where float32 was asked for. One deviation, one finding: the contract check names the dtype, and the
+    values (more accurate than float32's bound asks) pass the numeric checks."""
 
     name = "mut-float64-result-for-float32"
-    expected = ("contract", "forward")
+    expected = ("contract",)
 
     def forward(self, problem, x, w, b):
         return super().forward(problem.replace(dtype="float64"), x.astype(np.float64), w.astype(np.float64),

@@ -289,6 +289,10 @@ def _record_not_reached(config: pytest.Config, item: pytest.Item, why: str) -> N
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    ctx = getattr(item, "funcargs", {}).get("conv")
+    if call.when == "call" and call.excinfo is not None and ctx is not None and ctx.error_causes:
+        # an error is no numeric deviation: JUnit readers see it as such (pytest copies these into the report)
+        item.user_properties += [("conv_status", "error"), ("conv_cause", "; ".join(ctx.error_causes)[:500])]
     outcome = yield
     rep = outcome.get_result()
     recorder = item.config.stash.get(RECORDER_KEY, None)

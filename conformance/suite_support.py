@@ -118,6 +118,15 @@ class SuiteContext:
         return bool(self._last_failure)
 
     @property
+    def error_causes(self) -> list[str]:
+        """Where every failing row of this test is an error (raised, timed out, crashed, no answer): their causes."""
+        rows = self._first_error_rows or self._last_failure
+        if not rows or any(r["status"] != "error" for r in rows):
+            return []
+        return sorted({str((r.get("verdict") or {}).get("problem_text") or r.get("message", "")).split("\n")[0]
+                       for r in rows})
+
+    @property
     def has_rows(self) -> bool:
         return bool(self._passed or self._last_failure)
 

@@ -104,3 +104,20 @@ def test_a_failing_gates_log_alone_reproduces_the_failure(tmp_path: Path) -> Non
                          cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(mutants.HERE.parent)})
     assert "is not within tolerance" in out.stdout, out.stdout + out.stderr
     assert run.summary["not_reached"], "with -x the checks after the first failure are not reached, and listed"
+
+
+def test_junit_says_an_error_is_an_error(tmp_path: Path) -> None:
+    """A check that failed because the backend raised carries conv_status=error and the cause in the JUnit file,
+    not only a message that reads like a numeric failure."""
+    import xml.etree.ElementTree as ET
+
+    import mutants
+    from mutants.contract_bugs import RaisesOnGroups
+
+    junit = tmp_path / "gate.xml"
+    run = mutants.run_gate(str(mutants.HERE / "contract_bugs.py"), RaisesOnGroups, tmp_path, timeout=240,
+                           shrink=mutants.shrink_from_env(), extra=("--junit", str(junit), "-k", "test_forward"))
+    assert run.returncode == 1, run.output
+    props = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
+    assert props.get("conv_status") == "error", props
+    assert "raised NotImplementedError" in props.get("conv_cause", ""), props

@@ -73,9 +73,10 @@ def test_closed_pipe_ends_quietly(args: list[str]) -> None:
     err = proc.stderr.read()
     code = proc.wait(timeout=120)
     assert err == ""
-    # 141: the status of a process stopped by SIGPIPE; argparse's --help swallows the write error itself, and exits 0
+    # 141: the status of a process stopped by SIGPIPE; argparse's --help swallows a write error it meets itself and
+    # exits 0, but where its text is still buffered the flush at the end meets the closed pipe: 141 then
     assert cli.EXIT_BROKEN_PIPE == 141
-    assert code == (0 if args == ["--help"] else 141)
+    assert code in ((0, 141) if args == ["--help"] else (141,))
 
 
 def test_closed_pipe_through_head(tmp_path: Path) -> None:

@@ -563,7 +563,8 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
         rows_by_impl.setdefault(impl, []).append(row)
         pass_key = (env, impl, str(row.get("dtype")), str(row.get("check")))
         if row.get("tier") == "arithmetic":
-            arith.setdefault(impl, []).append((env, pass_key[2], pass_key[3], row))
+            if isinstance(row.get("arithmetic"), dict):  # a skip of the whole check has no measurement
+                arith.setdefault(impl, []).append((env, pass_key[2], pass_key[3], row))
         elif isinstance(row.get("verdict"), dict) and not math.isnan(r := ratio_of(row)) and not error_cause(row):
             worst[pass_key] = max(worst.get(pass_key, 0.0), r)
     envs = _ordered(c.env for c in cells.values())

@@ -20,6 +20,7 @@ import sys  # noqa: E402
 import textwrap  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -64,17 +65,15 @@ def _record(root: Path) -> None:
                                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def recorded_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two real runs of the suite: ``a`` with two pytest-xdist workers in environment ``env-a`` (naive, a failing
-    third-party backend, a backend with a ``<script>`` name, the torch-cuda ones), ``b`` in one process in
-    environment ``env-b`` (naive and the failing backend). Recorded once per session, shared by xdist workers."""
-    base = tmp_path_factory.getbasetemp()
+def recorded_once(factory: pytest.TempPathFactory, name: str, record: Callable[[Path], None]) -> Path:
+    """``record(root)`` once per session and once for all pytest-xdist workers (the first to take the lock records,
+    the others wait for it); returns ``root``."""
+    base = factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent  # the directory every worker's basetemp lives in
-    root, done, failed = base / "recorded-results", base / "recorded-results.done", base / "recorded-results.failed"
+    root, done, failed = base / name, base / f"{name}.done", base / f"{name}.failed"
     try:
-        os.close(os.open(base / "recorded-results.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.close(os.open(base / f"{name}.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:  # another worker records them: wait for it
         deadline = time.monotonic() + 900
         while not done.exists() and not failed.exists() and time.monotonic() < deadline:
@@ -82,13 +81,22 @@ def recorded_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     else:
         root.mkdir()
         try:
-            _record(root)
+            record(root)
             done.touch()
         except BaseException as exc:
             failed.write_text(str(exc))
             raise
     if failed.exists():
-        pytest.fail(f"recording the results failed: {failed.read_text()}")
+        pytest.fail(f"recording {name} failed: {failed.read_text()}")
     if not done.exists():
-        pytest.fail("timed out waiting for another worker to record the results")
+        pytest.fail(f"timed out waiting for another worker to record {name}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def recorded_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two real runs of the suite: ``a`` with two pytest-xdist workers in environment ``env-a`` (naive, a failing
+    third-party backend, a backend with a ``<script>`` name, the torch-cuda ones), ``b`` in one process in
+    environment ``env-b`` (naive and the failing backend). Recorded once per session, shared by xdist workers."""
+    root = recorded_once(tmp_path_factory, "recorded-results", _record)
     return {"a": root / "a", "b": root / "b"}

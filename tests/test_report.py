@@ -14,9 +14,9 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from conftest import recorded_once
 from markupsafe import escape
 
 from conformance.problem import ConvProblem
@@ -478,33 +478,6 @@ def _record_errors(root: Path) -> None:
     if proc.returncode != 1:
         raise RuntimeError(f"the error run: expected failures (exit 1), got {proc.returncode}:\n"
                            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-
-
-def recorded_once(factory: pytest.TempPathFactory, name: str, record: Callable[[Path], None]) -> Path:
-    """``record(root)`` once per session (and once for all pytest-xdist workers, as conftest's recorded_results)."""
-    base = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    root, done, failed = base / name, base / f"{name}.done", base / f"{name}.failed"
-    try:
-        os.close(os.open(base / f"{name}.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        deadline = time.monotonic() + 900
-        while not done.exists() and not failed.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
-    else:
-        root.mkdir()
-        try:
-            record(root)
-            done.touch()
-        except BaseException as exc:
-            failed.write_text(str(exc))
-            raise
-    if failed.exists():
-        pytest.fail(f"recording {name} failed: {failed.read_text()}")
-    if not done.exists():
-        pytest.fail(f"timed out waiting for another worker to record {name}")
-    return root
 
 
 def record_error_results(factory: pytest.TempPathFactory) -> Path:

@@ -9,6 +9,7 @@ skip is recorded as a row (``unsupported`` / ``unavailable``) so that the report
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import signal
 import threading
@@ -121,18 +122,33 @@ def registry(config: pytest.Config) -> Registry:
 
 
 def _known_failures(config: pytest.Config) -> tuple[Any, ...]:
-    """(every entry of the known-failures files, those in force here, (the others, why)), read once per process.
-    An entry's machine-fact requirements are judged by this machine's facts and its backend's own (torch: which
-    kernels it runs here), asked only of a backend an entry with such requirements names."""
+    """(every entry of the known-failures files, those in force here, (the others, why), the entries whose machine-
+    fact requirements wait for the selected backends), read once per process. Facts are judged only for backends a
+    run selects (``_known_in_force``): a backend's facts may import its library (torch: seconds)."""
     if KNOWN_ENTRIES_KEY not in config.stash:
         entries = known.load(config.getoption("conv_known_failures"))
-
-        def facts_of(impl: str) -> dict[str, str]:
-            reg = registry(config)
-            return machine.facts() | (backend_facts(reg.get(impl).backend) if impl in reg else {})
-
-        config.stash[KNOWN_ENTRIES_KEY] = (entries, *known.in_force(entries, facts_of))
+        active, inactive = known.in_force([e for e in entries if not e.facts])
+        factual = [e for e in entries if e.facts]
+        inactive += [(e, e.inactive) for e in factual if e.inactive]  # its version requirements already fail
+        config.stash[KNOWN_ENTRIES_KEY] = (entries, active, inactive, [e for e in factual if not e.inactive])
     return config.stash[KNOWN_ENTRIES_KEY]
+
+
+def _known_in_force(config: pytest.Config, selected: set[str]) -> tuple[list[Any], list[Any]]:
+    """(the entries in force, (the others, why)) for a run of the ``selected`` backends: the machine-fact
+    requirements of the entries that name one are judged by this machine's facts and that backend's own."""
+    _, active, inactive, waiting = _known_failures(config)
+    reg = registry(config)
+    for e in waiting:
+        names = [n for n in sorted(selected) if fnmatch.fnmatchcase(n, e.impl)]
+        if not names:
+            continue  # it names no backend of this run: judged nowhere, expects nothing
+        why = e.unmet_facts(machine.facts() | backend_facts(reg.get(names[0]).backend))
+        if why is None:
+            active = active + [e]
+        else:
+            inactive = inactive + [(e, why)]
+    return active, inactive
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -146,7 +162,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     # which waits until a test of it is selected; the run's results header records both for the selected ones
     lines.append("  implementations: " + ", ".join(e.name for e in reg))
     try:  # here, not after collection: with pytest-xdist the process that prints collects nothing
-        _, _, inactive = _known_failures(config)
+        _, _, inactive, _ = _known_failures(config)
     except Exception:  # a bad file is reported where the tests are collected
         inactive = []
     lines += [f"  known failure {e} not in force here ({e.source}): {why}" for e, why in inactive]
@@ -213,9 +229,7 @@ def _longest_first(item: pytest.Item) -> int:
 @pytest.hookimpl(tryfirst=True)  # before -k / -m deselection: an entry for a deselected test is not stale
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=_longest_first)  # stable: the collection order within each group, the same in every worker
-    entries, _, inactive = _known_failures(config)
-    if RECORDER_KEY in config.stash:  # the report lists them with each run
-        config.stash[RECORDER_KEY].meta["known_inactive"] = [f"{e} ({e.source}): {why}" for e, why in inactive]
+    entries = _known_failures(config)[0]
     # every entry, in force or not, must name something collected: a misspelt name is found in any environment
     collected = [(entry.name, check) for _, entry, check in _impl_items(items)]
     unmatched = [str(e) for e in entries if not any(e.matches(i, c) for i, c in collected)]
@@ -231,10 +245,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     numpy backends never needs."""
     config = session.config
     dtypes = config.getoption("conv_dtypes")
-    known_entries = _known_failures(config)[1]  # those in force
     selected = _impl_items(session.items)
+    known_entries, inactive = _known_in_force(config, {e.name for _, e, _ in selected})
     if RECORDER_KEY in config.stash:  # the report shows what each selected backend declared, and its version
         config.stash[RECORDER_KEY].meta["impls"] = [describe(e) for e in {e.name: e for _, e, _ in selected}.values()]
+        config.stash[RECORDER_KEY].meta["known_inactive"] = [f"{e} ({e.source}): {why}" for e, why in inactive]
     for item, entry, check in selected:
         if entry.unavailable:
             status, reason = "unavailable", entry.unavailable

@@ -317,7 +317,7 @@ class PassArithmetic:
     def profile(self) -> str | None:
         """The tightest built-in profile of this dtype that covers the measurement (None: none does)."""
         fitting = [p for p in profiles_of(self.dtype) if not self.covered_by(p)]
-        return min(fitting, key=_looseness).name if fitting else None
+        return fitting[0].name if fitting else None  # profiles_of lists them tightest first
 
     def describe(self) -> str:
         """One line: what the pass does."""
@@ -333,10 +333,6 @@ class PassArithmetic:
         if self.fold16:
             parts.append(f"the padding fold summed in {self.dtype}")
         return "; ".join(parts)
-
-
-def _looseness(p: Profile) -> tuple[float, float, float]:
-    return (p.u_acc, p.u_in, p.u_mid)
 
 
 # -- the probes -------------------------------------------------------------------------------------
@@ -762,7 +758,7 @@ def compare_declared(caps: Any, measured: PassArithmetic) -> Comparison:
     gaps = [] if measured.errors or caps.error_model == "normwise" else measured.covered_by(prof)
     fit = measured.profile()
     looser = (fit is not None and not gaps and caps.error_model != "normwise"
-              and _looseness(PROFILES[fit]) < _looseness(prof))
+              and PROFILES[fit].looseness < prof.looseness)
     return Comparison(measured.dtype, measured.pass_, declared, fit, gaps, looser, measured)
 
 

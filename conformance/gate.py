@@ -64,7 +64,7 @@ def judge(impl: str, rows: list[dict[str, Any]], pytest_exit: int, *, strict: bo
             f" (the failures of {', '.join(explained)} follow from the arithmetic finding)" if explained else "") + (
             f"; not reached: {', '.join(not_reached)}" if not_reached else "")
     elif not_reached:
-        res.reason = f"checks not reached: {', '.join(not_reached)} ({mine_reason(mine)})"
+        res.reason = f"checks not reached: {', '.join(not_reached)} ({not_reached_reason(mine)})"
     elif strict and stale:
         res.reason = f"stale known failures (strict): {', '.join(stale)}"
     elif pytest_exit not in (0,):
@@ -94,7 +94,7 @@ def _ratio(row: dict[str, Any]) -> float:
         return 0.0
 
 
-def mine_reason(rows: list[dict[str, Any]]) -> str:
+def not_reached_reason(rows: list[dict[str, Any]]) -> str:
     """Why checks were not reached (the first not-reached row's reason)."""
     return next((str(r.get("reason")) for r in rows if r["status"] == "not_reached"), "")
 

@@ -80,6 +80,11 @@ class Profile:
     u_mid: float = 0.0
 
     @property
+    def looseness(self) -> tuple[float, float, float]:
+        """Orders the profiles of one dtype from tightest to loosest: by the accumulator, then inputs, then u_mid."""
+        return (self.u_acc, self.u_in, self.u_mid)
+
+    @property
     def exact_bits(self) -> int:
         """Integers up to 2**exact_bits survive every rounding of this profile exactly."""
         us = [u for u in (self.u_in, self.u_acc, self.u_out, self.u_mid) if u > 0]
@@ -111,7 +116,7 @@ def profiles_of(dtype: str) -> list[Profile]:
     """The built-in profiles meant for ``dtype`` (its output rounding and underflow unit), tightest first."""
     base = PROFILES[_DEFAULT[dtype]]
     return sorted((p for p in PROFILES.values() if p.u_out == base.u_out and p.tiny == base.tiny),
-                  key=lambda p: (p.u_acc, p.u_in, p.u_mid))
+                  key=lambda p: p.looseness)
 
 
 def exact_bits_for(caps: object, dtype: str) -> int:

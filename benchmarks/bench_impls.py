@@ -19,7 +19,7 @@ load. Reported per problem and implementation:
 marked ``~``; the naive loops only run problems within their declared ``max_macs``.
 
 ``--threads N`` re-runs the script with ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS`` = N
-(torch, numpy's BLAS) and ``impls.fft.WORKERS`` = N (scipy.fft). On a loaded machine a multi-threaded library
+(torch, numpy's BLAS) and ``conformance.impls.fft.WORKERS`` = N (scipy.fft). On a loaded machine a multi-threaded library
 whose threads wait on each other (OpenMP barriers) loses most when a core is taken away; the one-thread run
 compares the code per core; with ``--clock cpu`` it also leaves out the time other processes held the core
 (the least noisy comparison on a shared machine). The load average before and after the run is printed:
@@ -242,9 +242,9 @@ def main() -> None:
             torch.set_num_threads(args.threads)
         except ImportError:
             pass
-        import impls.fft
+        import conformance.impls.fft
 
-        impls.fft.WORKERS = args.threads
+        conformance.impls.fft.WORKERS = args.threads
     reg = build_registry(args.impl)
     backends: dict[str, Any] = {e.name: e.backend for e in reg if e.runnable}
     backends["oracle"] = Oracle()

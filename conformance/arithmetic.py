@@ -228,14 +228,14 @@ def run_batch(backend: Any, pass_: str, axis: str, batch: Batch, dtype: str) -> 
         method, problem, args, pick = _layout(pass_, axis, arr[start:start + chunk], bvec, dtype)
         out = runner.call(backend, method, *args)
         if not out.ok:
-            raise ProbeError(f"{problem.short()}: {out.error}")
+            raise ProbeError(f"{str(problem)}: {out.error}")
         try:
             got = np.asarray(pick(out.value), dtype=np.float64).reshape(-1)
         except Exception as exc:
-            raise ProbeError(f"{method} on {problem.short()} returned no readable result: {type(exc).__name__}: "
+            raise ProbeError(f"{method} on {str(problem)} returned no readable result: {type(exc).__name__}: "
                              f"{exc}") from None
         if got.size != min(chunk, len(arr) - start):
-            raise ProbeError(f"{method} on {problem.short()} returned {got.size} values for "
+            raise ProbeError(f"{method} on {str(problem)} returned {got.size} values for "
                              f"{min(chunk, len(arr) - start)} rows")
         values += [Fraction(float(v)) if np.isfinite(v) else None for v in got]
     return values

@@ -17,6 +17,7 @@ from . import runner
 from .backend import Capabilities
 from .compare import Verdict, compare
 from .data import Inputs
+from .errors import SuiteBug
 from .problem import ConvProblem
 from .tolerance import FORMULAS, PROFILES, Bound, bound, bound_kind, profiles_of, terms
 
@@ -52,7 +53,7 @@ def _judge_quietly(impl: str, check: str, actual: Any, p: ConvProblem, inp: Inpu
     if kind == "exact":
         limit = 2.0 ** PROFILES[profile].exact_bits
         if t.m1.size and t.m1.max() > limit:  # the tier's own precondition; a suite bug if it ever fires
-            raise AssertionError(f"exact tier data too large: max M1 {t.m1.max()} > 2^{PROFILES[profile].exact_bits}")
+            raise SuiteBug(f"exact tier data too large: max M1 {t.m1.max()} > 2^{PROFILES[profile].exact_bits}")
     b: Bound = bound(check, p, t, profile, kind, inp.x, inp.w, inp.dy)
     want = t.ref if expected is None or check not in expected else np.asarray(expected[check], dtype=np.float64)
     v = compare(impl, check, actual, want, b, t.k, dtype=p.dtype)

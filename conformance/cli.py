@@ -36,8 +36,10 @@ IGNORE_REWRITE = "ignore::pytest.PytestAssertRewriteWarning"
 DEFAULT_REPORT = "reports/index.html"
 BUILTIN_KNOWN_FAILURES = Path(__file__).parent / "data" / "known_failures.txt"
 PROG = "conv-conformance"
-#: the run options that mean nothing for a gate of one backend (it selects its backend itself, from --impl)
-GATE_EXCLUDES = ("impl", "select", "no-entry-points", "env-name")
+#: the run options that the CLI chooses itself: each run's id (given to pytest as --conv-run-id)
+CLI_EXCLUDES = ("run-id",)
+#: and those that mean nothing for a gate of one backend (it selects its backend itself, from --impl)
+GATE_EXCLUDES = ("impl", "select", "no-entry-points", "env-name", *CLI_EXCLUDES)
 #: exit status after the reader of stdout went away (`... | head`): a process killed by SIGPIPE, as a shell reports it
 EXIT_BROKEN_PIPE = 128 + 13
 
@@ -92,7 +94,7 @@ def _add_pytest_stop_options(p: argparse.ArgumentParser) -> None:
                    help="stop after N failing checks (pytest --maxfail=N)")
 
 
-def _parser() -> ArgumentParser:
+def parser() -> ArgumentParser:
     ap = ArgumentParser(prog=PROG, description=(__doc__ or PROG).split("\n")[0])
     ap.add_argument("--version", action="version", version=f"{PROG} {version()}",
                     help="print the version of conv-conformance and exit")
@@ -110,7 +112,7 @@ def _parser() -> ArgumentParser:
     ls.add_argument("--json", action=_DeprecatedFlag, dest="format", const="json", instead="--format json")
 
     run = command("run", "run the conformance suite and write the HTML report")
-    add_run_options(run.add_argument, prefix="")
+    add_run_options(run.add_argument, prefix="", exclude=CLI_EXCLUDES)
     run.add_argument("-k", dest="keyword", default=None, metavar="EXPR",
                      help="pytest -k expression over implementations and checks (e.g. an implementation)")
     run.add_argument("-n", dest="workers", default=None, help="pytest-xdist workers (e.g. 2 or auto)")
@@ -153,7 +155,9 @@ def _parser() -> ArgumentParser:
     prof.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="also write the measurements")
 
     rp = command("repro", "run one recorded example again; exit 1 while it still fails (a regression test)")
-    rp.add_argument("problem", help="the problem as the reproduction prints it: \"ConvProblem(batch=1, c_in=1, ...)\"")
+    rp.add_argument("problem", help="the problem's descriptor, as reproductions and test ids spell it: "
+                    "'mb1ic1oc1ih6iw5kh3kw3_float64' (grammar: ConvProblem.parse); older reproductions' "
+                    "\"ConvProblem(batch=1, c_in=1, ...)\" is read too")
     rp.add_argument("--impl", required=True, dest="conv_impl", metavar="SPEC",
                     help="the backend: a registered name or an import path (pkg.module:Name, path/file.py:Name)")
     rp.add_argument("--check", default="forward", help="the pass or check to run again (default forward)")
@@ -240,8 +244,8 @@ def run_report_path(args: argparse.Namespace, impl_names: Sequence[str] = ()) ->
 
 
 def _render(paths: Sequence[str | Path], out: str) -> Path:
-    from reports.render import write_report
-    from reports.summarize import terminal_summary
+    from conformance.reports.render import write_report
+    from conformance.reports.summarize import terminal_summary
 
     path = write_report(list(paths), out)
     print(terminal_summary(list(paths), report_path=path))
@@ -264,8 +268,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.conv_known_failures = [str(BUILTIN_KNOWN_FAILURES)]
     run_id = new_run_id()
     results_dir = Path(args.conv_results or DEFAULT_RESULTS) / run_id
-    os.environ["CONV_CONFORMANCE_RUN_ID"] = run_id
-    code = int(pytest.main(pytest_args_for_run(args, results_dir)))
+    code = int(pytest.main(["--conv-run-id", run_id, *pytest_args_for_run(args, results_dir)]))
     if not results_dir.exists():
         print(f"conv-conformance: the run recorded no results (pytest exit {code})", file=sys.stderr)
         return code or 1
@@ -348,16 +351,24 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def parse_problem(text: str) -> Any:
-    """``ConvProblem(batch=1, ...)`` (as reproductions print it) -> the problem, reading literals only."""
+    """The problem's descriptor (``mb1ic1oc1ih6iw5kh3kw3_float64``, see ``ConvProblem.parse``), also as a
+    reproduction builds it (``ConvProblem.parse('...')``), or as older reproductions print it, ``ConvProblem(batch=1,
+    ...)`` -> the problem, reading literals only."""
     import ast
 
     from .problem import ConvProblem
 
+    if not text.strip().startswith("ConvProblem"):
+        return ConvProblem.parse(text)
     try:
         node = ast.parse(text.strip(), mode="eval").body
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "parse"
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "ConvProblem"
+                and len(node.args) == 1 and not node.keywords):
+            return ConvProblem.parse(ast.literal_eval(node.args[0]))
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ConvProblem"
                 and not node.args):
-            raise ValueError("not a ConvProblem(...) call with keyword arguments")
+            raise ValueError("not a ConvProblem(...) call with keyword arguments (nor a descriptor)")
         fields = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
     except (SyntaxError, ValueError) as exc:
         raise ConformanceError(f"problem {text!r}: {exc}") from None
@@ -384,7 +395,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    ap = _parser()
+    ap = parser()
     args, unknown = ap.parse_known_args(argv)
     if unknown:  # said by the subcommand's parser (argparse's parse_args would say it as the top level's)
         after = " (pytest's own options go after --)" if args.command in ("run", "gate") else ""

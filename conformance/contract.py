@@ -48,9 +48,9 @@ def _same(a: Any, b: Any) -> bool:
         bool(np.array_equal(a, b, equal_nan=True))
 
 
-def check_calls(backend: Any, p: ConvProblem, inp: Inputs, seconds: list[float] | None = None) -> list[Verdict]:
-    """One verdict per violated rule (an empty list: the contract holds). ``seconds[0]`` gains the time of one
-    forward and one backward call inside the backend (each is made twice; the mean of the two)."""
+def check_calls(backend: Any, p: ConvProblem, inp: Inputs) -> tuple[list[Verdict], float]:
+    """(one verdict per violated rule, an empty list where the contract holds; the seconds of one forward and one
+    backward call inside the backend: each is made twice, and counts the mean of the two)."""
     impl, caps = backend.name, backend.capabilities
     calls: list[tuple[str, tuple[Any, ...], list[tuple[str, tuple[int, ...]]]]] = [
         ("forward", (p, inp.x, inp.w, inp.b), [("output", p.output_shape)])]
@@ -60,10 +60,10 @@ def check_calls(backend: Any, p: ConvProblem, inp: Inputs, seconds: list[float] 
             shapes.append(("db", p.bias_shape))
         calls.append(("backward", (p, inp.x, inp.w, inp.dy), shapes))
     bad: list[Verdict] = []
+    seconds = 0.0
     for method, args, shapes in calls:
         out = runner.call(backend, method, *[a.copy() if isinstance(a, np.ndarray) else a for a in args], repeat=2)
-        if seconds is not None:
-            seconds[0] += out.seconds
+        seconds += out.seconds
         if not out.ok:
             bad.append(_fail(impl, out.error or f"{method} failed"))
             continue
@@ -89,4 +89,4 @@ def check_calls(backend: Any, p: ConvProblem, inp: Inputs, seconds: list[float] 
                 if not _same(a, b):
                     bad.append(_fail(impl, f"{method} {what} differs between two calls with the same inputs "
                                            "(declare deterministic=False if that is intended)"))
-    return bad
+    return bad, seconds

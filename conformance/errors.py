@@ -20,3 +20,12 @@ class RegistryError(ConformanceError, LookupError):
 
 class BackendError(ConformanceError, RuntimeError):
     """A backend raised, crashed, hung or returned something that is not an answer."""
+
+
+class BackendFailure(ConformanceError):
+    """A backend failed a check: a verdict out of bounds, or no result to judge. The message is the verdict(s) with
+    a reproduction; the suite raises it (never ``AssertionError``, which means a bug of the suite itself)."""
+
+
+class SuiteBug(ConformanceError, AssertionError):
+    """A precondition of the suite itself was broken (not the backend's failure)."""

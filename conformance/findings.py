@@ -12,38 +12,38 @@ is a finding of its own.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
-FAILING = ("failed", "error")
-
-
-def _key(row: dict[str, Any]) -> tuple[str, str, str, str]:
-    return (str(row.get("env") or ""), str(row.get("impl")), str(row.get("dtype")), str(row.get("check")))
+from .row import FAILING, Row
 
 
-def explain(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def _key(row: Row) -> tuple[str, str, str, str]:
+    return (row.env, row.impl, row.dtype, row.check)
+
+
+def explain(rows: Iterable[Row]) -> list[Row]:
     """Set ``explained_by`` on each failing row that an arithmetic finding explains; return the rows."""
     rows = list(rows)
     refuted: dict[tuple[str, str, str, str], tuple[str, str]] = {}
     for r in rows:
-        arith = r.get("arithmetic")
-        if r.get("tier") == "arithmetic" and r.get("status") in FAILING and isinstance(arith, dict):
+        arith = r.arithmetic
+        if r.tier == "arithmetic" and r.status in FAILING and isinstance(arith, dict):
             if arith.get("measured"):
-                text = (f"arithmetic: {r.get('dtype')} {r.get('check')} declared {arith.get('declared')}, "
+                text = (f"arithmetic: {r.dtype} {r.check} declared {arith.get('declared')}, "
                         f"measured {arith.get('measured')}")
                 refuted[_key(r)] = (str(arith["measured"]), text)
     if not refuted:
         return rows
     for r in rows:
-        if r.get("tier") == "arithmetic" or r.get("status") not in FAILING or _key(r) not in refuted:
+        if r.tier == "arithmetic" or r.status not in FAILING or _key(r) not in refuted:
             continue
         measured, text = refuted[_key(r)]
-        verdict = r.get("verdict")
+        verdict = r.verdict
         if isinstance(verdict, dict) and measured in (verdict.get("passes_under") or []):
-            r["explained_by"] = text
+            r.explained_by = text
     return rows
 
 
-def is_failing(row: dict[str, Any]) -> bool:
-    """A failure of its own: failed or error, and not explained by an arithmetic finding."""
-    return row.get("status") in FAILING and not row.get("explained_by")
+def is_failing(row: Row) -> bool:
+    """A failure of its own: failed or error, and not explained by an arithmetic finding (``Row.failing``)."""
+    return row.failing

@@ -10,15 +10,13 @@ skipped, does not pass: a gate that checked nothing says no.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from . import records
-from .findings import explain, is_failing
-from .records import column
+from .findings import explain
 from .registry import add_spec, build_registry
+from .row import Row
 
 IGNORE_REWRITE = "ignore::pytest.PytestAssertRewriteWarning"
 
@@ -44,20 +42,19 @@ class GateResult:
         return json.dumps(asdict(self), indent=2)
 
 
-def judge(impl: str, rows: list[dict[str, Any]], pytest_exit: int, *, strict: bool) -> GateResult:
-    mine = explain([dict(r) for r in rows if r.get("impl") == impl])
+def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool) -> GateResult:
+    mine = explain([r.replace() for r in rows if r.impl == impl])
     checks: dict[str, dict[str, int]] = {}
     for r in mine:
-        per = checks.setdefault(column(r), {})
-        status = "explained" if r.get("explained_by") else r["status"]
-        per[status] = per.get(status, 0) + 1
-    failing = sorted({column(r) for r in mine if is_failing(r)})
-    explained = sorted({column(r) for r in mine if r.get("explained_by")} - set(failing))
-    stale = sorted({column(r) for r in mine if r["status"] == "stale"})
-    not_reached = sorted({column(r) for r in mine if r["status"] == "not_reached"})
+        per = checks.setdefault(r.column, {})
+        per[r.shown_status] = per.get(r.shown_status, 0) + 1
+    failing = sorted({r.column for r in mine if r.failing})
+    explained = sorted({r.column for r in mine if r.explained_by} - set(failing))
+    stale = sorted({r.column for r in mine if r.status == "stale"})
+    not_reached = sorted({r.column for r in mine if r.status == "not_reached"})
     res = GateResult(impl, False, "", checks, failing, stale, pytest_exit, explained=explained,
                      not_reached=not_reached, messages=failure_messages(mine, failing))
-    if not any(r["status"] == "passed" for r in mine):
+    if not any(r.status == "passed" for r in mine):
         res.reason = "no check ran and passed: the backend declares nothing runnable here, or every check was skipped"
     elif failing:
         res.reason = f"failing checks: {', '.join(failing)}" + (
@@ -74,29 +71,28 @@ def judge(impl: str, rows: list[dict[str, Any]], pytest_exit: int, *, strict: bo
     return res
 
 
-def failure_messages(rows: list[dict[str, Any]], columns: list[str]) -> dict[str, str]:
+def failure_messages(rows: list[Row], columns: list[str]) -> dict[str, str]:
     """The message of each failing column's worst failing row: an error first, then the largest error/bound."""
     out = {}
     for col in columns:
-        bad = [r for r in rows if column(r) == col and is_failing(r)]
-        worst = max(bad, key=lambda r: (r["status"] == "error", _ratio(r)))
-        text = str(worst.get("message") or worst.get("reason") or "").strip()
-        where = f"{worst.get('check', '?')} {worst.get('dtype') or ''}, {worst.get('problem_text') or ''}".strip(", ")
+        bad = [r for r in rows if r.column == col and r.failing]
+        worst = max(bad, key=lambda r: (r.status == "error", _ratio(r)))
+        text = (worst.message or worst.reason).strip()
+        where = f"{worst.check or '?'} {worst.dtype}, {worst.problem_text}".strip(", ")
         out[col] = f"[{where}]\n{text}" if text else f"[{where}] (no message recorded)"
     return out
 
 
-def _ratio(row: dict[str, Any]) -> float:
-    v = row.get("max_ratio")
+def _ratio(row: Row) -> float:
     try:
-        return float(v) if v is not None else 0.0
-    except (TypeError, ValueError):
+        return float(row.max_ratio) if row.max_ratio is not None else 0.0
+    except (TypeError, ValueError):  # "inf"/"nan" as JSON writes them
         return 0.0
 
 
-def not_reached_reason(rows: list[dict[str, Any]]) -> str:
+def not_reached_reason(rows: list[Row]) -> str:
     """Why checks were not reached (the first not-reached row's reason)."""
-    return next((str(r.get("reason")) for r in rows if r["status"] == "not_reached"), "")
+    return next((r.reason for r in rows if r.status == "not_reached"), "")
 
 
 def resolve(spec: str) -> tuple[str, list[str]]:
@@ -112,14 +108,13 @@ def run_gate(spec: str, *, results_dir: Path, junit: Path, extra: list[str], str
     import pytest
 
     name, select = resolve(spec)
-    run_id = results_dir.name
-    os.environ["CONV_CONFORMANCE_RUN_ID"] = run_id
+    run_id = results_dir.name  # the results directory is named after the run, as the CLI's run names its own
     args = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-q", "--tb=no", "-rN", "-W", IGNORE_REWRITE,
-            "--conv-results", str(results_dir), f"--junitxml={junit}", *select, *extra]
+            "--conv-results", str(results_dir), "--conv-run-id", run_id, f"--junitxml={junit}", *select, *extra]
     if strict:
         args.append("--conv-strict")
     code = int(pytest.main(args))
-    rows = [r for f in records.load([results_dir]) for r in f.rows] if results_dir.exists() else []
+    rows = records.rows([results_dir]) if results_dir.exists() else []
     res = judge(name, rows, code, strict=strict)
     res.results_dir, res.junit = str(results_dir), str(junit)
     return res

@@ -2,7 +2,8 @@
 
 A real compiled backend can segfault or abort on an unusual shape; a Python exception is the easy case. The
 ``IsolatedBackend`` proxy has the backend's name and capabilities, and sends each call (the problem and the
-arrays) to a worker process that loads the backend from its import path and runs ``runner.invoke`` there. The
+arrays) to a worker process that loads the backend from its import path and runs ``runner.invoke`` there (it is the
+``runner.Caller`` of an isolated backend, as ``runner.DirectCaller`` is of one called in this process). The
 parent waits at most ``timeout`` seconds. A worker that died (a signal, an exit) or timed out is killed and
 restarted for the next call, and the call becomes an ``Outcome`` whose error says what happened.
 
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .backend import prepare
-from .runner import Outcome, invoke
+from .runner import Caller, Outcome, invoke
 
 DEFAULT_TIMEOUT = 60.0
 DEAD_AFTER = 2  #: timeouts in a row, with no answer between them, after which a backend is not called again
@@ -52,9 +53,9 @@ def _worker_main(conn: Any, spec: str, memory_limit: int | None) -> None:
         except (ImportError, ValueError, OSError):
             pass
     try:
-        from .registry import _instantiate, load_import_path
+        from .registry import instantiate, load_import_path
 
-        backend = _instantiate(load_import_path(spec), spec)
+        backend = instantiate(load_import_path(spec), spec)
     except BaseException as exc:  # noqa: BLE001 - report anything to the parent
         conn.send(("load-error", f"{type(exc).__name__}: {exc}"))
         return
@@ -101,7 +102,7 @@ def _death(proc: Any) -> str:
     return f"the worker process exited with code {code}"
 
 
-class IsolatedBackend:
+class IsolatedBackend(Caller):
     """A stand-in for a backend that forwards every call to a worker process."""
 
     def __init__(self, backend: Any, spec: str, *, timeout: float = DEFAULT_TIMEOUT,
@@ -173,8 +174,7 @@ class IsolatedBackend:
         """A new check starts: a crash or a timeout of the previous one no longer stops its calls."""
         self._tripped = ""
 
-    def isolated_call(self, method: str, args: tuple[Any, ...], repeat: int = 1,
-                      layout: str | None = "contiguous") -> Outcome:
+    def call(self, method: str, *args: Any, repeat: int = 1, layout: str | None = "contiguous") -> Outcome:
         key = _digest(method, args, layout)
         if key in self._remembered:
             return Outcome(error=f"{self._remembered[key]} (remembered: the same call was not made again)")

@@ -2,8 +2,9 @@
 
 ``add_run_options(addoption, prefix)`` is called by the plugin with ``prefix="conv-"`` (``--conv-profile``) and
 by the CLI with ``prefix=""`` (``--profile``); ``--impl`` keeps its name in both. ``exclude=`` leaves options out by
-their unprefixed names (the one-backend gate has no use for ``select``, ``no-entry-points`` or ``env-name``). Values
-are parsed by ``type=`` functions that raise ``argparse.ArgumentTypeError`` naming the option and the allowed values.
+their unprefixed names (the one-backend gate has no use for ``select``, ``no-entry-points`` or ``env-name``; the CLI
+has none for ``run-id``, which it chooses itself and gives pytest as ``--conv-run-id``). Values are parsed by
+``type=`` functions that raise ``argparse.ArgumentTypeError`` naming the option and the allowed values.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _profile(text: str) -> str:
 #: the unprefixed names of the run options, in the order they are defined (what ``exclude=`` may name)
 RUN_OPTION_NAMES = ("impl", "profile", "max-examples", "dtypes", "data-kinds", "shapes", "shapes-max-macs", "scale-2g",
                     "results", "known-failures", "strict", "no-isolate", "timeout", "memory-limit", "max-time",
-                    "select", "no-entry-points", "env-name")
+                    "select", "no-entry-points", "env-name", "run-id")
 
 
 def _leaving_out(addoption: Callable[..., Any], prefix: str, exclude: tuple[str, ...]) -> Callable[..., None]:
@@ -137,3 +138,6 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-", *, exc
               help="load no entry-point backends, only those given with --impl")
     addoption(f"--{prefix}env-name", default=None, dest="conv_env_name", metavar="NAME",
               help="environment label recorded with every row (default: $TOX_ENV_NAME or 'local')")
+    addoption(f"--{prefix}run-id", default=None, dest="conv_run_id", metavar="ID",
+              help="the run's id, recorded with every row and naming its results files; pytest-xdist workers get "
+                   "their controller's (set by the CLI; default: a new one)")

@@ -16,7 +16,6 @@ rounding reaches elements that no product does.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Any, Callable
 
 import numpy as np
@@ -35,15 +34,23 @@ class _Failed(Exception):
     """A backend call failed; carries the error text."""
 
 
-#: seconds inside the backend, summed over the calls of the current ``run_all`` (what its rows record)
-_backend_seconds: ContextVar[list[float]] = ContextVar("backend_seconds")
+class _Timed(runner.Caller):
+    """Calls ``backend`` (a ``runner.Caller``, or a plain backend: directly) and adds up the seconds spent inside it
+    over the calls (what ``run_all`` returns, and its rows record)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.caller = backend if isinstance(backend, runner.Caller) else runner.DirectCaller(backend)
+        self.name, self.capabilities = backend.name, backend.capabilities
+        self.seconds = 0.0
+
+    def call(self, method: str, *args: Any, repeat: int = 1, layout: str | None = "contiguous") -> runner.Outcome:
+        out = self.caller.call(method, *args, repeat=repeat, layout=layout)
+        self.seconds += out.seconds
+        return out
 
 
 def _call(backend: Any, method: str, *args: Any) -> Any:
     out = runner.call(backend, method, *args)
-    clock = _backend_seconds.get(None)
-    if clock is not None:
-        clock[0] += out.seconds
     if not out.ok:
         raise _Failed(out.error)
     return out.value
@@ -158,30 +165,26 @@ def batch(backend: Any, p: ConvProblem, x: np.ndarray, w: np.ndarray) -> list[Ve
     return [_array_verdict(backend.name, "batch", whole, parts, bound, "conv(x)[n] vs conv(x[n:n+1])[0]")]
 
 
-def run_all(backend: Any, p: ConvProblem, rng: np.random.Generator,
-            seconds: list[float] | None = None) -> dict[str, list[Verdict]]:
-    """Every oracle-free check on float64 normal data; a failing call is an error verdict of that check. The time
-    spent inside the backend is added to ``seconds[0]``."""
+def run_all(backend: Any, p: ConvProblem, rng: np.random.Generator) -> tuple[dict[str, list[Verdict]], float]:
+    """(every oracle-free check's verdicts, on float64 normal data, a failing call an error verdict of that check;
+    the seconds spent inside the backend over all their calls)."""
+    timed = _Timed(backend)  # each check calls the backend through it
     x, w = rng.standard_normal(p.input_shape), rng.standard_normal(p.weight_shape)
     g = rng.standard_normal(p.output_shape)
     x2, w2 = rng.standard_normal(p.input_shape), rng.standard_normal(p.weight_shape)
     vx, vw = rng.standard_normal(p.input_shape), rng.standard_normal(p.weight_shape)
     plan: dict[str, Callable[[], list[Verdict]]] = {
-        "adjoint": lambda: adjoint(backend, p, x, w, g),
-        "finite_difference": lambda: finite_difference(backend, p, x, w, g, vx, vw),
-        "linearity": lambda: linearity(backend, p, x, w, x2, w2),
-        "batch": lambda: batch(backend, p, x, w),
+        "adjoint": lambda: adjoint(timed, p, x, w, g),
+        "finite_difference": lambda: finite_difference(timed, p, x, w, g, vx, vw),
+        "linearity": lambda: linearity(timed, p, x, w, x2, w2),
+        "batch": lambda: batch(timed, p, x, w),
     }
     if not backend.capabilities.backward:
         plan = {k: v for k, v in plan.items() if k in ("linearity", "batch")}
     results = {}
-    token = _backend_seconds.set(seconds if seconds is not None else [0.0])
-    try:
-        for name, fn in plan.items():
-            try:
-                results[name] = fn()
-            except _Failed as exc:
-                results[name] = [Verdict(backend.name, name, False, float("inf"), problem_text=str(exc))]
-    finally:
-        _backend_seconds.reset(token)
-    return results
+    for name, fn in plan.items():
+        try:
+            results[name] = fn()
+        except _Failed as exc:
+            results[name] = [Verdict(backend.name, name, False, float("inf"), problem_text=str(exc))]
+    return results, timed.seconds

@@ -16,6 +16,7 @@ whose message names the values and the rule (``groups=3 must divide c_in=4``).
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,14 +270,43 @@ class ConvProblem:
     def replace(self, **changes: Any) -> "ConvProblem":
         return dataclasses.replace(self, **changes)
 
-    def short(self) -> str:
-        """A one-line description for test ids and report rows."""
-        s = (f"N{self.batch} C{self.c_in}->{self.c_out} {self.h}x{self.w} k{self.kh}x{self.kw}"
-             f" s{self.stride[0]},{self.stride[1]} p{self.padding[0]},{self.padding[1]}"
-             + (f"/{self.pad_end[0]},{self.pad_end[1]}" if self.asymmetric else "")
-             + ("" if self.padding_mode == "zeros" else f" {self.padding_mode}")
-             + f" d{self.dilation[0]},{self.dilation[1]} g{self.groups}{' +b' if self.bias else ''} {self.dtype}")
-        return f"{self.label}: {s}" if self.label else s
+    def __str__(self) -> str:
+        """The canonical descriptor (grammar in ``parse``): every key its geometry needs and no default but the
+        dtype, ``ConvProblem.parse(str(p)) == p``."""
+        return _format(self)
+
+    @classmethod
+    def parse(cls, text: str) -> "ConvProblem":
+        """The problem a descriptor spells, as benchdnn's ``str2desc`` reads its problem strings::
+
+            descriptor := token { ["_"] token }          (an "_" may separate any two tokens; it means nothing)
+            token      := key INT | flag | 'n"' label '"'
+            key        := mb ic oc  ih iw  kh kw  sh sw  ph pw  eh ew  dh dw  g
+            flag       := bias | zeros | reflect | replicate | circular | float64 | float32 | float16 | bfloat16
+
+        ``mb`` is the batch, ``ic``/``oc`` the input/output channels, then per spatial axis (``h``, ``w``) the
+        input size ``i``, kernel ``k``, stride ``s``, begin (top/left) padding ``p``, end (bottom/right) padding
+        ``e`` where it differs from the begin padding (ONNX-style asymmetric), dilation ``d`` (torch's: 1 is none;
+        benchdnn's 0 is an error here), then ``g`` the groups. ``bias`` adds a bias; the padding mode and the dtype
+        are words. ``n"..."`` is the label (``\\"`` and ``\\\\`` escape a quote and a backslash in it).
+
+        Required: ``ic oc ih kh``. Defaults: ``mb1`` (benchdnn's is 2), ``sh1 ph0 dh1 g1``, no end padding (as the
+        begin), no bias, ``zeros``, ``float64`` (the constructor's), no label; a missing ``w`` key is its ``h`` key
+        (``ih5`` is 5x5, ``ph1`` pads 1 on both axes); a ``w`` key without its ``h`` key is an error (``w``-only
+        descriptors are kept for 1-d problems). Keys may come in any order, each once; ``str(p)`` writes the order
+        above, both axes of every non-default pair, and always the dtype::
+
+            >>> p = ConvProblem.parse('ic3oc8ih9kh3sh2ph1_bias')
+            >>> str(p.replace(label="conv1"))
+            'mb1ic3oc8ih9iw9kh3kw3sh2sw2ph1pw1_bias_float64_n"conv1"'
+            >>> ConvProblem.parse(str(p)) == p
+            True
+
+        A token that is not in the grammar, a key or flag given twice and a missing required key raise
+        ``InvalidProblem`` naming the token and its position (0-based, with a caret) and the grammar; a descriptor
+        that reads but breaks a rule of the problem raises the constructor's ``InvalidProblem``.
+        """
+        return _parse(cls, text)
 
     def __repr__(self) -> str:
         # a copy-pasteable constructor call, the label only where one is set
@@ -284,3 +314,129 @@ class ConvProblem:
         shown = [f.name for f in dataclasses.fields(self)
                  if f.name not in defaults or getattr(self, f.name) != defaults[f.name]]
         return "ConvProblem(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in shown) + ")"
+
+
+# -- the descriptor: str(problem) and ConvProblem.parse -------------------------------------------------------------
+#: the spatial axes a descriptor names, outermost first (3-d problems will add "d" in front; 1-d ones have only "w")
+AXES = ("h", "w")
+#: per-axis key prefixes in canonical order, what each is, and its default (None: required, or for "e" the begin
+#: padding); a key is the prefix and the axis: ``ih``, ``kw``, ``eh``
+AXIS_KEYS: tuple[tuple[str, str, int | None], ...] = (
+    ("i", "input size", None), ("k", "kernel", None), ("s", "stride", 1), ("p", "padding (begin)", 0),
+    ("e", "padding (end)", None), ("d", "dilation", 1))
+#: the flag words, by what they set (each at most once)
+FLAGS: dict[str, tuple[str, ...]] = {"bias": ("bias",), "padding mode": PADDING_MODES, "dtype": DTYPES}
+_KEYS = ("mb", "ic", "oc", *(f + a for f, _, _ in AXIS_KEYS for a in AXES), "g")
+_REQUIRED = ("ic", "oc", "ih", "kh")
+_FLAG_SLOT = {word: slot for slot, words in FLAGS.items() for word in words}
+#: the grammar, as parse errors show it (canonical order; keys may come in any order)
+GRAMMAR = ("[mb<n>]ic<n>oc<n>"
+           + "".join(f"{f}h<n>[{f}w<n>]" if f + "h" in _REQUIRED else f"[{f}h<n>[{f}w<n>]]" for f, _, _ in AXIS_KEYS)
+           + "[g<n>][_bias][_" + "|_".join(PADDING_MODES) + "][_" + "|_".join(DTYPES) + '][_n"label"]')
+_EXAMPLE = 'mb2ic3oc8ih9iw9kh3kw3sh2sw2ph1pw1_bias_float32_n"conv1"'
+#: a word (lazy, so that "biasn\"x\"" ends before the label) and its integer
+_WORD = re.compile(r'([a-z]+?)(?=n"|[^a-z]|$)([0-9]*)')
+
+
+def _format(p: ConvProblem) -> str:
+    per_axis = {"i": (p.h, p.w), "k": (p.kh, p.kw), "s": p.stride, "p": p.padding, "e": p.padding_end,
+                "d": p.dilation}
+    out = [f"mb{p.batch}ic{p.c_in}oc{p.c_out}"]
+    for prefix, _, default in AXIS_KEYS:
+        values = per_axis[prefix]
+        # (the end padding is set only where it differs from the begin padding: then it is written)
+        if values is not None and (default is None or any(v != default for v in values)):
+            out.append("".join(f"{prefix}{a}{v}" for a, v in zip(AXES, values)))
+    if p.groups != 1:
+        out.append(f"g{p.groups}")
+    flags = (["bias"] if p.bias else []) + ([p.padding_mode] if p.padding_mode != "zeros" else []) + [p.dtype]
+    out.extend("_" + f for f in flags)
+    if p.label:
+        out.append('_n"' + p.label.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "".join(out)
+
+
+def _error(text: str, why: str, pos: int | None = None) -> InvalidProblem:
+    lines = [f"problem descriptor: {why}", f"  {text}"]
+    if pos is not None:
+        lines.append("  " + " " * pos + "^")
+    lines.append(f"expected {GRAMMAR}, e.g. {_EXAMPLE}")
+    return InvalidProblem("\n".join(lines))
+
+
+def _read_label(text: str, start: int) -> tuple[str, int]:
+    """The label of the ``n"..."`` at ``start`` and the position after its closing quote."""
+    chars: list[str] = []
+    i = start + 2
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            return "".join(chars), i + 1
+        if c == "\\":
+            if i + 1 >= len(text) or text[i + 1] not in '"\\':
+                raise _error(text, f"{text[i:i + 2]!r} at position {i}: in a label only \\\" and \\\\ are escapes",
+                             i)
+            i += 1
+        chars.append(text[i])
+        i += 1
+    raise _error(text, f"the label at position {start} has no closing quote", start)
+
+
+def _parse(cls: type[ConvProblem], text: str) -> ConvProblem:
+    if not isinstance(text, str):
+        raise InvalidProblem(f"a problem descriptor must be a string, not {type(text).__name__} ({text!r})")
+    i, end = len(text) - len(text.lstrip()), len(text.rstrip())
+    given: dict[str, tuple[int, str, Any]] = {}  # slot (a key, a flag group, "label") -> (position, token, value)
+    while i < end:
+        if text[i] == "_":
+            i += 1
+            continue
+        start = i
+        value: Any
+        if text.startswith('n"', i):
+            value, i = _read_label(text, i)
+            slot = "label"
+        else:
+            m = _WORD.match(text, i, end)
+            if m is None:
+                bad = re.match(r"[^a-z_]+", text[i:end])
+                token = bad.group(0) if bad else text[i]
+                raise _error(text, f"unknown token {token!r} at position {i}", i)
+            word, digits = m.groups()
+            i = m.end()
+            if word + digits in _FLAG_SLOT:
+                slot, value = _FLAG_SLOT[word + digits], word + digits
+            elif word in _KEYS and digits:
+                slot, value = word, int(digits)
+            elif word in _KEYS:
+                raise _error(text, f"key {word!r} at position {start} needs an integer: {word}<n>", start)
+            else:
+                raise _error(text, f"unknown token {text[start:i]!r} at position {start}", start)
+        token = text[start:i]
+        if slot in given:
+            first, first_token, _ = given[slot]
+            raise _error(text, f"{token!r} at position {start} is a second {slot} (the first is {first_token!r} at "
+                               f"position {first})", start)
+        given[slot] = (start, token, value)
+    missing = [k for k in _REQUIRED if k not in given]
+    if missing:
+        raise _error(text, f"missing required key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    for prefix, _, _ in AXIS_KEYS:
+        outer, inner = prefix + AXES[0], prefix + AXES[1]
+        if inner in given and outer not in given:
+            pos, token, _ = given[inner]
+            raise _error(text, f"{token!r} at position {pos} without {outer}: a w key needs its h key (descriptors "
+                               "with w keys only are kept for 1-d problems)", pos)
+
+    def get(key: str, default: Any) -> Any:
+        return given[key][2] if key in given else default
+
+    def pair(prefix: str, default: int) -> Pair:
+        outer = get(prefix + AXES[0], default)
+        return (outer, get(prefix + AXES[1], outer))
+
+    (h, w), (kh, kw) = pair("i", 0), pair("k", 0)  # (required: never the default)
+    return cls(batch=get("mb", 1), c_in=get("ic", 0), c_out=get("oc", 0), h=h, w=w, kh=kh, kw=kw,
+               stride=pair("s", 1), padding=pair("p", 0), padding_end=pair("e", 0) if "eh" in given else None,
+               dilation=pair("d", 1), groups=get("g", 1), bias="bias" in given,
+               padding_mode=get("padding mode", "zeros"), dtype=get("dtype", "float64"), label=get("label", ""))

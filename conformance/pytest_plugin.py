@@ -20,14 +20,17 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from . import known, machine
+from . import checktable, known, machine
 from .backend import prepare
 from .isolation import IsolatedBackend
 from .machine import backend_facts
 from .options import DEFAULT_PROFILE, DEFAULT_RESULTS, add_run_options
 from .records import Recorder, new_run_id
 from .registry import Registry, build_registry, describe
+from .row import Row
+from .runner import Caller, DirectCaller
 from .suite_support import SuiteContext, unsupported_check_reason
+from .xdist_affinity import runs_the_suite
 
 REGISTRY_KEY = pytest.StashKey[Registry]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
@@ -40,6 +43,7 @@ DEADLINE_KEY = pytest.StashKey[float]()  #: time.monotonic() after which no furt
 STARTED_KEY = pytest.StashKey[set[str]]()  #: node ids of the tests that started: the others were not reached
 SIGTERM_KEY = pytest.StashKey[Any]()  #: the SIGTERM handler before the run's own
 PREPARED_KEY = pytest.StashKey[set[str]]()
+RUN_ID_KEY = pytest.StashKey[str]()  #: the run's id (--conv-run-id, or new), shared with pytest-xdist workers
 
 _PROFILES: dict[str, dict[str, Any]] = {
     "quick": dict(max_examples=10),
@@ -69,9 +73,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("hypothesis_profile", None):
         settings.load_profile(profile)
     workerinput = getattr(config, "workerinput", None)
-    run_id = workerinput["conv_run_id"] if workerinput else os.environ.get("CONV_CONFORMANCE_RUN_ID") or new_run_id()
-    config._conv_run_id = run_id  # type: ignore[attr-defined]
+    run_id = workerinput["conv_run_id"] if workerinput else (config.getoption("conv_run_id") or new_run_id())
+    config.stash[RUN_ID_KEY] = run_id
     results = Path(config.getoption("conv_results") or DEFAULT_RESULTS)
+    # $TOX_ENV_NAME: tox's documented variable, an input from outside (as --conv-env-name), not our run's state
     env_name = config.getoption("conv_env_name") or os.environ.get("TOX_ENV_NAME") or "local"
     meta = {"env": env_name, "profile": profile, "max_examples": settings().max_examples,
             "hypothesis_seed": config.getoption("hypothesis_seed", None)}
@@ -97,15 +102,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:  # pytest-xdist: all workers share the controller's run id
-    node.workerinput["conv_run_id"] = node.config._conv_run_id
+    node.workerinput["conv_run_id"] = node.config.stash[RUN_ID_KEY]
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``-n`` with ``--dist load`` (xdist's default): keep each backend's tests on the worker that runs it."""
+    """``-n`` with ``--dist load`` (xdist's default) over this suite: keep each backend's tests on the worker that
+    runs it. Only where the run's arguments name the suite (``xdist_affinity.runs_the_suite``: read from the
+    configuration, as the controller collects nothing); any other run, such as another project's with this plugin
+    installed, gets None here, so xdist's own scheduler, and builds no registry here."""
     if config.getoption("dist", None) != "load":
         return None
     from .xdist_affinity import BackendAffinityScheduling
+
+    if not runs_the_suite(config):
+        return None
 
     try:
         names = [e.name for e in registry(config)]
@@ -152,6 +163,8 @@ def _known_in_force(config: pytest.Config, selected: set[str]) -> tuple[list[Any
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not runs_the_suite(config):  # another project's run where this plugin is installed: nothing to say
+        return []
     try:
         reg = registry(config)
     except Exception as exc:  # a bad --impl must be reported, not crash the header
@@ -185,14 +198,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("impl", entries, ids=[e.name for e in entries])
 
 
-def _isolated(config: pytest.Config, entry: Any) -> Any:
-    """The backend the checks call: its worker-process proxy (one per backend and pytest process) by default."""
+def _isolated(config: pytest.Config, entry: Any) -> Caller:
+    """What the checks call the backend through: its worker-process proxy (one per backend and pytest process) by
+    default, a ``DirectCaller`` in this process with ``--conv-no-isolate``."""
     if not config.getoption("conv_isolate"):
         prepared = config.stash.setdefault(PREPARED_KEY, set())
         if entry.name not in prepared:  # what a worker does once before its first call
             prepared.add(entry.name)
             prepare(entry.backend)
-        return entry.backend
+        return DirectCaller(entry.backend)
     pool = config.stash.setdefault(ISOLATED_KEY, {})
     if entry.name not in pool:
         pool[entry.name] = IsolatedBackend(entry.backend, entry.spec, timeout=config.getoption("conv_timeout"),
@@ -210,15 +224,15 @@ def _impl_items(items: list[pytest.Item]) -> list[tuple[pytest.Item, Any, str]]:
     out = []
     for item in items:
         callspec, check = getattr(item, "callspec", None), _check_of(item)
-        if callspec is not None and "impl" in callspec.params and check is not None:
+        if callspec is not None and "impl" in callspec.params and check in checktable.BY_NAME:
             out.append((item, callspec.params["impl"], check))
     return out
 
 
-#: the checks that take longest (many backend calls per example, or shrinking a known failure), run first: with
+#: the checks that take longest (many backend calls per example, or shrinking a known failure) run first: with
 #: pytest-xdist, a long test that starts last keeps one worker busy while the others have nothing left to do
 #: (``pytest --durations``: the scale tier of the per-plane scipy backend alone takes ~6 s of a ~27 s suite)
-LONG_CHECKS = ("scale", "nonfinite", "extreme", "corpus", "oracle_free", "layout", "boundary")
+LONG_CHECKS = checktable.LONG
 
 
 def _longest_first(item: pytest.Item) -> int:
@@ -228,10 +242,17 @@ def _longest_first(item: pytest.Item) -> int:
 
 @pytest.hookimpl(tryfirst=True)  # before -k / -m deselection: an entry for a deselected test is not stale
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unknown = sorted({f"{c} ({item.nodeid})" for item in items if (c := _check_of(item)) is not None
+                      and c not in checktable.BY_NAME})
+    if unknown:
+        raise pytest.UsageError(f"conv_check markers naming no check of the table: {', '.join(unknown)}; the checks "
+                                f"are {', '.join(checktable.BY_NAME)} (conformance/checktable.py)")
+    collected = [(entry.name, check) for _, entry, check in _impl_items(items)]
+    if not collected:  # no suite test here (another project's run): the plugin stays out of it
+        return
     items.sort(key=_longest_first)  # stable: the collection order within each group, the same in every worker
     entries = _known_failures(config)[0]
     # every entry, in force or not, must name something collected: a misspelt name is found in any environment
-    collected = [(entry.name, check) for _, entry, check in _impl_items(items)]
     unmatched = [str(e) for e in entries if not any(e.matches(i, c) for i, c in collected)]
     if unmatched:
         config.issue_config_time_warning(pytest.PytestWarning(
@@ -246,6 +267,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     dtypes = config.getoption("conv_dtypes")
     selected = _impl_items(session.items)
+    if not selected:  # no suite test here (another project's run): no registry, no known failures
+        return
     known_entries, inactive = _known_in_force(config, {e.name for _, e, _ in selected})
     if RECORDER_KEY in config.stash:  # the report shows what each selected backend declared, and its version
         config.stash[RECORDER_KEY].meta["impls"] = [describe(e) for e in {e.name: e for _, e, _ in selected}.values()]
@@ -297,9 +320,15 @@ def _record_not_reached(config: pytest.Config, item: pytest.Item, why: str) -> N
     callspec = getattr(item, "callspec", None)
     if recorder is None or callspec is None or "impl" not in callspec.params:
         return
+    recorder.record(_test_row(item, "not_reached", why))
+
+
+def _test_row(item: pytest.Item, status: str, reason: str) -> Row:
+    """The row of a whole suite test (a skip, not reached, stale, an error outside its examples)."""
     check = _check_of(item) or ""
-    recorder.record(status="not_reached", impl=callspec.params["impl"].name, check=check, tier=_tier(check),
-                    reason=why, nodeid=item.nodeid)
+    callspec = getattr(item, "callspec", None)
+    impl = callspec.params["impl"].name if callspec is not None and "impl" in callspec.params else "?"
+    return Row(status=status, impl=impl, check=check, tier=_tier(check), reason=reason, nodeid=item.nodeid)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -315,30 +344,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
         return
     skip = item.stash.get(SKIP_STATUS_KEY, None)
     if skip is not None and rep.when == "setup" and rep.skipped:
-        status, impl, check, reason = skip
-        recorder.record(status=status, impl=impl, check=check, tier=_tier(check), reason=reason,
-                        nodeid=item.nodeid)
+        status, _, _, reason = skip
+        recorder.record(_test_row(item, status, reason))
     elif rep.when == "call" and KNOWN_KEY in item.stash and (
             (rep.passed and hasattr(rep, "wasxfail")) or (rep.failed and "XPASS(strict)" in str(rep.longrepr))):
         kf = item.stash[KNOWN_KEY]
-        impl = item.callspec.params["impl"].name  # type: ignore[attr-defined]
-        recorder.record(status="stale", impl=impl, check=_check_of(item),
-                        tier=_tier(_check_of(item) or ""), nodeid=item.nodeid,
-                        reason=f"known failure {kf} ({kf.source}) no longer fails: remove the entry")
+        recorder.record(_test_row(item, "stale", f"known failure {kf} ({kf.source}) no longer fails: remove the entry"))
     elif rep.failed and _check_of(item) is not None:
         ctx = getattr(item, "funcargs", {}).get("conv")
         if ctx is None or not ctx.has_failure_rows:
             # the test failed without a failing verdict (setup, a check that raised after passing examples, a
             # suite bug): still a row of its own, never a silent gap
-            impl = item.callspec.params["impl"].name if hasattr(item, "callspec") else "?"
-            recorder.record(status="error", impl=impl, check=_check_of(item), tier=_tier(_check_of(item) or ""),
-                            reason=f"{rep.when} failed: {str(rep.longrepr)[-2000:]}", nodeid=item.nodeid)
+            recorder.record(_test_row(item, "error", f"{rep.when} failed: {str(rep.longrepr)[-2000:]}"))
 
 
 def _tier(check: str) -> str:
-    return {"arithmetic": "arithmetic", "golden": "golden", "exact": "exact", "nonfinite": "nonfinite",
-            "contract": "contract", "oracle_free": "oracle-free", "onnx": "onnx", "layout": "layout",
-            "boundary": "boundary", "corpus": "corpus", "scale": "scale", "extreme": "extreme"}.get(check, "hypothesis")
+    """The tier a test-level row of ``check`` records (a skip, not reached, an error outside its examples)."""
+    c = checktable.BY_NAME.get(check)
+    return c.record_tier if c is not None else "hypothesis"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

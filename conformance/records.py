@@ -20,9 +20,10 @@ from typing import Any, Iterable, Iterator
 
 from . import machine
 from .backend import installed_version
+from .row import Row
 
-SCHEMA = 1
-STATUSES = ("passed", "failed", "error", "unsupported", "unavailable", "skipped", "xfailed", "stale", "not_reached")
+#: 2: rows are ``conformance.row.Row`` (the oracle-free tier spelled ``oracle_free``); schema 1 files read the same
+SCHEMA = 2
 
 
 def environment() -> dict[str, Any]:
@@ -87,18 +88,15 @@ class Recorder:
         if flush:
             self._fh.flush()
 
-    def record(self, **row: Any) -> None:
+    def record(self, row: Row) -> None:
         self.record_many([row])
 
-    def record_many(self, rows: list[dict[str, Any]]) -> None:
+    def record_many(self, rows: list[Row]) -> None:
         """Append ``rows`` and flush once (a suite test's rows arrive together when it ends)."""
         for i, row in enumerate(rows):
-            status = row.get("status")
-            if status not in STATUSES:
-                raise ValueError(f"status={status!r}, but it must be one of {STATUSES}")
-            self._write({"type": "result", "run_id": self.run_id, "worker": self.worker,
-                         "env": self.meta.get("env", ""), "machine": machine.summary(),
-                         "time": time.time(), **row}, flush=i == len(rows) - 1)
+            stamped = row.replace(run_id=self.run_id, worker=self.worker, env=self.meta.get("env", ""),
+                                  machine=machine.summary(), time=time.time())
+            self._write({"type": "result", **stamped.to_json()}, flush=i == len(rows) - 1)
 
     def close(self, **summary: Any) -> None:
         if self._fh is not None:
@@ -133,18 +131,6 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-#: tiers whose rows share one report column (they check every pass of one kind of data); other rows are in the
-#: column of their check (forward, grad_input, …, and the oracle-free adjoint, finite_difference, …)
-TIER_COLUMNS = ("arithmetic", "golden", "exact", "nonfinite", "contract", "onnx", "boundary", "corpus", "scale",
-                "extreme")
-
-
-def column(row: dict[str, Any]) -> str:
-    """The report and gate column of a result row."""
-    tier = row.get("tier") or "hypothesis"
-    return str(tier) if tier in TIER_COLUMNS or str(tier).startswith("layout-") else str(row.get("check") or "?")
-
-
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
@@ -153,7 +139,7 @@ def new_run_id() -> str:
 class RunFile:
     path: Path
     header: dict[str, Any]
-    rows: list[dict[str, Any]]
+    rows: list[Row]
     end: dict[str, Any] | None
 
     @property
@@ -163,7 +149,7 @@ class RunFile:
 
 def read_file(path: Path) -> RunFile:
     header: dict[str, Any] = {}
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     end = None
     with open(path, encoding="utf-8") as fh:
         for line in fh:
@@ -178,7 +164,7 @@ def read_file(path: Path) -> RunFile:
             if kind == "run":
                 header = row
             elif kind == "result":
-                rows.append(row)
+                rows.append(Row.from_json(row))
             elif kind == "end":
                 end = row
     return RunFile(path, header, rows, end)
@@ -195,7 +181,8 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 
 def load(paths: Iterable[str | Path]) -> list[RunFile]:
-    """Every run file under ``paths``; the same file named twice is read once."""
+    """Every run file under ``paths``; the same file named twice is read once. The one reader of results: the
+    report, the gate and the tests read rows through it (``rows`` for all of them)."""
     seen: set[Path] = set()
     out = []
     for f in iter_files(paths):
@@ -205,3 +192,8 @@ def load(paths: Iterable[str | Path]) -> list[RunFile]:
         seen.add(rf)
         out.append(read_file(rf))
     return out
+
+
+def rows(paths: Iterable[str | Path]) -> list[Row]:
+    """Every result row of every run file under ``paths``."""
+    return [r for f in load(paths) for r in f.rows]

@@ -76,7 +76,10 @@ def validate_backend(obj: Any, origin: str) -> None:
             raise RegistryError(f"{origin}: backend {name!r} has no callable {method}()")
 
 
-def _instantiate(obj: Any, origin: str) -> Any:
+def instantiate(obj: Any, origin: str) -> Any:
+    """The backend that ``obj`` names: ``obj()`` if it is a class (a constructor that raises is a RegistryError
+    naming ``origin``, where it came from), else ``obj`` itself. The registry and an isolated backend's worker process
+    (``conformance.isolation``, which loads the backend again from its import path) both make backends this way."""
     if isinstance(obj, type):
         try:
             return obj()
@@ -90,7 +93,7 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     def register(self, obj: Any, *, source: str, spec: str) -> Entry:
-        backend = _instantiate(obj, source)
+        backend = instantiate(obj, source)
         validate_backend(backend, source)
         old = self._entries.get(backend.name)
         if old is not None:
@@ -121,7 +124,8 @@ class Registry:
                                 ) from None
 
 
-def _entry_points(group: str) -> list[md.EntryPoint]:
+def group_entry_points(group: str) -> list[md.EntryPoint]:
+    """The installed entry points of ``group`` (tests replace it with their own list)."""
     return list(md.entry_points(group=group))
 
 
@@ -129,7 +133,7 @@ def load_entry_points(registry: Registry, group: str = GROUP) -> int:
     """Register every backend of ``group``; returns how many were added (pluggy's load_setuptools_entrypoints)."""
     skip_plugins = os.environ.get(NO_PLUGINS_ENV, "") not in ("", "0")
     count = 0
-    for ep in _entry_points(group):
+    for ep in group_entry_points(group):
         dist = ep.dist.name if ep.dist is not None else "?"
         if skip_plugins and dist != OWN_DISTRIBUTION:
             continue

@@ -21,12 +21,13 @@ from .tolerance import exact_bits_for
 def snippet(spec: str, problem: ConvProblem, *, seed: int, data_kind: str, check: str,
             layout: str = "contiguous", seen_on: str = "") -> str:
     """Python that reproduces this example, given the backend's import path or registered name; ``seen_on`` (the
-    machine and the backend's arithmetic facts) becomes its first comment: kernels differ between CPUs."""
+    machine and the backend's arithmetic facts) becomes its first comment: kernels differ between CPUs. The problem
+    is its descriptor (``ConvProblem.parse``, label included), as ``conformance repro`` also takes it."""
     extra = "" if layout == "contiguous" else f", layout={layout!r}"
     return (
         (f"# seen on: {seen_on}\n" if seen_on else "")
         + "from conformance import ConvProblem, reproduce\n"
-        f"problem = {problem!r}\n"
+        f"problem = ConvProblem.parse({str(problem)!r})\n"
         f"print(reproduce({spec!r}, problem, seed={seed}, data_kind={data_kind!r}, check={check!r}{extra}))"
     )
 
@@ -67,7 +68,7 @@ def warm_up(backend: Any, problem: ConvProblem) -> None:
 def run_example(backend: Any, problem: ConvProblem, *, seed: int, data_kind: str, check: str,
                 layout: str = "contiguous") -> Verdict:
     if check in oracle_free.CHECKS:  # the oracle-free tier draws its operands from the seed itself
-        verdicts = oracle_free.run_all(backend, problem, np.random.default_rng(seed)).get(check)
+        verdicts = oracle_free.run_all(backend, problem, np.random.default_rng(seed))[0].get(check)
         if not verdicts:
             raise ValueError(f"check={check!r} does not apply to {backend.name!r} (it declares no backward)")
         return worst_verdict(verdicts)

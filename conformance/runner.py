@@ -3,13 +3,18 @@
 ``invoke`` runs the call here and watches the contract around it: exceptions (with their traceback), wall time,
 inputs the backend modified, the memory layout of what it returned, and, with ``repeat=2``, a second call with
 the very same objects. ``conformance.isolation`` runs ``invoke`` inside a worker process, which adds timeouts,
-crashes (a segfault, ``os.abort()``) and a memory budget on top; ``call`` picks whichever the backend needs.
+crashes (a segfault, ``os.abort()``) and a memory budget on top.
+
+The checks call a backend through a ``Caller``: ``DirectCaller`` (the backend in this process: ``invoke`` here) or
+``conformance.isolation.IsolatedBackend`` (its worker process). ``call`` takes either, or a plain backend, which it
+calls directly.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,9 +92,39 @@ def invoke(backend: Any, method: str, args: tuple[Any, ...], repeat: int = 1,
                    aliased=_aliased(values, args))
 
 
+class Caller(ABC):
+    """What the checks call a backend through: the backend's ``name`` and ``capabilities``, and ``call``, which runs
+    one of its methods (``invoke``'s contract) wherever this caller runs the backend."""
+
+    name: str
+    capabilities: Any  #: the backend's ``conformance.Capabilities``
+
+    @abstractmethod
+    def call(self, method: str, *args: Any, repeat: int = 1, layout: str | None = "contiguous") -> Outcome:
+        """``backend.method(*args)`` as an ``Outcome`` (see ``invoke``)."""
+
+    def begin_check(self) -> None:
+        """A new check starts (``IsolatedBackend`` calls again after a crash or a timeout stopped the last check's
+        calls); nothing to do for a caller that never stops calling."""
+        return None
+
+
+class DirectCaller(Caller):
+    """Calls a backend in this process (``--conv-no-isolate``): ``invoke`` here, no timeout, no crash containment."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.name, self.capabilities = backend.name, backend.capabilities
+
+    def __repr__(self) -> str:
+        return f"<direct {self.name}>"
+
+    def call(self, method: str, *args: Any, repeat: int = 1, layout: str | None = "contiguous") -> Outcome:
+        return invoke(self.backend, method, args, repeat, layout)
+
+
 def call(backend: Any, method: str, *args: Any, repeat: int = 1, layout: str | None = "contiguous") -> Outcome:
-    """Run ``backend.method(*args)``: in its worker process if it is isolated, here otherwise."""
-    isolated = getattr(backend, "isolated_call", None)
-    if isolated is not None:
-        return isolated(method, args, repeat, layout)
+    """Run ``backend.method(*args)`` through ``backend`` if it is a ``Caller``; a plain backend is called here."""
+    if isinstance(backend, Caller):
+        return backend.call(method, *args, repeat=repeat, layout=layout)
     return invoke(backend, method, args, repeat, layout)

@@ -2,15 +2,18 @@
 
 One file per network in ``conformance/data/shapes/<name>.txt`` (benchdnn's ``shapes_*`` batch files are the model).
 A file opens with ``#`` comment lines, among them ``# network: <title>`` and one or more ``# source: <paper, module
-path>`` lines naming where the layers come from; then one layer a line, its name (the torchvision module path) and
-``key=value`` fields, with an optional trailing ``# comment``::
+path>`` lines naming where the layers come from; then one layer a line: its name (the torchvision module path), its
+problem descriptor without batch, dtype or label (``ConvProblem.parse``'s grammar, benchdnn's keys), an optional
+``count=N`` and an optional trailing ``# comment``::
 
-    conv1                  ic=3    oc=64    in=224  k=7  s=2  p=3
-    Mixed_6b.branch7x7_2   ic=128  oc=128   in=17   k=1x7  p=0x3       count=2
+    conv1                       ic3oc64ih224kh7sh2ph3
+    Mixed_6b.branch7x7_2.conv   ic128oc128ih17kh1kw7ph0pw3   count=2
 
-``ic``/``oc`` are the input/output channels, ``in`` the input size, ``k`` the kernel, ``s`` the stride, ``p`` the
-padding, ``d`` the dilation, ``g`` the groups (a pair is ``HxW``, one number means both axes; defaults ``s=1 p=0
-d=1 g=1``), ``b=1`` a layer with a bias, ``count`` how many layers of the network share the shape (information only).
+``ic``/``oc`` are the input/output channels, ``ih``/``iw`` the input size, ``kh``/``kw`` the kernel, ``sh``/``sw``
+the stride, ``ph``/``pw`` the padding, ``dh``/``dw`` the dilation, ``g`` the groups, ``_bias`` a layer with a bias; a
+missing ``w`` key is its ``h`` key (``ih224`` is 224x224), and the defaults are ``sh1 ph0 dh1 g1``. ``count`` is how
+many layers of the network share the shape (information only). The corpus tier chooses the batch and the dtype, and
+labels each problem ``network:layer``; a layer has symmetric zero padding (what ``reduce`` keeps).
 
 ``reduce`` makes a layer affordable under a budget of multiply-adds without changing its character: the kernel,
 stride, padding and dilation stay as they are, and along each axis the reduced input keeps the layer's *remainder*
@@ -28,33 +31,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import ConformanceError
+from .errors import ConformanceError, InvalidProblem
 from .problem import ConvProblem
 
 SHAPES_DIR = Path(__file__).parent / "data" / "shapes"
-Pair = tuple[int, int]
-_KEYS = {"ic", "oc", "in", "k", "s", "p", "d", "g", "b", "count"}
 #: the batch a reduced layer starts from (it drops to 1 before anything else reaches its floor)
 CORPUS_BATCH = 2
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One convolution layer of a network, full size."""
+    """One convolution layer of a network, full size: its geometry is a ``ConvProblem`` (batch 1, labelled
+    ``network:layer``; its dtype is not the layer's, ``problem`` sets one)."""
 
     network: str
     name: str
-    c_in: int
-    c_out: int
-    h: int
-    w: int
-    kh: int
-    kw: int
-    stride: Pair = (1, 1)
-    padding: Pair = (0, 0)
-    dilation: Pair = (1, 1)
-    groups: int = 1
-    bias: bool = False
+    geometry: ConvProblem
     count: int = 1
     where: str = ""  #: file:line
 
@@ -65,9 +57,7 @@ class Layer:
 
     def problem(self, *, batch: int = 1, dtype: str = "float32") -> ConvProblem:
         """The layer at full size."""
-        return ConvProblem(batch=batch, c_in=self.c_in, c_out=self.c_out, h=self.h, w=self.w, kh=self.kh, kw=self.kw,
-                           stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
-                           bias=self.bias, dtype=dtype, label=self.label)
+        return self.geometry.replace(batch=batch, dtype=dtype, label=self.label)
 
 
 @dataclass(frozen=True)
@@ -89,31 +79,43 @@ def names() -> tuple[str, ...]:
     return tuple(n for n in ORDER if n in found) + tuple(n for n in found if n not in ORDER)
 
 
-def _pair(key: str, text: str, where: str) -> Pair:
-    parts = text.lower().split("x")
-    try:
-        values = [int(v) for v in parts]
-    except ValueError:
-        raise ConformanceError(f"{where}: {key}={text!r} must be an integer or HxW") from None
-    if len(values) == 1:
-        return (values[0], values[0])
-    if len(values) == 2:
-        return (values[0], values[1])
-    raise ConformanceError(f"{where}: {key}={text!r} must be an integer or HxW")
+#: what a corpus line's descriptor leaves to the corpus tier, and how to spot it among the descriptor's tokens
+_NOT_IN_A_LAYER = (("a batch (mb)", re.compile(r"mb[0-9]")), ("a dtype", re.compile(r"float[0-9]")),
+                   ("a label (the layer's name is the first column)", re.compile(r'n"')))
 
 
-def _int(key: str, text: str, where: str) -> int:
+def _layer(network: str, name: str, line: str, loc: str) -> Layer:
+    """One layer from its line's fields after the name: a descriptor and an optional ``count=N``."""
+    fields = line.split()
+    if not fields:
+        raise ConformanceError(f"{loc}: layer {name!r} has no problem descriptor")
+    descriptor, rest = fields[0], fields[1:]
+    for what, pattern in _NOT_IN_A_LAYER:
+        if pattern.search(descriptor):
+            raise ConformanceError(f"{loc}: layer {name!r} gives {what} in {descriptor!r}; the corpus tier chooses "
+                                   "the batch and the dtype and labels its problems network:layer")
     try:
-        return int(text)
-    except ValueError:
-        raise ConformanceError(f"{where}: {key}={text!r} must be an integer") from None
+        geometry = ConvProblem.parse(descriptor).replace(label=f"{network}:{name}")
+    except InvalidProblem as exc:
+        raise ConformanceError(f"{loc}: layer {name!r} is not a valid convolution: {exc}") from None
+    if geometry.asymmetric or geometry.padding_mode != "zeros":
+        what = "asymmetric padding (eh/ew)" if geometry.asymmetric else f"{geometry.padding_mode} padding"
+        raise ConformanceError(f"{loc}: layer {name!r} has {what}; the corpus reduction keeps symmetric zero padding "
+                               "only")
+    count = 1
+    if rest:
+        m = re.fullmatch(r"count=([0-9]+)", rest[0])
+        if len(rest) > 1 or m is None:
+            raise ConformanceError(f"{loc}: {(rest[0] if m is None else rest[1])!r} after the descriptor of layer "
+                                   f"{name!r}: a layer line is '<name> <descriptor> [count=N] [# comment]'")
+        count = int(m.group(1))
+    return Layer(network=network, name=name, geometry=geometry, count=count, where=loc)
 
 
 def parse(text: str, name: str, where: str = "<string>") -> Corpus:
     """A corpus from its file's text; raises ``ConformanceError`` naming the line of anything malformed."""
-    title, sources, layers = "", [], []
+    title, sources, lines = "", [], []
     for lineno, raw in enumerate(text.splitlines(), 1):
-        loc = f"{where}:{lineno}"
         line = raw.strip()
         if line.startswith("#"):
             m = re.match(r"#\s*(network|source):\s*(.+)", line)
@@ -123,32 +125,14 @@ def parse(text: str, name: str, where: str = "<string>") -> Corpus:
                 sources.append(m.group(2).strip())
             continue
         line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        layer_name, *fields = line.split()
-        kv: dict[str, str] = {}
-        for f in fields:
-            key, sep, value = f.partition("=")
-            if not sep or key not in _KEYS:
-                raise ConformanceError(f"{loc}: {f!r} is not key=value with a key among {', '.join(sorted(_KEYS))}")
-            kv[key] = value
-        missing = [k for k in ("ic", "oc", "in", "k") if k not in kv]
-        if missing:
-            raise ConformanceError(f"{loc}: layer {layer_name!r} lacks {', '.join(missing)}")
-        h, w = _pair("in", kv["in"], loc)
-        kh, kw = _pair("k", kv["k"], loc)
-        layer = Layer(network=name, name=layer_name, c_in=_int("ic", kv["ic"], loc), c_out=_int("oc", kv["oc"], loc),
-                      h=h, w=w, kh=kh, kw=kw, stride=_pair("s", kv.get("s", "1"), loc),
-                      padding=_pair("p", kv.get("p", "0"), loc), dilation=_pair("d", kv.get("d", "1"), loc),
-                      groups=_int("g", kv.get("g", "1"), loc), bias=kv.get("b", "0") == "1",
-                      count=_int("count", kv.get("count", "1"), loc), where=loc)
-        try:
-            layer.problem()
-        except Exception as exc:
-            raise ConformanceError(f"{loc}: layer {layer_name!r} is not a valid convolution: {exc}") from None
-        layers.append(layer)
+        if line:
+            lines.append((f"{where}:{lineno}", line))
     if not sources:
         raise ConformanceError(f"{where}: a shape corpus must name its sources ('# source: ...' lines)")
+    layers = []
+    for loc, line in lines:
+        layer_name, *rest = line.split(None, 1)
+        layers.append(_layer(name, layer_name, " ".join(rest), loc))
     if not layers:
         raise ConformanceError(f"{where}: no layers")
     dup = sorted({lay.name for lay in layers if sum(x.name == lay.name for x in layers) > 1})
@@ -241,17 +225,18 @@ def reduce(layer: Layer, max_macs: int | None, *, dtype: str = "float32", batch:
 
 
 def _reduce_at(layer: Layer, max_macs: int, level: int, channel_level: int, dtype: str, batch: int) -> ConvProblem:
-    (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
-    out_h, r_h = _axis(layer.h, layer.kh, sh, ph, dh)
-    out_w, r_w = _axis(layer.w, layer.kw, sw, pw, dw)
-    g = layer.groups
-    cg, og = layer.c_in // g, layer.c_out // g
+    geo = layer.geometry
+    (sh, sw), (ph, pw), (dh, dw) = geo.stride, geo.padding, geo.dilation
+    out_h, r_h = _axis(geo.h, geo.kh, sh, ph, dh)
+    out_w, r_w = _axis(geo.w, geo.kw, sw, pw, dw)
+    g = geo.groups
+    cg, og = geo.c_in // g, geo.c_out // g
     depthwise = g > 1 and cg == 1
     # dims: name -> [value, floor, original]
     dims: dict[str, list[int]] = {
         "batch": [batch, 1, batch],
-        "out_h": [out_h, _out_floor(layer.h, layer.kh, sh, ph, dh, level), out_h],
-        "out_w": [out_w, _out_floor(layer.w, layer.kw, sw, pw, dw, level), out_w],
+        "out_h": [out_h, _out_floor(geo.h, geo.kh, sh, ph, dh, level), out_h],
+        "out_w": [out_w, _out_floor(geo.w, geo.kw, sw, pw, dw, level), out_w],
     }
     if g > 1:  # grouped: keep it grouped (depthwise stays depthwise, with its multiplier)
         dims["groups"] = [g, max(2, _channel_floor(g, channel_level)), g]
@@ -262,7 +247,7 @@ def _reduce_at(layer: Layer, max_macs: int, level: int, channel_level: int, dtyp
     def macs() -> int:
         v = {k: d[0] for k, d in dims.items()}
         return (v["batch"] * v.get("groups", g) * v.get("og", og) * v["out_h"] * v["out_w"] * v.get("cg", cg)
-                * layer.kh * layer.kw)
+                * geo.kh * geo.kw)
 
     while macs() > max_macs:
         name, d = max(((k, d) for k, d in dims.items() if d[0] > d[1]), key=lambda kd: kd[1][0] / kd[1][1],
@@ -275,11 +260,9 @@ def _reduce_at(layer: Layer, max_macs: int, level: int, channel_level: int, dtyp
             d[0] = _channel_down(d[2], d[0], d[1], channel_level)
     v = {k: d[0] for k, d in dims.items()}
     g2 = v.get("groups", g)
-    return ConvProblem(batch=v["batch"], c_in=g2 * v.get("cg", cg), c_out=g2 * v.get("og", og),
-                       h=_input_for(v["out_h"], layer.kh, sh, ph, dh, r_h),
-                       w=_input_for(v["out_w"], layer.kw, sw, pw, dw, r_w),
-                       kh=layer.kh, kw=layer.kw, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                       groups=g2, bias=layer.bias, dtype=dtype, label=layer.label)
+    return geo.replace(batch=v["batch"], c_in=g2 * v.get("cg", cg), c_out=g2 * v.get("og", og),
+                       h=_input_for(v["out_h"], geo.kh, sh, ph, dh, r_h),
+                       w=_input_for(v["out_w"], geo.kw, sw, pw, dw, r_w), groups=g2, dtype=dtype)
 
 
 def geometry_class(p: ConvProblem) -> tuple:

@@ -14,7 +14,6 @@ the 1×1 image with a 1×1 kernel, one channel, stride 1, no padding, groups 1, 
 
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 from hypothesis import strategies as st
@@ -23,8 +22,8 @@ from .backend import Capabilities
 from .data import DATA_KINDS
 from .problem import ConvProblem
 
-#: default work budget per example (multiply-adds of one pass); override with CONV_CONFORMANCE_MAX_MACS
-MAX_MACS = int(os.environ.get("CONV_CONFORMANCE_MAX_MACS", 200_000))
+#: the default work budget per example (multiply-adds of one pass): the strategies' ``max_macs=``
+MAX_MACS = 200_000
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 

@@ -14,39 +14,25 @@ from typing import Any, Sequence
 import numpy as np
 import pytest
 
-from . import arithmetic, machine, onnx_golden, oracle_free, shapes
+from . import arithmetic, checktable, machine, onnx_golden, oracle_free, shapes
 from .backend import Capabilities
-from .checks import BACKWARD_CHECKS, CheckResult, check_backward, check_forward
+from .checks import CheckResult, check_backward, check_forward
 from .compare import Verdict, format_verdict, worst_verdict
 from .contract import check_calls
-from .data import EXTREME_KINDS, Inputs, make_inputs
+from .data import Inputs, make_inputs
+from .errors import BackendFailure
 from .machine import backend_facts
 from .options import DEFAULT_DATA_KINDS
+from .passes import BACKWARD, FORWARD
 from .problem import ConvProblem
 from .records import Recorder
 from .registry import Entry
 from .repro import snippet
+from .row import Row, example_status
 from .strategies import SIZE_CLASSES, boundary_problems, conv_problems, data_kinds, seeds
 from .tolerance import exact_bits_for
 
 DEFAULT_DTYPES = ("float64", "float32", "float16", "bfloat16")  # each backend gets those it declares
-#: checks whose data kind is fixed, and the tier each non-hypothesis check records
-FIXED_KIND = {"exact": "int", "nonfinite": "nonfinite", "contract": "normal", "oracle_free": "normal"}
-TIERS = {"exact": "exact", "nonfinite": "nonfinite", "golden": "golden", "boundary": "boundary", "extreme": "extreme"}
-#: the tiers that check every pass of each problem (forward, then the gradients the backend declares)
-ALL_PASS_TIERS = ("exact", "golden", "nonfinite", "boundary", "extreme", "corpus", "scale")
-#: the special-value tiers stay small: a NaN planted in x already makes whole channels of dw NaN, and on many
-#: channels it hides where a NaN from dy went (torch CPU's bfloat16 spreading was found at 25 small examples, not
-#: at 50 of mixed sizes); their value is in which elements come out special, not in the length of the sums
-SIZE_CLASSES_OF = {"nonfinite": ("small",), "extreme": ("small",)}
-#: the special-value tiers run each drawn problem in every dtype the backend declares (the drawn one first): their
-#: bugs live in one dtype's kernel (bfloat16 flushing subnormals, a float32 atomicAdd flushing them, a bfloat16 path
-#: spreading NaN), and a backend declaring four dtypes would otherwise see each in a quarter of the examples (a
-#: float32-only flush in the padding fold passed 25 examples of a four-dtype backend and failed those of a
-#: two-dtype one)
-EVERY_DTYPE = ("nonfinite", "extreme")
-#: the smallest problem of the scale tier (C_out = 65537 on a 1x1 image with a 1x1 kernel)
-SCALE_MIN_MACS = 2**16 + 1
 #: rows kept per test of the failures a dtype's known-failure entry covers (the report shows the worst few)
 WORST_KNOWN = 20
 
@@ -57,25 +43,12 @@ def dtypes_for(caps: Capabilities, requested: Sequence[str] | None) -> tuple[str
 
 
 def unsupported_check_reason(caps: Capabilities, check: str, requested: Sequence[str] | None) -> str | None:
-    """Why a backend with ``caps`` cannot be given ``check`` (None: it can)."""
+    """Why a backend with ``caps`` cannot be given ``check`` (None: it can): no requested dtype it declares, or
+    what the check's row in the table requires (``conformance.checktable``)."""
     if not dtypes_for(caps, requested):
         wanted = ", ".join(requested or DEFAULT_DTYPES)
         return f"declares dtypes {', '.join(caps.dtypes)}, none of the requested {wanted}"
-    if check in BACKWARD_CHECKS and not caps.backward:
-        return "backward not declared (backward=False)"
-    if check == "onnx" and onnx_golden.available():
-        return onnx_golden.available()
-    if check == "onnx" and "float32" not in caps.dtypes:
-        return "float32 not declared: ONNX's Conv cases are float32"
-    if check == "oracle_free" and "float64" not in caps.dtypes:
-        return "float64 not declared: the oracle-free checks run in float64, where they have power"
-    if check == "scale" and caps.max_macs is not None and caps.max_macs < SCALE_MIN_MACS:
-        return (f"max_macs={caps.max_macs} declared: below every problem of the scale tier (the smallest, C_out=65537 "
-                f"on a 1x1 image, has {SCALE_MIN_MACS} multiply-adds)")
-    if check == "exact" and caps.error_model == "normwise":
-        return ("normwise error model: an FFT/Winograd result is not exact on integer data, so the exact tier "
-                "does not apply (its values are judged by the normwise bound in the other checks)")
-    return None
+    return checktable.get(check).unsupported_reason(caps)
 
 
 def reproduce_spec(entry: Entry) -> str:
@@ -89,19 +62,20 @@ class SuiteContext:
                  dtypes: Sequence[str] | None = None, data_kinds: Sequence[str] | None = None,
                  backend: Any = None, known: Any = None, known_dtypes: Sequence[Any] = ()) -> None:
         self.entry, self.recorder, self.nodeid, self.check = entry, recorder, nodeid, check
+        self.spec = checktable.get(check)  #: the check's row in the table
         self._backend = backend if backend is not None else entry.backend
         self.known = known  #: the known-failure entry that covers this test, if any
         #: entries that cover this test's examples of some dtypes: their failing rows are known, the test goes on
         self.known_dtypes = list(known_dtypes)
-        self._known_rows: dict[str, dict[str, Any]] = {}
+        self._known_rows: dict[str, Row] = {}
         #: the rows of the first crash or timeout: what Hypothesis replays afterwards is answered "not called"
-        self._first_error_rows: list[dict[str, Any]] = []
+        self._first_error_rows: list[Row] = []
         begin = getattr(self._backend, "begin_check", None)
         if callable(begin):
             begin()
         self.dtypes, self.data_kinds = dtypes, data_kinds
-        self._passed: dict[str, dict[str, Any]] = {}
-        self._last_failure: list[dict[str, Any]] = []
+        self._passed: dict[str, Row] = {}
+        self._last_failure: list[Row] = []
         self._failures_seen = 0
 
     @cached_property
@@ -121,10 +95,9 @@ class SuiteContext:
     def error_causes(self) -> list[str]:
         """Where every failing row of this test is an error (raised, timed out, crashed, no answer): their causes."""
         rows = self._first_error_rows or self._last_failure
-        if not rows or any(r["status"] != "error" for r in rows):
+        if not rows or any(r.status != "error" for r in rows):
             return []
-        return sorted({str((r.get("verdict") or {}).get("problem_text") or r.get("message", "")).split("\n")[0]
-                       for r in rows})
+        return sorted({str((r.verdict or {}).get("problem_text") or r.message).split("\n")[0] for r in rows})
 
     @property
     def has_rows(self) -> bool:
@@ -137,31 +110,32 @@ class SuiteContext:
 
     # -- one hypothesis example ---------------------------------------------------------------------
     def hypothesis_example(self, data: Any) -> None:
+        """One drawn example of this test's check, as its row in the table declares it."""
         caps: Capabilities = self.backend.capabilities
-        dtypes = ("float64",) if self.check == "oracle_free" else dtypes_for(caps, self.dtypes)
-        if self.check == "boundary":
+        spec = self.spec
+        dtypes = spec.dtypes or dtypes_for(caps, self.dtypes)
+        if spec.strategy == "boundary":
             strategy = boundary_problems(dtypes=dtypes, capabilities=caps)
         else:
-            strategy = conv_problems(dtypes=dtypes, capabilities=caps, bias=True if self.check == "grad_bias" else None,
-                                     size_classes=SIZE_CLASSES_OF.get(self.check, tuple(SIZE_CLASSES)))
+            strategy = conv_problems(dtypes=dtypes, capabilities=caps, bias=True if spec.name == "grad_bias" else None,
+                                     size_classes=spec.size_classes or tuple(SIZE_CLASSES))
         problem = data.draw(strategy, label="problem")
         seed = data.draw(seeds, label="seed")
-        if self.check in FIXED_KIND:
-            kind = FIXED_KIND[self.check]
-        elif self.check == "extreme":  # the extreme kinds (those of --conv-data-kinds among them, if any)
-            kinds = [k for k in (self.data_kinds or ()) if k in EXTREME_KINDS] or list(EXTREME_KINDS)
+        if spec.data_kind is not None:
+            kind = spec.data_kind
+        else:  # the check's own kinds (those of --conv-data-kinds among them, if any), or the run's
+            run_kinds = self.data_kinds or DEFAULT_DATA_KINDS
+            kinds = ([k for k in run_kinds if k in spec.kinds] or list(spec.kinds)) if spec.kinds else list(run_kinds)
             kind = data.draw(data_kinds(kinds), label="data_kind")
-        else:
-            kind = data.draw(data_kinds(self.data_kinds or DEFAULT_DATA_KINDS), label="data_kind")
-        if self.check == "contract":
+        if spec.name == "contract":
             self.run_contract(problem, seed)
-        elif self.check == "oracle_free":
+        elif spec.name == "oracle_free":
             self.run_oracle_free(problem, seed)
-        elif self.check in EVERY_DTYPE:
+        elif spec.every_dtype:
             for dtype in [problem.dtype] + [d for d in dtypes if d != problem.dtype]:
-                self.run(problem.replace(dtype=dtype), seed, kind, tier=TIERS[self.check])
+                self.run(problem.replace(dtype=dtype), seed, kind, tier=spec.record_tier)
         else:
-            self.run(problem, seed, kind, tier=TIERS.get(self.check, "hypothesis"))
+            self.run(problem, seed, kind, tier=spec.record_tier)
 
     def layout_example(self, data: Any, layout: str) -> None:
         """Forward and backward on one problem with the operands in ``layout``; dy constant for 'broadcast'."""
@@ -182,18 +156,18 @@ class SuiteContext:
         for case in onnx_golden.cases():
             why = caps.unsupported_reason(case.problem)
             if why:
-                self.recorder.record(status="unsupported", impl=self.entry.name, check="forward", tier="onnx",
-                                     reason=f"{case.name}: {why}", nodeid=self.nodeid,
-                                     problem=case.problem.to_dict(), problem_text=case.problem.short())
+                self.recorder.record(Row(status="unsupported", impl=self.entry.name, check="forward",
+                                         tier=self.spec.record_tier, reason=f"{case.name}: {why}", nodeid=self.nodeid,
+                                         problem=case.problem.to_dict(), problem_text=str(case.problem)))
                 continue
             ran += 1
             inputs = Inputs(case.x, case.w, case.b, np.zeros(case.problem.output_shape, dtype=case.x.dtype))
             try:
-                self.run(case.problem, 0, "int", tier="onnx", inputs=inputs, expected={"forward": case.y})
-            except AssertionError as exc:
+                self.run(case.problem, 0, "int", inputs=inputs, expected={"forward": case.y})
+            except BackendFailure as exc:
                 failures.append(str(exc))
         if failures:
-            raise AssertionError("\n\n".join(failures))
+            raise BackendFailure("\n\n".join(failures))
         if not ran:
             pytest.skip(f"{self.entry.name} supports none of ONNX's {len(onnx_golden.cases())} Conv cases")
 
@@ -205,18 +179,19 @@ class SuiteContext:
         dtype = "float32" if "float32" in dtypes else dtypes[0]
         budgets = [m for m in (max_macs, caps.max_macs) if m is not None]
         self.run_cases(shapes.corpus_problems(networks, min(budgets) if budgets else None, dtype=dtype,
-                                              distinct=distinct), tier="corpus")
+                                              distinct=distinct))
 
-    def run_cases(self, problems: Sequence[ConvProblem], *, tier: str, kind: str = "normal",
+    def run_cases(self, problems: Sequence[ConvProblem], *, kind: str = "normal",
                   skipped: Sequence[tuple[ConvProblem, str]] = ()) -> None:
         """Every problem of a fixed list (the corpus, the scale tier), each named by its label and seeded by it. Those
         the backend does not claim are recorded as unsupported, those in ``skipped`` as skipped, each with its reason;
         every failing problem is recorded (not only the last), and the failure names each one."""
         caps: Capabilities = self.backend.capabilities
+        tier = self.spec.record_tier
         for problem, reason in skipped:
             self._not_run("skipped", problem, reason, tier)
         failures: list[str] = []
-        failed_rows: list[dict[str, Any]] = []
+        failed_rows: list[Row] = []
         ran = 0
         begin = getattr(self.backend, "begin_check", None)
         for problem in problems:
@@ -228,23 +203,23 @@ class SuiteContext:
                 continue
             ran += 1
             try:
-                self.run(problem, zlib.crc32(problem.short().encode()), kind, tier=tier)
-            except AssertionError as exc:
-                failures.append(f"{problem.label or problem.short()} failed:\n{exc}")
+                self.run(problem, zlib.crc32(str(problem).encode()), kind, tier=tier)
+            except BackendFailure as exc:
+                failures.append(f"{problem.label or str(problem)} failed:\n{exc}")
                 failed_rows += self._last_failure
         self._last_failure = failed_rows
         if failures:
             more = f"\n\n... and {len(failures) - 5} more" if len(failures) > 5 else ""
-            raise AssertionError(f"{len(failures)} of {ran} {tier} problems failed: "
+            raise BackendFailure(f"{len(failures)} of {ran} {tier} problems failed: "
                                  + ", ".join(f.split(" failed:")[0] for f in failures) + "\n\n"
                                  + "\n\n".join(failures[:5]) + more)
         if not ran:
             pytest.skip(f"{self.entry.name} supports none of the {len(problems)} {tier} problems")
 
     def _not_run(self, status: str, problem: ConvProblem, why: str, tier: str) -> None:
-        self.recorder.record(status=status, impl=self.entry.name, check="forward", tier=tier,
-                             reason=f"{problem.label or problem.short()}: {why}", nodeid=self.nodeid,
-                             problem=problem.to_dict(), problem_text=problem.short())
+        self.recorder.record(Row(status=status, impl=self.entry.name, check="forward", tier=tier,
+                                 reason=f"{problem.label or str(problem)}: {why}", nodeid=self.nodeid,
+                                 problem=problem.to_dict(), problem_text=str(problem)))
 
     def run_arithmetic(self) -> None:
         """Probe each declared dtype and pass (``conformance.arithmetic``); one row each, failing where the declared
@@ -256,7 +231,7 @@ class SuiteContext:
         rows = []
         broken = ""  # a backend that does not answer one probe is not asked again (a hang costs one timeout)
         for dtype in dtypes_for(caps, self.dtypes):
-            for pass_ in ("forward",) + (BACKWARD_CHECKS if caps.backward else ()):
+            for pass_ in (FORWARD,) + (BACKWARD if caps.backward else ()):
                 if broken:
                     measured = arithmetic.PassArithmetic(dtype, pass_, errors=[f"not measured: {broken}"])
                 else:
@@ -270,29 +245,29 @@ class SuiteContext:
                     status, message = "xfailed", f"known: {self.known.reason} ({self.known.source}): {message}"
                 if status == "failed":
                     findings.append(message)
-                rows.append({"status": status, "impl": self.entry.name, "check": pass_, "tier": "arithmetic",
-                             "dtype": dtype, "nodeid": self.nodeid, "message": message if status == "failed" else "",
-                             "reason": message, "arithmetic": c.to_dict(), "seconds": measured.seconds})
+                rows.append(Row(status=status, impl=self.entry.name, check=pass_, tier=self.spec.record_tier,
+                                dtype=dtype, nodeid=self.nodeid, message=message if status == "failed" else "",
+                                reason=message, arithmetic=c.to_dict(), seconds=measured.seconds))
         self.recorder.record_many(rows)
         if findings:
-            raise AssertionError("\n\n".join(findings))
-        if all(r["status"] == "skipped" for r in rows):
-            pytest.skip(f"{self.entry.name}: the arithmetic could not be measured: {rows[0]['reason']}")
+            raise BackendFailure("\n\n".join(findings))
+        if all(r.status == "skipped" for r in rows):
+            pytest.skip(f"{self.entry.name}: the arithmetic could not be measured: {rows[0].reason}")
 
     def run_contract(self, problem: ConvProblem, seed: int) -> None:
         inputs = make_inputs(problem, seed, "normal")
-        seconds = [0.0]  # inside the backend: one forward and one backward call, as the other tiers' rows
-        bad = check_calls(self.backend, problem, inputs, seconds)
+        # seconds inside the backend: one forward and one backward call, as the other tiers' rows
+        bad, seconds = check_calls(self.backend, problem, inputs)
         verdicts = bad or [Verdict(self.entry.name, "contract", True, 0.0)]
-        self._settle([CheckResult(verdicts, seconds[0])], problem, seed, "normal", "contract")
+        self._settle([CheckResult(verdicts, seconds)], problem, seed, "normal", "contract")
 
     def run_oracle_free(self, problem: ConvProblem, seed: int) -> None:
-        seconds = [0.0]  # inside the backend, over the tier's several calls
-        results = oracle_free.run_all(self.backend, problem, np.random.default_rng(seed), seconds)
+        # seconds inside the backend, over the tier's several calls
+        results, seconds = oracle_free.run_all(self.backend, problem, np.random.default_rng(seed))
         verdicts = [worst_verdict(vs) for vs in results.values()]
-        self._settle([CheckResult(verdicts, seconds[0])], problem, seed, "normal", "oracle-free")
+        self._settle([CheckResult(verdicts, seconds)], problem, seed, "normal", self.spec.record_tier)
 
-    def run(self, problem: ConvProblem, seed: int, kind: str, *, tier: str,
+    def run(self, problem: ConvProblem, seed: int, kind: str, *, tier: str | None = None,
             inputs: Inputs | None = None, expected: dict[str, Any] | None = None,
             layout: str = "contiguous") -> list[Verdict]:
         caps: Capabilities = self.backend.capabilities
@@ -306,79 +281,73 @@ class SuiteContext:
         if backward:
             results.append(check_backward(self.backend, problem, inputs, kind, which=backward, expected=expected,
                                           layout=layout))
-        return self._settle(results, problem, seed, kind, tier)
+        return self._settle(results, problem, seed, kind, tier or self.spec.record_tier)
 
     def _settle(self, results: list[CheckResult], problem: ConvProblem, seed: int, kind: str,
                 tier: str) -> list[Verdict]:
         """Buffer a row per verdict; raise the failure messages (with reproductions) if any verdict failed."""
         verdicts = [v for r in results for v in r.verdicts]
-        failures = []
+        failures: list[Row] = []
+        entry = next((e for e in self.known_dtypes if problem.dtype in e.dtypes), None)
         for r in results:
             for v in r.verdicts:
-                row = self._row(v, r, problem, seed, kind, tier)
-                entry = next((e for e in self.known_dtypes if problem.dtype in e.dtypes), None)
-                if v.passed:
-                    self._passed.setdefault(json.dumps(row["key"], sort_keys=True), row)
-                elif entry is not None:  # a known failure of this dtype: recorded as such, the search goes on
-                    row.update(status="xfailed", reason=f"known: {entry.reason} ({entry.source})")
-                    self._known_rows.setdefault(json.dumps(row["key"], sort_keys=True), row)
+                key = json.dumps({"check": v.check, "problem": problem.to_dict(), "seed": seed, "kind": kind,
+                                  "tier": tier}, sort_keys=True)
+                row = self._row(v, r, problem, seed, kind, tier, known=entry is not None)
+                if row.status == "passed":
+                    self._passed.setdefault(key, row)
+                elif entry is not None:  # a known failure of this dtype (xfailed): the search goes on
+                    row.reason = f"known: {entry.reason} ({entry.source})"
+                    self._known_rows.setdefault(key, row)
                 else:
-                    failures.append((v, row))
+                    failures.append(row)
         if failures:
             self._failures_seen += 1
-            self._last_failure = [row for _, row in failures]
+            self._last_failure = failures
             lost = (" crashed: ", " timed out after ")  # the calls isolation answers "not called" afterwards
-            if not self._first_error_rows and any(row["status"] == "error" and any(t in row["message"] for t in lost)
-                                                  for _, row in failures):
+            if not self._first_error_rows and any(row.status == "error" and any(t in row.message for t in lost)
+                                                  for row in failures):
                 self._first_error_rows = self._last_failure
-            raise AssertionError("\n\n".join(row["message"] for _, row in failures))
+            raise BackendFailure("\n\n".join(row.message for row in failures))
         return verdicts
 
     def _passes(self, caps: Capabilities) -> tuple[str, ...]:
-        if self.check == "onnx":
-            return ("forward",)
-        if self.check in ("layout",) + ALL_PASS_TIERS:
-            return ("forward",) + (BACKWARD_CHECKS if caps.backward else ())
-        return (self.check,)
+        return self.spec.passes_for(caps)
 
     def _row(self, v: Verdict, r: CheckResult, problem: ConvProblem, seed: int, kind: str,
-             tier: str) -> dict[str, Any]:
+             tier: str, *, known: bool) -> Row:
         layout = tier[len("layout-"):] if tier.startswith("layout-") else "contiguous"
         repro = snippet(reproduce_spec(self.entry), problem, seed=seed, data_kind=kind, check=v.check, layout=layout,
                         seen_on=self.seen_on)
-        status = "passed" if v.passed else ("error" if r.error else "failed")
+        status = example_status(passed=v.passed, error=bool(r.error), known=known)
         message = "" if v.passed else f"{format_verdict(v)}\n\nReproduce:\n{repro}"
-        key = {"check": v.check, "problem": problem.to_dict(), "seed": seed, "kind": kind, "tier": tier}
-        return {"status": status, "impl": self.entry.name, "check": v.check, "tier": tier, "problem": problem.to_dict(),
-                "problem_text": problem.short(), "dtype": problem.dtype, "data_kind": kind, "seed": seed,
-                "max_ratio": v.max_ratio, "verdict": v.to_dict(), "seconds": r.seconds, "message": message,
-                "traceback": r.traceback, "repro": repro, "nodeid": self.nodeid, "key": key, "layout": layout}
+        return Row(status=status, impl=self.entry.name, check=v.check, tier=tier, problem=problem.to_dict(),
+                   problem_text=str(problem), dtype=problem.dtype, data_kind=kind, seed=seed,
+                   max_ratio=v.max_ratio, verdict=v.to_dict(), seconds=r.seconds, message=message,
+                   traceback=r.traceback, repro=repro, nodeid=self.nodeid, layout=layout)
 
     def flush(self) -> None:
-        rows = []
+        rows: list[Row] = []
         # after a crash or a timeout, its rows (what Hypothesis replayed afterwards was answered "not called")
         replayed = ("not called: ", "(remembered: ")
         failing = self._first_error_rows + [r for r in self._last_failure if r not in self._first_error_rows and (
-            not self._first_error_rows or not any(t in r["message"] for t in replayed))]
+            not self._first_error_rows or not any(t in r.message for t in replayed))]
         for row in list(self._passed.values()) + list(self._known_rows.values())[:WORST_KNOWN] + failing:
-            row = dict(row)
-            row.pop("key")
-            if row["status"] != "passed":
-                row["failing_examples_seen"] = self._failures_seen
-                if self.known is not None:
-                    row["status"] = "xfailed"
-                    row["reason"] = f"known: {self.known.reason} ({self.known.source})"
+            if row.status != "passed":
+                row = row.replace(failing_examples_seen=self._failures_seen)
+                if self.known is not None:  # the whole test is a known failure
+                    row = row.replace(status="xfailed", reason=f"known: {self.known.reason} ({self.known.source})")
             rows.append(row)
         for e in self.known_dtypes:  # an entry for some dtypes whose examples all passed here is stale
             if any(c in e.check for c in "*?["):
                 continue  # a pattern names a bug any of several checks may find: no one test can call it stale
-            seen = [r for r in self._known_rows.values() if r["dtype"] in e.dtypes]
-            ran = any(r["dtype"] in e.dtypes for r in self._passed.values())
+            seen = [r for r in self._known_rows.values() if r.dtype in e.dtypes]
+            ran = any(r.dtype in e.dtypes for r in self._passed.values())
             if ran and not seen:
-                tier = next(iter(self._passed.values()))["tier"]  # the column of this test's rows
-                rows.append({"status": "stale", "impl": self.entry.name, "check": self.check, "tier": tier,
-                             "nodeid": self.nodeid, "dtype": ",".join(e.dtypes),
-                             "reason": f"known failure {e} ({e.source}) no longer fails: remove the entry"})
+                tier = next(iter(self._passed.values())).tier  # the column of this test's rows
+                rows.append(Row(status="stale", impl=self.entry.name, check=self.check, tier=tier,
+                                nodeid=self.nodeid, dtype=",".join(e.dtypes),
+                                reason=f"known failure {e} ({e.source}) no longer fails: remove the entry"))
         self.recorder.record_many(rows)
         self._passed.clear()
         self._known_rows.clear()

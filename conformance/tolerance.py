@@ -147,9 +147,27 @@ def operands(check: str, x: np.ndarray, w: np.ndarray, dy: np.ndarray | None) ->
     return {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}[check]  # type: ignore[return-value]
 
 
-@lru_cache(maxsize=64)
+#: term counts of at most this many elements are cached (512 KiB each, at most 32 MiB for the cache's 64 entries): a
+#: problem's counts are asked for again (the oracle-free identities, Hypothesis' replays while it shrinks), and each
+#: costs a reference pass on ones. Larger ones are computed afresh, so that no cache holds them once they are judged:
+#: the scale tier's (65537 elements and, opted in, over 2^31, which it judges once each), and a drawn problem's
+#: largest results, whose reference pass costs at most the strategies' work budget (``strategies.MAX_MACS``)
+CACHED_TERM_COUNTS = 2**16
+
+
 def term_counts(check: str, p: ConvProblem) -> np.ndarray:
     """K_i: the number of products that reach output element i (0 on untouched stride remainders)."""
+    shape = {"forward": p.output_shape, "grad_input": p.input_shape, "grad_weight": p.weight_shape,
+             "grad_bias": p.bias_shape}[check]
+    return (_cached_term_counts if math.prod(shape) <= CACHED_TERM_COUNTS else _term_counts)(check, p)
+
+
+@lru_cache(maxsize=64)
+def _cached_term_counts(check: str, p: ConvProblem) -> np.ndarray:
+    return _term_counts(check, p)
+
+
+def _term_counts(check: str, p: ConvProblem) -> np.ndarray:
     ones = {"forward": (p.input_shape, p.weight_shape), "grad_input": (p.output_shape, p.weight_shape),
             "grad_weight": (p.input_shape, p.output_shape)}
     if check == "grad_bias":

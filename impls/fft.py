@@ -1,78 +1,50 @@
-"""``conv2d`` and its gradients by real 2-D FFTs (``scipy.fft``) on overlap-save tiles, vectorised over batch,
-tiles, groups and channels.
+"""``conv2d`` and its gradients by the convolution theorem: real 2-D FFTs (``scipy.fft``) of whole planes.
 
-On one axis (the other is the same), with ``xp`` the zero-padded input, ``wd`` the kernel dilated by ``dh``
-(length ``K = dh*(kh - 1) + 1``), ``dys`` ``dy`` dilated by the stride (length ``L = (Ho - 1)*sh + 1``) and
-``rev(a)[t] = a[len(a) - 1 - t]``, the forward and dx are strided correlations ``z[i] = sum_u a[i*s + u] k[u]``
-and dw is a sum of products::
+The method as a textbook states it. On one axis (the other is the same), with ``xp`` the zero-padded input
+(length ``Hp = H + 2*ph``), ``wd`` the kernel dilated by ``dh`` (``dh - 1`` zeros between taps, length
+``K = dh*(kh - 1) + 1``) and ``dys`` ``dy`` dilated by the stride (length ``L = (Ho - 1)*sh + 1``)::
 
-    y[i]   = sum_u xp[i*sh + u] wd[u]                                 a = xp, k = wd, s = sh
-    dxp[t] = sum_u dys[t - u] wd[u] = sum_v dys[t - (K-1) + v] rev(wd)[v]   a = dys from -(K-1), k = rev(wd), s = 1
-    dw[p]  = sum_t xp[t + p*dh] dys[t]
+    y[i]   = sum_u xp[i*sh + u] wd[u]      a correlation of xp with wd, read at the lags i*sh
+    dxp[t] = sum_i dys[i] wd[t - i]        a convolution of dys with wd, cropped to the input: dx = dxp[ph:ph + H]
+    dwd[u] = sum_t xp[t + u] dys[t]        a correlation of xp with dys, read at the lags u = p*dh: dw[p] = dwd[p*dh]
 
-(dx is kept for ``t`` in ``[ph, ph + h)``, so its ``a`` starts at ``dys[ph - (K - 1)]``; entries outside an array
-are zeros.) One primitive, ``_correlate``, computes a correlation by overlap-save: the outputs are cut into tiles of
-``t``; tile ``j`` reads only the window ``a[j*t*s : j*t*s + g]`` of ``g >= (t - 1)*s + K`` points, and on it the
-correlation is a cyclic convolution of ``g`` points (in frequency ``A * B``) read at::
+The discrete Fourier transform of length ``F`` turns a cyclic convolution into a product of spectra, and a cyclic
+correlation of real sequences into the product with the conjugate spectrum (the correlation theorem)::
 
-    z[j*t + i] = conv(window_j, rev(k))[K - 1 + i*s]                 i < t
+    conv(a, k)[t] = sum_u a[t - u] k[u] = irfft(rfft(a) * rfft(k))
+    corr(a, k)[t] = sum_u a[t + u] k[u] = irfft(rfft(a) * conj(rfft(k)))
 
-The linear convolution is ``g + K - 1`` long; the cyclic one wraps what lies beyond ``g`` onto indices ``< K - 1``,
-and the entries kept, ``K - 1 + i*s <= (t - 1)*s + K - 1 <= g - 1``, are not hit. (So the window may hold more data
-than the tile reads: overlap-save's windows are full grids, strided views of one padded copy, no copy each.) dw is
-split along the sum by the same tiles; with ``dys_j`` tile ``j`` of ``dy`` dilated (length ``L_t = (t - 1)*sh + 1``)::
+The cyclic result is the linear one wherever no index wraps around ``F``, and ``F = Hp`` is enough for all three:
+the forward reads lags ``i*sh <= Hp - K``, so ``i*sh + u <= Hp - 1``; the convolution is ``L + K - 1 <= Hp`` long
+(``Ho`` is the largest count with ``(Ho - 1)*sh + K <= Hp``); dw reads lags ``u < K`` over ``t < L``, so
+``t + u <= Hp - 1`` again. In 2-D the transforms are ``rfft2`` of whole planes; a convolution sums over the
+channels of a group, and in frequency that is a sum of products, frequency by frequency::
 
-    dw[p] = sum_j sum_t window_j[t + p*dh] dys_j[t] = sum_j conv(window_j, rev(dys_j))[L_t - 1 + p*dh]
+    Y[n, o]  = sum_c X[n, c] * conj(W[o, c])     y  = irfft2(Y)[::sh, ::sw], the first Ho x Wo lags
+    DX[n, c] = sum_o DYS[n, o] * W[o, c]          dx = irfft2(DX)[ph:ph + H, pw:pw + W]
+    DW[o, c] = sum_n X[n, c] * conj(DYS[n, o])   dw = irfft2(DW)[::dh, ::dw], the first kh x kw lags
+    db[o]    = sum_{n, i, j} dy[n, o, i, j]
 
-read at ``L_t - 1 + p*dh <= g - 1``, wrapped below ``L_t - 1``: the forward's windows, on the forward's grid. (A
-correlation is the convolution with the reversed operand, read ``len - 1`` later; reversing is a free view, so no
-spectrum is ever conjugated.)
-
-Tiles (``_plan``, per correlation: the forward's serve dw too): per axis a grid ``g`` (``next_fast_len``), ``t``
-outputs per tile and ``m`` tiles. One tile with ``g >= Hp`` is the plain FFT convolution on one grid; smaller tiles
-shrink the kernel's spectra (``C_in*C_out/G`` planes, the most when channels are many) and the number of
-per-frequency products, at the price of ``m*g`` instead of ``Hp`` points for the planes of ``x`` and ``y`` (the
-windows overlap by ``g - t*s``). ``_plan`` takes the cheapest by a cost model measured on scipy's pocketfft
-(``COST``). On 11x11 kernels over 64x64 images with 8 channels in and out that is 3 x 3 tiles on 32-point grids, in
-place of one 75-point grid: a fifth of the kernel's spectrum. The tiling changes no result beyond rounding.
-
-Layout: every array is transformed channels-last, ``(H, W, G, ...)``, so its spectrum is frequency-major,
-``(gh, gw//2 + 1, G, a, b)`` with one small ``(a, b)`` matrix per frequency and group. The tiles are batch rows:
-the sum over the channels of a group (for dw also over the tiles and the batch) is ``np.matmul`` batched over
-frequencies and groups::
-
-    Z[f, g]  = A[f, g] @ Krev[f, g]       (tiles*N, Ca) @ (Ca, Cb)         forward (and dx, with the roles of
-    DW[f, g] = X[f, g]^T @ DYrev[f, g]    (Cg, tiles*N) @ (tiles*N, Og)    C_in and C_out swapped)
-
-A 2-D real transform is two 1-D passes (``_spectrum``): the row pass (``rfft``, the last spatial axis) runs
-over the rows that hold data only, the column pass (``fft``) zero-extends them to ``gh``. For a kernel (``K``
-rows on a grid of ``gh``) that skips most of the work, with the very same arithmetic as ``rfft2``. The inverse
-(``_inverse``) likewise runs its row pass only over the rows that are read.
-
-Memory: each spectrum is freed as soon as it is used, and the product, the largest of the three alive at once, is
-written into a buffer kept per thread (``_product``). Freshly allocated, it would lift the heap past what glibc
-keeps between calls, and faulting its pages in again (some microseconds per 4 KiB) cost as much as the transforms.
+Inputs that no output reads (padding-only taps, rows a stride skips) have a gradient of exactly 0, where the
+transform gives rounding noise: dx is masked there (``read_by_some_output``).
 
 Error model, and why it is ``normwise``: a transform of length ``F`` rounds with an error bounded by about
 ``u * log2(F) * ||x||_2 * ||w||_1`` for a whole output plane, not by ``u * sum |x||w|`` per element as direct
-summation is. Every output inherits a share of the error of the largest ones, so on data of wide dynamic
-range small outputs get large relative errors (and exact zeros come back as rounding noise). A tile is bounded by
-its window's norms, which are at most the plane's, on a grid ``g <= F``; dw adds its tiles' errors, and as the dy
-tiles partition dy, ``sum_j ||x_j||_2 ||dy_j||_1 <= ||x||_2 ||dy||_1``. Inputs that no output reads (padding, rows
-skipped by the stride) are masked to exact zeros in dx. A NaN or Inf spreads over its tiles' outputs.
-Precision: ``scipy.fft`` keeps single precision (float32 -> complex64 -> float32); nothing is upcast.
+summation is. Every output inherits a share of the error of the largest ones, so on data of wide dynamic range
+small outputs get large relative errors (and exact zeros come back as rounding noise); a NaN or Inf spreads over
+its whole plane. Precision: ``scipy.fft`` keeps single precision (float32 -> complex64 -> float32).
+
+Large problems run the same method engineered for speed, ``impls/fft_tiled.py``: overlap-save tiles chosen by a
+cost model, channels-last spectra with the channel sums as per-frequency matrix products, a reused product buffer.
+Its results are this method's up to rounding (tests/test_fft_speed_paths.py compares the two).
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
-import math
-import threading
+from types import ModuleType
 
 import numpy as np
 import scipy.fft as sfft
-from numpy.lib.stride_tricks import sliding_window_view
 
 from conformance.backend import Capabilities, Grads
 from conformance.problem import ConvProblem
@@ -80,216 +52,98 @@ from conformance.problem import ConvProblem
 #: scipy.fft threads per transform (-1: one per core); small transforms stay on one thread regardless
 WORKERS = -1
 
-#: (grid, outputs per tile, tiles) on one axis
-Tiling = tuple[int, int, int]
-
-#: ``_plan``'s cost model, in ns on one core (scipy 1.17's pocketfft, numpy 2.4's matmul, complex64; measured on
-#: a 2-core x86 VM, 2026-11-25): per point of a 1-D transform of length n, times log2(n), real (rfft/irfft) and
-#: complex (fft/ifft); per 1-D transform; per complex multiply-add of the channel sums; per (frequency, group)
-#: matrix product (the call, not the arithmetic: these matrices are 8 x 8 or so)
-COST = {"real": 0.15, "complex": 0.27, "line": 8.0, "cmac": 0.1, "matmul": 30.0}
-
-
-#: products of at most this many bytes are written into a buffer kept per thread (``_product``)
-SCRATCH_MAX = 32 * 2**20
-_scratch = threading.local()
-
-
-def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` in this thread's scratch buffer, valid until the next ``_product`` in this thread.
-
-    Why a buffer: alive together with both operands, a fresh product would take the heap past what glibc keeps (it
-    trims the heap's top above twice the largest mmap'd block freed so far), and every page of it would be faulted
-    in again on the next call. ``_inverse`` then transforms the buffer in place; what it returns is a new array."""
-    shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
-    dtype = np.result_type(a, b)
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > SCRATCH_MAX:
-        return a @ b
-    if getattr(_scratch, "buf", None) is None or _scratch.buf.nbytes < nbytes:
-        _scratch.buf = np.empty(nbytes, np.uint8)
-    return np.matmul(a, b, out=_scratch.buf[:nbytes].view(dtype).reshape(shape))
-
-
-def _spectrum(a: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """rfft2 over the first two axes of ``a`` (channels-last), zero-extended to ``grid``."""
-    rows = sfft.rfft(a, n=grid[1], axis=1, workers=WORKERS)  # only the rows of a
-    # zero rows up to grid[0] added here; in place where there are none to add
-    return sfft.fft(rows, n=grid[0], axis=0, overwrite_x=True, workers=WORKERS)
-
-
-def _inverse(spec: np.ndarray, grid: tuple[int, int], rows: slice, cols: slice) -> np.ndarray:
-    """``irfft2(spec, grid)[rows, cols]``, the row pass run over the kept rows only; ``spec`` is overwritten."""
-    spec = sfft.ifft(spec, axis=0, overwrite_x=True, workers=WORKERS)  # in place: no second spectrum-sized array
-    return sfft.irfft(spec[rows], n=grid[1], axis=1, workers=WORKERS)[:, cols]
+#: problems of at least this many multiply-adds a pass go to ``impls/fft_tiled.py``. Below it the whole-plane
+#: method is as fast or faster: its few numpy calls cost less than planning and assembling tiles, and a small
+#: problem has little to gain from them; above it, the tiles and per-frequency matrix products pay more and more
+#: (measured: docs/performance.md)
+TILED_FROM_MACS = 100_000
 
 
 def _dilated(a: np.ndarray, step: tuple[int, int]) -> np.ndarray:
-    """``a`` (rows, cols, ...) with ``step - 1`` zeros between rows and between columns (dilation, stride)."""
-    if step == (1, 1):
-        return a
-    up = np.zeros(((a.shape[0] - 1) * step[0] + 1, (a.shape[1] - 1) * step[1] + 1, *a.shape[2:]), a.dtype)
-    up[::step[0], ::step[1]] = a
-    return up
-
-
-def _shifted(a: np.ndarray, start: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """``a[start_h + r, start_w + c]`` for ``r < size_h``, ``c < size_w`` (zero outside ``a``): one copy."""
-    out = np.zeros((*size, *a.shape[2:]), a.dtype)
-    src = [slice(min(max(s, 0), n), min(max(s + k, 0), n)) for s, k, n in zip(start, size, a.shape)]
-    out[src[0].start - start[0]:src[0].stop - start[0], src[1].start - start[1]:src[1].stop - start[1]] = \
-        a[src[0], src[1]]
+    """``a`` with ``step - 1`` zeros between neighbours along its last two axes (a kernel's dilation, dy's stride)."""
+    out = np.zeros((*a.shape[:-2], (a.shape[-2] - 1) * step[0] + 1, (a.shape[-1] - 1) * step[1] + 1), a.dtype)
+    out[..., ::step[0], ::step[1]] = a
     return out
 
 
-def _read(length: int, k: int, dilation: int, n_out: int, stride: int) -> np.ndarray:
-    """Which padded rows some output reads: ``i*stride + p*dilation`` for ``i < n_out``, ``p < k``."""
-    mask = np.zeros(length, dtype=bool)
-    for p in range(k):
-        mask[p * dilation:p * dilation + (n_out - 1) * stride + 1:stride] = True
-    return mask
+def read_by_some_output(problem: ConvProblem) -> np.ndarray:
+    """Which inputs ``(H, W)`` some output reads: padded row ``a`` is read iff ``a = i*sh + p*dh`` for an output row
+    ``i`` and a tap ``p``, and columns likewise (independently of the rows)."""
+
+    def axis(size: int, pad: int, k: int, dilation: int, n_out: int, stride: int) -> np.ndarray:
+        read = np.zeros(size + 2 * pad, dtype=bool)
+        for p in range(k):
+            read[p * dilation:p * dilation + (n_out - 1) * stride + 1:stride] = True
+        return read[pad:pad + size]
+
+    (sh, sw), (ph, pw), (dh, dw) = problem.stride, problem.padding, problem.dilation
+    rows = axis(problem.h, ph, problem.kh, dh, problem.out_h, sh)
+    cols = axis(problem.w, pw, problem.kw, dw, problem.out_w, sw)
+    return rows[:, None] & cols[None, :]
 
 
-def _axis_tilings(n_out: int, k: int, stride: int) -> list[Tiling]:
-    """The ways to cut ``n_out`` outputs into tiles, ``(grid, outputs per tile, tiles)``, one per grid size."""
-    ways: dict[int, Tiling] = {}
-    for m in range(1, n_out + 1):
-        t = -(-n_out // m)  # m tiles as even as they go
-        grid = sfft.next_fast_len((t - 1) * stride + k, real=True)  # the window the tile reads, at least
-        ways.setdefault(grid, (grid, t, -(-n_out // t)))  # the fewest tiles a grid can have
-    return list(ways.values())
+def _tiled() -> ModuleType:
+    """``impls/fft_tiled.py``, imported on first use (it imports ``read_by_some_output`` from here)."""
+    from . import fft_tiled
 
-
-@functools.lru_cache(maxsize=1024)
-def _plan(out: tuple[int, int], k: tuple[int, int], stride: tuple[int, int], n: int, c_in: int, c_out: int,
-          groups: int) -> tuple[Tiling, Tiling]:
-    """The cheapest tiling by ``COST`` of a correlation from ``n*c_in`` planes (of ``a``) into ``n*c_out`` planes
-    of ``out`` outputs (of ``z``), through ``c_in*c_out/groups`` planes of ``k`` taps."""
-    a_planes, z_planes, k_planes = n * c_in, n * c_out, c_in * c_out // groups
-    costs = {}
-    for gh, th, mh in _axis_tilings(out[0], k[0], stride[0]):
-        for gw, tw, mw in _axis_tilings(out[1], k[1], stride[1]):
-            m, fr = mh * mw, gw // 2 + 1
-            # rfft of the windows' rows and the taps' rows, irfft of the kept rows; fft/ifft of every column
-            rows = m * gh * a_planes + k[0] * k_planes + m * th * z_planes
-            cols = fr * (m * a_planes + k_planes + m * z_planes)
-            costs[(gh, th, mh), (gw, tw, mw)] = (
-                COST["real"] * rows * gw * math.log2(gw) + COST["complex"] * cols * gh * math.log2(gh)
-                + COST["line"] * (rows + cols) + COST["cmac"] * gh * fr * m * n * c_in * c_out / groups
-                + COST["matmul"] * gh * fr * groups)
-    return min(costs, key=costs.__getitem__)
-
-
-def _windows(a: np.ndarray, start: tuple[int, int], plan: tuple[Tiling, Tiling],
-             step: tuple[int, int]) -> np.ndarray:
-    """The spectra of the windows ``a[start + j*step : start + j*step + g]`` (both axes, ``j < m``) of ``a``
-    ``(H, W, G, N, C)``: ``(gh, gw//2 + 1, G, mh*mw*N, C)``, the tiles (row-major) ahead of the batch."""
-    (gh, _, mh), (gw, _, mw) = plan
-    ap = _shifted(a, start, ((mh - 1) * step[0] + gh, (mw - 1) * step[1] + gw))  # the one copy of a
-    tiles = sliding_window_view(ap, (gh, gw), axis=(0, 1))[::step[0], ::step[1]]  # (mh, mw, G, N, C, gh, gw)
-    spec = _spectrum(tiles.transpose(5, 6, 2, 0, 1, 3, 4), (gh, gw))  # (gh, gw//2 + 1, G, mh, mw, N, C)
-    return spec.reshape(gh, gw // 2 + 1, a.shape[2], mh * mw * a.shape[3], a.shape[4])
-
-
-def _rev_tiles(a: np.ndarray, plan: tuple[Tiling, Tiling], stride: tuple[int, int]) -> np.ndarray:
-    """The spectra of ``rev(dilated tile)`` for the tiles ``a[j*t : j*t + t]`` (both axes; zeros past ``a``) of
-    ``a`` ``(Ho, Wo, G, N, C)``: ``(gh, gw//2 + 1, G, mh*mw*N, C)``, in ``_windows``' order."""
-    (gh, th, mh), (gw, tw, mw) = plan
-    g, n, c = a.shape[2:]
-    tiles = _shifted(a, (0, 0), (mh * th, mw * tw)).reshape(mh, th, mw, tw, g, n, c).transpose(1, 3, 4, 0, 2, 5, 6)
-    spec = _spectrum(_dilated(tiles, stride)[::-1, ::-1], (gh, gw))  # (gh, gw//2 + 1, G, mh, mw, N, C)
-    return spec.reshape(gh, gw // 2 + 1, g, mh * mw * n, c)
-
-
-def _correlate(a: np.ndarray, start: tuple[int, int], taps: np.ndarray, stride: tuple[int, int],
-               out: tuple[int, int]) -> np.ndarray:
-    """``z[n, g*Cb + o, i, j] = sum_{u, v, c} a[start_h + i*sh + u, start_w + j*sw + v, g, n, c] taps[u, v, g, c, o]``
-    for ``i, j < out``, ``a`` ``(H, W, G, N, Ca)`` zero outside, ``taps`` ``(K_h, K_w, G, Ca, Cb)``: by tiles."""
-    k, (g, n, ca), cb = taps.shape[:2], a.shape[2:], taps.shape[-1]
-    plan = _plan(out, k, stride, n, g * ca, g * cb, g)
-    (gh, th, mh), (gw, tw, mw) = plan
-    step = (th * stride[0], tw * stride[1])  # tile j's window starts at a's row start + j*t*s
-    # tile row i is conv(window, rev(taps))[K - 1 + i*s]; one expression, so each spectrum is freed once used
-    # (and the product, in the scratch buffer, is transformed in place)
-    z = _inverse(_product(_windows(a, start, plan, step), _spectrum(taps[::-1, ::-1], (gh, gw))), (gh, gw),
-                 slice(k[0] - 1, k[0] + (th - 1) * stride[0], stride[0]),
-                 slice(k[1] - 1, k[1] + (tw - 1) * stride[1], stride[1]))  # (th, tw, G, mh*mw*N, Cb)
-    return _untile(z.reshape(th, tw, g, mh, mw, n, cb).transpose(5, 2, 6, 3, 0, 4, 1), out)
-
-
-def _untile(tiles: np.ndarray, out: tuple[int, int]) -> np.ndarray:
-    """(N, G, Cb, mh, th, mw, tw) -> (N, G*Cb, out_h, out_w), the tiles side by side, in one copy: the whole
-    tiles, then the last row and column of tiles cut where they overhang the output."""
-    n, g, cb, _, th, _, tw = tiles.shape
-    z = np.empty((n, g, cb, *out), tiles.dtype)
-
-    def parts(size: int, t: int) -> list[tuple[slice, slice, slice]]:  # (output rows, tiles, rows of a tile)
-        whole, rest = divmod(size, t)
-        return [(slice(0, whole * t), slice(0, whole), slice(0, t))] + \
-            [(slice(whole * t, size), slice(whole, whole + 1), slice(0, rest))] * (rest > 0)
-
-    for (oh, ah, rh), (ow, aw, rw) in itertools.product(parts(out[0], th), parts(out[1], tw)):
-        src = tiles[:, :, :, ah, rh, aw, rw]
-        # splitting an axis in two never needs a copy, so reshape returns a view of z (numpy < 2.1 has no copy=False
-        # to assert it; tests/test_fft_speed_paths.py checks the assembled output against the reference)
-        z[:, :, :, oh, ow].reshape(src.shape)[...] = src
-    return z.reshape(n, g * cb, *out)
+    return fft_tiled
 
 
 class FFTConv:
-    """Real FFTs on overlap-save tiles (``next_fast_len`` grids); channel sums as per-frequency matrix products."""
+    """Correlations by ``rfft2``; large problems by overlap-save tiles (``impls/fft_tiled.py``)."""
 
     name = "fft"
     capabilities = Capabilities(dtypes=("float32", "float64"), error_model="normwise",
                                 notes="scipy.fft rfft/fft passes; error bounded normwise per output plane")
 
     @staticmethod
-    def _last(a: np.ndarray, problem: ConvProblem, groups_first: bool = False) -> np.ndarray:
-        """(N, C, H, W) -> the channels-last view (H, W, G, N, C/G); ``groups_first``: w's (H, W, G, C/G, O/G)."""
+    def _grouped(a: np.ndarray, problem: ConvProblem, weight: bool = False) -> np.ndarray:
+        """(N, C, H, W) -> (N, G, C/G, H, W); ``weight``: (C_out, Cg, kh, kw) -> (G, Og, Cg, kh, kw)."""
         a = np.asarray(a, dtype=problem.dtype)
-        n, c = a.shape[:2]
-        g = problem.groups
-        if groups_first:  # the weight (C_out, Cg, kh, kw): -> (kh, kw, G, Cg, Og)
-            return a.reshape(g, n // g, c, *a.shape[2:]).transpose(3, 4, 0, 2, 1)
-        return a.reshape(n, g, c // g, *a.shape[2:]).transpose(3, 4, 1, 0, 2)
+        if weight:
+            return a.reshape(problem.groups, -1, *a.shape[1:])
+        return a.reshape(a.shape[0], problem.groups, -1, *a.shape[2:])
+
+    @staticmethod
+    def _spectra(problem: ConvProblem, x: np.ndarray,
+                 w: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """``X = rfft2(xp)`` ``(N, G, Cg, ...)`` and ``W = rfft2(wd)`` ``(G, Og, Cg, ...)`` on the grid ``Hp x Wp``."""
+        (ph, pw) = problem.padding
+        grid = (problem.h + 2 * ph, problem.w + 2 * pw)
+        xp = np.pad(FFTConv._grouped(x, problem), ((0, 0),) * 3 + ((ph, ph), (pw, pw)))
+        wd = _dilated(FFTConv._grouped(w, problem, weight=True), problem.dilation)
+        return sfft.rfft2(xp, workers=WORKERS), sfft.rfft2(wd, s=grid, workers=WORKERS), grid
 
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-        (ph, pw) = problem.padding
-        wd = _dilated(self._last(w, problem, groups_first=True), problem.dilation)  # (K_h, K_w, G, Cg, Og)
-        y = _correlate(self._last(x, problem), (-ph, -pw), wd, problem.stride, (problem.out_h, problem.out_w))
+        if problem.macs >= TILED_FROM_MACS:  # the same method, engineered for large problems
+            with sfft.set_workers(WORKERS):
+                return _tiled().forward(problem, x, w, b)
+        (sh, sw) = problem.stride
+        X, W, grid = self._spectra(problem, x, w)
+        Y = np.einsum("ngcuv,gocuv->ngouv", X, W.conj())  # correlation theorem, summed over the group's channels
+        lags = sfft.irfft2(Y, s=grid, workers=WORKERS)
+        y = np.ascontiguousarray(lags[..., :problem.out_h * sh:sh, :problem.out_w * sw:sw])
+        y = y.reshape(problem.output_shape)
         if b is not None:
             y += np.asarray(b, dtype=problem.dtype)[None, :, None, None]
         return y
 
     def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
-        (sh, sw), (ph, pw), (dil_h, dil_w) = problem.stride, problem.padding, problem.dilation
-        hp, wp = problem.h + 2 * ph, problem.w + 2 * pw
-        wd = _dilated(self._last(w, problem, groups_first=True), problem.dilation)  # (K_h, K_w, G, Cg, Og)
-        k = wd.shape[:2]
+        if problem.macs >= TILED_FROM_MACS:  # the same method, engineered for large problems
+            with sfft.set_workers(WORKERS):
+                return _tiled().backward(problem, x, w, dy)
+        (ph, pw), (dil_h, dil_w) = problem.padding, problem.dilation
+        X, W, grid = self._spectra(problem, x, w)
+        DYS = sfft.rfft2(_dilated(self._grouped(dy, problem), problem.stride), s=grid, workers=WORKERS)
 
-        # dx: a stride-1 correlation of dys, from row ph - (K - 1), with rev(wd), C_out and C_in swapped.
-        dys = _dilated(self._last(dy, problem), problem.stride)  # (L_h, L_w, G, N, Og)
-        dx = _correlate(dys, (ph - k[0] + 1, pw - k[1] + 1), wd[::-1, ::-1].swapaxes(-1, -2), (1, 1),
-                        (problem.h, problem.w))
-        del dys
-        # Padded position (a, b) is read iff a = i*sh + p*dh for some (i, p) and b likewise; the rows and
-        # columns are independent. Elsewhere the true gradient is 0 and the FFT gives rounding noise: mask it.
-        rows = _read(hp, problem.kh, dil_h, problem.out_h, sh)[ph:ph + problem.h]
-        cols = _read(wp, problem.kw, dil_w, problem.out_w, sw)[pw:pw + problem.w]
-        dx *= rows[:, None] & cols[None, :]
+        DX = np.einsum("ngouv,gocuv->ngcuv", DYS, W)  # convolution theorem, summed over the group's outputs
+        dxp = sfft.irfft2(DX, s=grid, workers=WORKERS)
+        dx = dxp[..., ph:ph + problem.h, pw:pw + problem.w].reshape(problem.input_shape)
+        dx = dx * read_by_some_output(problem)  # exact zeros where the transform left rounding noise (a new array)
 
-        # dw: over the forward's tiles, sum_j conv(window_j, rev(dys_j))[L_t - 1 + p*dh]; the sum over the tiles
-        # and the batch is the matmul's inner dimension.
-        plan = _plan((problem.out_h, problem.out_w), k, problem.stride, problem.batch, problem.c_in,
-                     problem.c_out, problem.groups)
-        (gh, th, _), (gw, tw, _) = plan
-        xf = _windows(self._last(x, problem), (-ph, -pw), plan, (th * sh, tw * sw))  # (gh, gw//2+1, G, M*N, Cg)
-        dwf = _product(xf.swapaxes(-1, -2), _rev_tiles(self._last(dy, problem), plan, problem.stride))
-        del xf
-        lt = ((th - 1) * sh + 1, (tw - 1) * sw + 1)  # a tile of dys
-        lags = _inverse(dwf, (gh, gw), slice(lt[0] - 1, lt[0] + (problem.kh - 1) * dil_h, dil_h),
-                        slice(lt[1] - 1, lt[1] + (problem.kw - 1) * dil_w, dil_w))  # (kh, kw, G, Cg, Og)
-        dw = np.ascontiguousarray(lags.transpose(2, 4, 3, 0, 1)).reshape(problem.weight_shape)
+        DW = np.einsum("ngcuv,ngouv->gocuv", X, DYS.conj())  # correlation theorem, summed over the batch
+        lags = sfft.irfft2(DW, s=grid, workers=WORKERS)[..., :problem.kh * dil_h:dil_h, :problem.kw * dil_w:dil_w]
+        dw = np.ascontiguousarray(lags).reshape(problem.weight_shape)
 
         db = np.asarray(dy, dtype=problem.dtype).sum(axis=(0, 2, 3)) if problem.bias else None
         return Grads(dx=dx, dw=dw, db=db)

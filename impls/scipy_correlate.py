@@ -20,10 +20,10 @@ declares the componentwise (direct summation) error model, so it must never take
 from __future__ import annotations
 
 import numpy as np
+from conformance.impls import explicit_padding
 
 from conformance.backend import Capabilities, Grads
 from conformance.problem import ConvProblem
-from impls import explicit_padding
 
 
 def _dilate(a: np.ndarray, step: tuple[int, int]) -> np.ndarray:

@@ -8,7 +8,7 @@ The inputs go in as given (``torch.from_numpy``, strides and all), so non-contig
 kernels too. Two exceptions need a copy or a guard: torch has no negative strides (a reversed view is
 copied), and ``from_numpy`` warns on read-only arrays (torch never writes to them here: autograd only reads
 its leaves). ``torch`` is imported inside the methods so that the suite still loads without it.
-CUDA subclasses (``impls.torch_cuda``) reuse all of this by overriding ``device`` and ``_settings``.
+CUDA subclasses (``conformance.impls.torch_cuda``) reuse all of this by overriding ``device`` and ``_settings``.
 """
 
 from __future__ import annotations

@@ -9,20 +9,19 @@ Both reuse ``TorchCPU`` (inputs as given, autograd with ``grad_outputs=dy``) wit
   the componentwise error model at the dtype's own precision. In float16/bfloat16 the GEMM takes half inputs
   and accumulates in float32 (cuBLAS's split-K reduction in half precision,
   ``allow_fp16/bf16_reduced_precision_reduction``, on by default, is off here), but torch rounds intermediate
-  results to the half dtype, as measured on an H200 (torch 2.11, 2026-11-26): the convolution before the bias is
-  added (forward up to 1.4x over ``fp16-acc32``), and the gradients are summed in the half dtype: grad_input
-  over the gathered columns and the padding fold (up to 28x where products cancel; still 1.18x over one
-  intermediate rounding, ``-mid16``), grad_weight and grad_bias over the batch (up to 4.9x). Hence ``-mid16``
-  (one rounding of an intermediate result, ``u_mid·M1``) for the forward, ``-acc16`` for the three gradients.
+  results to the half dtype: the convolution before the bias is added, and the gradients are summed in the half
+  dtype (grad_input over the gathered columns and the padding fold, grad_weight and grad_bias over the batch), so
+  that a float32-accumulation profile is too tight for all four, and one intermediate rounding too tight for the
+  gradients. Hence ``-mid16`` (one rounding of an intermediate result, ``u_mid·M1``) for the forward, ``-acc16``
+  for the three gradients (how far over each profile they measured: docs/performance.md, docs/gpu.md).
   Not deterministic either: the backward of reflect/replicate padding adds with ``atomicAdd`` (a float64
   grad_input differed between two calls with the same inputs).
 - ``torch-cuda-default``: cuDNN on and ``torch.backends.cudnn.allow_tf32 = True``, torch's default for
   convolutions (unlike matmuls, where TF32 is off by default). On Ampere and newer GPUs a float32 convolution
   then rounds its inputs to TF32 (10-bit mantissa), and cuDNN's heuristics may pick FFT or Winograd kernels,
   whose error is normwise; algorithm choice and split reductions also make it non-deterministic. In half
-  precision torch adds the bias to the rounded convolution (forward 2.2x over ``fp16-acc32``, H200): ``-mid16``
-  profiles; grad_input folds reflect/replicate padding in the half dtype, several adds (1.8x over
-  ``fp16-acc32``, 1.3x over ``-mid16``): ``-acc16``.
+  precision torch adds the bias to the rounded convolution: ``-mid16`` profiles; grad_input folds reflect/replicate
+  padding in the half dtype, several adds (more than one intermediate rounding): ``-acc16``.
 
 Global flags are saved and restored around every call, so the two backends can run in one process.
 """

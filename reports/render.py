@@ -1,7 +1,8 @@
 """Render the merged results as one self-contained HTML page with Jinja2 (autoescaped) and matplotlib plots.
 
 The page needs nothing from the network: its CSS and its few lines of JS are inline, and each plot is an SVG
-embedded as a ``data:`` URI (``reports.plots``). A Content-Security-Policy meta tag forbids any other source.
+embedded as a ``data:`` URI (``conformance.reports.plots``). A Content-Security-Policy meta tag forbids any other
+source.
 Everything that comes from a backend (names, messages, tracebacks) reaches the page through autoescaping.
 """
 
@@ -30,7 +31,7 @@ ENV_FIELDS = (("python", "Python"), ("numpy", "numpy"), ("scipy", "scipy"), ("to
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.PackageLoader(__package__, "templates"), autoescape=True,
                              undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["ratio"] = fmt_ratio
     env.filters["num"] = fmt_num
@@ -54,11 +55,11 @@ def _failing_line(c: Cell) -> dict[str, Any]:
         what, detail = c.full_cause, ""
     elif c.state == "fail" and not math.isnan(c.worst_ratio):
         what = f"worst {fmt_ratio(c.worst_ratio)}"
-        detail = f"{w.get('check', '')} · {w.get('problem_text') or '—'}"
+        detail = f"{w.check} · {w.problem_text or '—'}"
         if c.n_errors:
             what += f" · {c.n_errors} error(s): {c.cause}"
     else:  # a failure with no ratio (the arithmetic check's finding), or explained failures
-        reason = next(iter(c.reasons), "") if c.state == "explained" else (w.get("reason") or c.reason)
+        reason = next(iter(c.reasons), "") if c.state == "explained" else (w.reason or c.reason)
         what, detail = " ".join(str(reason).split())[:160] or c.state, ""
     return {"cell": c, "ident": c.ident, "impl": c.impl, "env": c.env, "column": c.column, "state": c.state,
             "count": c.counts_text, "what": what, "detail": detail, "error": c.is_error, "span": 0}
@@ -135,10 +136,10 @@ def _arithmetic_rows(rep: Report, impl: str) -> list[dict[str, Any]]:
     that dtype and pass in units of bits: log2(1/ratio) to spare (negative: beyond the declared bound)."""
     out = []
     for env, dtype, pass_, row in rep.arithmetic.get(impl, []):
-        a = row.get("arithmetic") or {}
+        a = row.arithmetic or {}
         worst = rep.worst_ratio.get((env, impl, dtype, pass_))
         spare = None if worst is None or worst <= 0 or math.isinf(worst) else -math.log2(worst)
-        out.append({"env": env, "dtype": dtype, "pass": pass_, "status": row.get("status"),
+        out.append({"env": env, "dtype": dtype, "pass": pass_, "status": row.status,
                     "declared": a.get("declared"), "measured": a.get("measured") or "none fits",
                     "described": a.get("described") or "; ".join(a.get("errors") or []),
                     "facts": ", ".join(f"{k} {'yes' if a.get(k) else 'no'}" for k in ("daz", "ftz", "deterministic")

@@ -19,16 +19,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from conformance import checktable
 from conformance.findings import explain, is_failing
-from conformance.layouts import VIEW_LAYOUTS
-from conformance.oracle_free import CHECKS as ORACLE_FREE_CHECKS
 from conformance.problem import ConvProblem
-from conformance.records import RunFile, as_float, column, load
+from conformance.records import RunFile, as_float, load
+from conformance.row import Row
 
-KNOWN_COLUMNS = ("forward", "grad_input", "grad_weight", "grad_bias", "golden", "onnx", "exact", "nonfinite",
-                 "boundary", "corpus", "scale", "extreme",
-                 "layout-channels_last", "layout-strided", "layout-negative", "layout-broadcast",
-                 "adjoint", "finite_difference", "linearity", "batch", "contract", "arithmetic")
+KNOWN_COLUMNS = checktable.COLUMNS  #: the table's columns, in its order
 FAILING = ("failed", "error")
 KNOWN = "xfailed"  #: a failure listed in known_failures.txt, failing as expected
 #: why a cell's examples did not run; ``not_reached``: a check the run never started (``--max-time``, a signal, -x)
@@ -42,33 +39,31 @@ TIMED_STATUSES = ("passed", "failed", "xfailed", EXPLAINED)
 PASSES = ("forward", "grad_input", "grad_weight", "grad_bias")
 #: tiers whose row's ``seconds`` covers several backend calls of different kinds together (and, in results recorded
 #: before oracle-free rows summed the backend's own time, the harness's arithmetic around them): not a call's time
-MULTI_CALL_TIERS = ("contract", "oracle-free")
+MULTI_CALL_TIERS = ("contract", "oracle_free", "oracle-free")
 #: convolution passes one call computes: every backward call returns dx, dw and db whichever gradient its row
 #: checks, so it does two passes of work (db is a sum, not counted), as benchmarks/bench_impls.py counts them
 WORK_PASSES = {"forward": 1, "backward": 2}
 
 
-#: the columns one test covers where the test records a single row for them all when it does not run (a skip: the
-#: pytest plugin's ``_tier`` of the test, ``layout`` or ``oracle-free``) or breaks outside its examples (an error
-#: row of the test), while its examples' rows go to one column per layout or identity: such a row belongs to each
-#: of those columns (a layout test's to the one layout its test id names), never to a column of its own, which would
-#: show "—" for every backend that ran
-FOLDED = {"layout": tuple(f"layout-{name}" for name in VIEW_LAYOUTS), "oracle_free": ORACLE_FREE_CHECKS,
-          "oracle-free": ORACLE_FREE_CHECKS}
+#: the columns one test covers where the test records a single row for them all when it does not run (a skip) or
+#: breaks outside its examples (an error row of the test), while its examples' rows go to one column per layout or
+#: identity: such a row belongs to each of those columns (a layout test's to the one layout its test id names), never
+#: to a column of its own, which would show "—" for every backend that ran
+FOLDED = {c.name: c.report_columns for c in checktable.CHECKS if len(c.report_columns) > 1}
 
 
-def column_of(row: dict[str, Any]) -> str:
-    return column(row)
+def column_of(row: Row) -> str:
+    return row.column
 
 
-def columns_of(row: dict[str, Any]) -> tuple[str, ...]:
+def columns_of(row: Row) -> tuple[str, ...]:
     """The report columns ``row`` belongs to: its column, or for a test-level row of a test that covers several
     columns (``FOLDED``) the ones its test covers."""
     col = column_of(row)
     targets = FOLDED.get(col)
     if not targets:
         return (col,)
-    nodeid = str(row.get("nodeid") or "")
+    nodeid = str(row.nodeid or "")
     params = nodeid[nodeid.find("[") + 1:-1] if nodeid.endswith("]") and "[" in nodeid else ""
     names = {t: t.split("-", 1)[-1] for t in targets}  # layout-strided: strided; adjoint: adjoint
     named = [t for t, name in names.items() if params and (params == name or params.endswith(f"-{name}"))]
@@ -102,15 +97,15 @@ def _crash(text: str) -> str:
     return re.sub(r"\s*\((?:restarted|the worker)[^)]*\).*", "", text).strip()
 
 
-def error_cause(row: dict[str, Any], *, full: bool = False) -> str:
+def error_cause(row: Row, *, full: bool = False) -> str:
     """Why ``row`` has no measured error when it is an error: an ``error`` row, or a failure whose verdict says the
     result was not comparable (the backend raised, timed out, crashed, or returned the wrong type, shape or dtype).
     One line: ``forward raised RuntimeError``, ``forward timed out after 5 s``, ``backward crashed: SIGABRT``
     (``full``: with the exception's message); empty for any other row."""
-    verdict: dict[str, Any] = row["verdict"] if isinstance(row.get("verdict"), dict) else {}
-    is_error = row.get("status") == ERROR_STATUS
+    verdict: dict[str, Any] = row.verdict if isinstance(row.verdict, dict) else {}
+    is_error = row.status == ERROR_STATUS
     # a failure's reason (a known failure's note) and message (its verdict and reproduction) are no cause
-    texts = [str(t) for t in (verdict.get("problem_text"), *((row.get("reason"), row.get("message")) if is_error
+    texts = [str(t) for t in (verdict.get("problem_text"), *((row.reason, row.message) if is_error
                                                              else ())) if t]
     for text in texts:
         m = _CAUSE.search(text)
@@ -138,10 +133,10 @@ def _one_line(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def ratio_of(row: dict[str, Any]) -> float:
+def ratio_of(row: Row) -> float:
     """The row's max error/bound; nan when it has none (a skip, or an error outside the checks)."""
     try:
-        return as_float(row.get("max_ratio"))
+        return as_float(row.max_ratio)
     except (TypeError, ValueError):
         return math.nan
 
@@ -159,31 +154,31 @@ def fmt_ratio(r: float) -> str:
     return f"{r:.2f}×" if r < 10 else f"{r:.0f}×"
 
 
-def _dedupe_key(row: dict[str, Any]) -> str:
-    return json.dumps([row.get(k) for k in ("run_id", "worker", "nodeid", "check", "tier", "seed", "problem",
+def _dedupe_key(row: Row) -> str:
+    return json.dumps([getattr(row, k) for k in ("run_id", "worker", "nodeid", "check", "tier", "seed", "problem",
                                             "data_kind", "status", "impl", "dtype")], sort_keys=True, default=str)
 
 
-def seconds_of(row: dict[str, Any]) -> float | None:
+def seconds_of(row: Row) -> float | None:
     """The backend time of the one call behind ``row``; None where it has none (not run, an old file, a tier that
     times several calls together)."""
-    v = row.get("seconds")
-    if row.get("status") not in TIMED_STATUSES or row.get("check") not in PASSES \
-            or row.get("tier") in MULTI_CALL_TIERS or isinstance(v, bool) or not isinstance(v, (int, float)):
+    v = row.seconds
+    if row.status not in TIMED_STATUSES or row.check not in PASSES \
+            or row.tier in MULTI_CALL_TIERS or isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
     return float(v) if math.isfinite(v) and v >= 0 else None
 
 
-def pass_of(row: dict[str, Any]) -> str:
-    return "forward" if row.get("check") == "forward" else "backward"
+def pass_of(row: Row) -> str:
+    return "forward" if row.check == "forward" else "backward"
 
 
-def call_key(row: dict[str, Any]) -> str:
+def call_key(row: Row) -> str:
     """One backend call: in the tiers that check every pass, the three gradient rows of a backward call share it
     (and its ``seconds``), and the forward call of the same example is another; a hypothesis-tier test checks one
     quantity with a call of its own (the check tells its calls apart even in a row without a nodeid)."""
-    call = row.get("check") if (row.get("tier") or "hypothesis") == "hypothesis" else pass_of(row)
-    return json.dumps([row.get(k) for k in ("env", "impl", "run_id", "worker", "nodeid", "problem", "seed",
+    call = row.check if (row.tier or "hypothesis") == "hypothesis" else pass_of(row)
+    return json.dumps([getattr(row, k) for k in ("env", "impl", "run_id", "worker", "nodeid", "problem", "seed",
                                             "data_kind", "tier", "layout")] + [call], sort_keys=True, default=str)
 
 
@@ -195,9 +190,9 @@ def _macs(problem_json: str) -> int:
         return 0
 
 
-def macs_of(row: dict[str, Any]) -> int:
+def macs_of(row: Row) -> int:
     """Multiply-adds of one pass of the row's problem; 0 where it has no readable problem."""
-    problem = row.get("problem")
+    problem = row.problem
     return _macs(json.dumps(problem, sort_keys=True)) if isinstance(problem, dict) else 0
 
 
@@ -226,7 +221,7 @@ class Timing:
     calls: dict[str, Call] = field(default_factory=dict)
     throughput: bool = True  #: False for the grad_bias column: it checks a sum, its calls are whole backward calls
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: Row) -> None:
         seconds = seconds_of(row)
         if seconds is not None:
             self.calls.setdefault(call_key(row), Call(seconds, macs_of(row), pass_of(row)))
@@ -265,10 +260,10 @@ class Timing:
                 f"max {fmt_num(self.max_ms)} ms")
 
 
-def _worst_key(row: dict[str, Any]) -> tuple[int, bool, float]:
+def _worst_key(row: Row) -> tuple[int, bool, float]:
     """Failures of their own first, the largest error/bound first among them, then those without one (errors)."""
     r = math.nan if error_cause(row) else ratio_of(row)
-    rank = 0 if is_failing(row) else 1 if row.get("status") in (KNOWN, "failed", "error") else 2
+    rank = 0 if is_failing(row) else 1 if row.status in (KNOWN, "failed", "error") else 2
     return (rank, math.isnan(r), -(0.0 if math.isnan(r) else r))
 
 
@@ -284,7 +279,7 @@ class Cell:
     ks: list[int] = field(default_factory=list)            #: the accumulation length K at that worst element
     statuses: list[str] = field(default_factory=list)      #: and its status
     reasons: dict[str, str] = field(default_factory=dict)  #: why not run (or why it broke) -> status
-    worst: list[dict[str, Any]] = field(default_factory=list)
+    worst: list[Row] = field(default_factory=list)
     ident: str = ""
     timing: Timing = field(default_factory=Timing)
     #: per failing row that is an error (no result to measure): its test, its one-line cause (``error_cause``), the
@@ -296,20 +291,20 @@ class Cell:
     def __post_init__(self) -> None:
         self.timing.throughput = self.column != "grad_bias"
 
-    def add(self, row: dict[str, Any]) -> None:
-        status = EXPLAINED if row.get("explained_by") else str(row.get("status"))
-        if row.get("explained_by"):
-            self.reasons.setdefault(str(row["explained_by"]), EXPLAINED)
+    def add(self, row: Row) -> None:
+        status = EXPLAINED if row.explained_by else str(row.status)
+        if row.explained_by:
+            self.reasons.setdefault(str(row.explained_by), EXPLAINED)
         self.counts[status] += 1
         self.timing.add(row)
-        if row.get("reason"):
-            self.reasons.setdefault(str(row["reason"]), status)
+        if row.reason:
+            self.reasons.setdefault(str(row.reason), status)
         cause = error_cause(row) if status in FAILING or status == KNOWN else ""
-        verdict = row.get("verdict")
+        verdict = row.verdict
         if status in FAILING:
-            nodeid = str(row.get("nodeid") or "")
+            nodeid = str(row.nodeid or "")
             if cause:
-                own = bool(TEST_LEVEL.match(str(row.get("reason") or ""))) and not isinstance(verdict, dict)
+                own = bool(TEST_LEVEL.match(str(row.reason or ""))) and not isinstance(verdict, dict)
                 self.errors.append((nodeid, cause, error_cause(row, full=True), own))
             else:
                 self.failed_tests.add(nodeid)
@@ -360,11 +355,12 @@ class Cell:
         return self.full_causes.get(self.cause, self.cause)
 
     @property
-    def worst_row(self) -> dict[str, Any]:
+    def worst_row(self) -> Row:
         """The row to show first: the worst measured failure where there is one (not an error, nor a test's own
-        record of its failures), else the worst row; ``{}`` without any."""
+        record of its failures), else the worst row (an empty row of the cell's implementation without any)."""
         measured = [r for r in self.worst if is_failing(r) and not error_cause(r)]
-        return measured[0] if measured and not self.is_error else (self.worst[0] if self.worst else {})
+        return measured[0] if measured and not self.is_error else (
+            self.worst[0] if self.worst else Row(status="skipped", impl=self.impl))
 
     @property
     def n_run(self) -> int:
@@ -459,7 +455,7 @@ class Report:
     n_duplicates: int
     timings: dict[tuple[str, str], Timing] = field(default_factory=dict)  #: per (environment, implementation)
     #: the arithmetic check's rows per implementation: (environment, dtype, pass, row)
-    arithmetic: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = field(default_factory=dict)
+    arithmetic: dict[str, list[tuple[str, str, str, Row]]] = field(default_factory=dict)
     #: the worst error/bound per (environment, implementation, dtype, pass) over every check's rows
     worst_ratio: dict[tuple[str, str, str, str], float] = field(default_factory=dict)
 
@@ -501,14 +497,14 @@ def _impl_info(runfiles: Sequence[RunFile], cells: Iterable[Cell], rows_by_impl:
                 info.setdefault(str(d["name"]), {"declared": True, **d})
     for impl, rows in rows_by_impl.items():
         d = info.setdefault(impl, {"name": impl, "declared": False})
-        profiles = sorted({f"{r.get('dtype')}: {r['verdict'].get('profile')}" for r in rows
-                           if isinstance(r.get("verdict"), dict) and r["verdict"].get("profile")})
-        kinds = sorted({r["verdict"].get("bound_kind") for r in rows
-                        if isinstance(r.get("verdict"), dict) and r["verdict"].get("bound_kind")})
+        profiles = sorted({f"{r.dtype}: {r.verdict.get('profile')}" for r in rows
+                           if isinstance(r.verdict, dict) and r.verdict.get("profile")})
+        kinds = sorted({str(r.verdict.get("bound_kind")) for r in rows
+                        if isinstance(r.verdict, dict) and r.verdict.get("bound_kind")})
         d["observed"] = {"profiles": profiles, "bound_kinds": kinds,
                          "error_model": "normwise" if "norm" in kinds else ("componentwise" if kinds else "")}
         if not d.get("unavailable"):
-            d["unavailable"] = next((r.get("reason") for r in rows if r.get("status") == "unavailable"), None)
+            d["unavailable"] = next((r.reason for r in rows if r.status == "unavailable"), None)
     return info
 
 
@@ -526,16 +522,16 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
     seen: set[str] = set()
     cells: dict[tuple[str, str, str], Cell] = {}
     runs: dict[str, RunInfo] = {}
-    rows_by_impl: dict[str, list[dict[str, Any]]] = {}
+    rows_by_impl: dict[str, list[Row]] = {}
     timings: dict[tuple[str, str], Timing] = {}
     n_rows = dups = 0
-    kept: list[dict[str, Any]] = []
-    arith: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = {}
+    kept: list[Row] = []
+    arith: dict[str, list[tuple[str, str, str, Row]]] = {}
     worst: dict[tuple[str, str, str, str], float] = {}
     for rf in runfiles:
         head = rf.header
-        run_id = str(head.get("run_id") or (rf.rows[0].get("run_id") if rf.rows else "") or rf.path.stem)
-        env_name = str(head.get("env") or (rf.rows[0].get("env") if rf.rows else "") or "local")
+        run_id = str(head.get("run_id") or (rf.rows[0].run_id if rf.rows else "") or rf.path.stem)
+        env_name = str(head.get("env") or (rf.rows[0].env if rf.rows else "") or "local")
         run = runs.setdefault(run_id, RunInfo(run_id, env_name, head))
         if not run.header and head:
             run.header = head
@@ -549,23 +545,23 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
                 continue
             seen.add(key)
             new += 1
-            kept.append(dict(row, env=str(row.get("env") or env_name)))
+            kept.append(row.replace(env=row.env or env_name))
         n_rows += new
         run.files.append({"path": str(rf.path), "name": rf.path.name, "worker": head.get("worker", "?"),
                           "rows": len(rf.rows), "new_rows": new, "partial": rf.partial,
                           "exitstatus": rf.end.get("exitstatus") if rf.end else None})
     for row in explain(kept):  # every row first: an arithmetic finding explains rows of other files too
-        env, impl = row["env"], str(row.get("impl") or "?")
+        env, impl = row.env, str(row.impl or "?")
         for col in columns_of(row):
             cells.setdefault((env, impl, col), Cell(env, impl, col)).add(row)
         # the implementation's total over every column: a call is counted once however many rows share it
         timings.setdefault((env, impl), Timing()).add(row)
         rows_by_impl.setdefault(impl, []).append(row)
-        pass_key = (env, impl, str(row.get("dtype")), str(row.get("check")))
-        if row.get("tier") == "arithmetic":
-            if isinstance(row.get("arithmetic"), dict):  # a skip of the whole check has no measurement
+        pass_key = (env, impl, str(row.dtype), str(row.check))
+        if row.tier == "arithmetic":
+            if isinstance(row.arithmetic, dict):  # a skip of the whole check has no measurement
                 arith.setdefault(impl, []).append((env, pass_key[2], pass_key[3], row))
-        elif isinstance(row.get("verdict"), dict) and not math.isnan(r := ratio_of(row)) and not error_cause(row):
+        elif isinstance(row.verdict, dict) and not math.isnan(r := ratio_of(row)) and not error_cause(row):
             worst[pass_key] = max(worst.get(pass_key, 0.0), r)
     envs = _ordered(c.env for c in cells.values())
     impls = _ordered(c.impl for c in cells.values())
@@ -637,14 +633,14 @@ def _what(cell: Cell) -> str:
     w = cell.worst_row
     cause = error_cause(w, full=True)
     ratio = ratio_of(w)
-    what = [str(w.get("check", "?"))]
+    what = [str(w.check or "?")]
     if cause or not math.isnan(ratio):
         what.append(f"error: {cause}" if cause else fmt_ratio(ratio))
-    if w.get("seed") is not None:
-        what.append(f"seed {w.get('seed')}")
-    if w.get("data_kind"):
-        what.append(str(w["data_kind"]))
-    where = w.get("problem_text") or ("" if cause else str(w.get("reason", ""))[:80].replace("\n", " "))
+    if w.seed is not None:
+        what.append(f"seed {w.seed}")
+    if w.data_kind:
+        what.append(str(w.data_kind))
+    where = w.problem_text or ("" if cause else str(w.reason)[:80].replace("\n", " "))
     return " ".join(what) + (f": {where}" if where else "")
 
 

@@ -15,20 +15,19 @@ if onnx_golden.available() is None:
 
 # -- recorded results for the report tests (tests/test_report*.py) ------------------------------------------------
 import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import textwrap  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
 
 import pytest  # noqa: E402
+from helpers import QUICK, run_suite  # noqa: E402
 
 REPORT_BACKENDS = textwrap.dedent('''
     """Backends for the report tests: one computes a convolution (a flipped kernel), one has a hostile name."""
     import numpy as np
 
-    from impls.im2col import Im2col
+    from conformance.impls.im2col import Im2col
 
 
     class FlippedConv(Im2col):
@@ -45,21 +44,13 @@ REPORT_BACKENDS = textwrap.dedent('''
 ''')
 
 
-def run_suite(cwd: Path, results: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run the conformance suite in a fresh interpreter (quick profile) and record its rows under ``results``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONV_CONFORMANCE_RUN_ID"))}
-    cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-q",
-           "--conv-profile", "quick", "--conv-max-examples", "4", "--conv-results", str(results), *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
 def _record(root: Path) -> None:
     (root / "report_backends.py").write_text(REPORT_BACKENDS)
     impls = ["--impl", "report_backends.py:FlippedConv", "--impl", "report_backends.py:HostileName"]
     runs = {"a": ("--conv-env-name", "env-a", "-n", "2", *impls, "-k", "naive or flipped or alert or cuda"),
             "b": ("--conv-env-name", "env-b", *impls, "-k", "naive or flipped")}
     for name, args in runs.items():
-        proc = run_suite(root, root / name, *args)
+        proc = run_suite(root, root / name, *QUICK, *args)
         if proc.returncode != 1:
             raise RuntimeError(f"run {name}: expected failures (exit 1), got {proc.returncode}:\n"
                                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -91,6 +82,18 @@ def recorded_once(factory: pytest.TempPathFactory, name: str, record: Callable[[
     if not done.exists():
         pytest.fail(f"timed out waiting for another worker to record {name}")
     return root
+
+
+#: fixtures that record real runs of the suite in subprocesses (the first test to ask waits for them)
+RECORDED_RUNS = {"recorded_results", "error_results"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by mark
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a recorded run (directly or through another fixture) is ``slow``."""
+    for item in items:
+        if RECORDED_RUNS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -169,14 +169,15 @@ def test_formats_know_their_numbers():
         Fraction(1, 2**25))
 
 
+@pytest.mark.slow
 def test_one_wrong_declaration_is_one_finding_in_the_gate(tmp_path):
     """The gate on a backend that declares ``bf16-acc32`` but sums in bfloat16: ``arithmetic`` is the only failing
     check, and the failures of the tiers that exceed the declared bounds are attributed to it, not listed."""
     import mutants
     from mutants.precision_bugs import UndeclaredBfloat16Accumulation as cls
 
-    run = mutants.run_gate(str(mutants.HERE / "precision_bugs.py"), cls, tmp_path, shrink=mutants.shrink_from_env())
+    run = mutants.run_gate(str(mutants.HERE / "precision_bugs.py"), cls, tmp_path)
     assert run.returncode == 1 and run.failing_checks == ["arithmetic"], run.output[-2000:]
     assert {"grad_weight", "corpus"} <= set(run.summary["explained"]), run.summary
-    finding = [r for r in run.bad_rows() if r.get("tier") == "arithmetic" and r.get("check") == "grad_weight"]
-    assert finding and "declare precision={'bfloat16:grad_weight': 'bf16-acc16'}" in finding[0]["message"]
+    finding = [r for r in run.bad_rows() if r.tier == "arithmetic" and r.check == "grad_weight"]
+    assert finding and "declare precision={'bfloat16:grad_weight': 'bf16-acc16'}" in finding[0].message

@@ -5,20 +5,18 @@ did not reach."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import mutants
 import pytest
+from helpers import child_env
 from mutants.always_bad import AbortsOnEveryCall, HangsOnEveryCall
 
-from conformance.records import column
-
 ALWAYS_BAD = str(mutants.HERE / "always_bad.py")
+pytestmark = pytest.mark.slow  # every test here runs the gate in a subprocess
 
 
 @pytest.mark.parametrize("cls, budget, cause", [(HangsOnEveryCall, 200.0, "timed out after 60 s"),
@@ -28,39 +26,33 @@ def test_a_backend_that_fails_every_call_is_judged_in_bounded_time(tmp_path: Pat
                                                                    cause: str) -> None:
     """At the default 60 s timeout: a hang costs two timeouts (then the backend is taken for dead), a crash one
     worker restart per check; every check it declares is recorded as an error naming the cause, none as passed."""
-    run = mutants.run_gate(ALWAYS_BAD, cls, tmp_path, timeout=budget + 60, shrink=mutants.shrink_from_env())
+    run = mutants.run_gate(ALWAYS_BAD, cls, tmp_path, timeout=budget + 60)
     assert run.returncode == 1, run.output
     assert run.seconds < budget, f"{cls.name} took {run.seconds:.0f} s"
     assert (tmp_path / "gate.html").exists() and list(run.results_dir.rglob("junit.xml"))
     assert run.summary["passed"] is False
     bad = run.bad_rows()
-    assert any(cause in r.get("message", "") for r in bad), [r.get("message", "")[:120] for r in bad[:5]]
-    ran = {column(r) for r in run.rows if r["status"] not in ("unsupported", "unavailable", "skipped")}
-    assert not [r for r in run.rows if r["status"] == "passed" and r.get("tier") != "golden"], "a check passed"
+    assert any(cause in r.message for r in bad), [r.message[:120] for r in bad[:5]]
+    ran = {r.column for r in run.rows if r.status not in ("unsupported", "unavailable", "skipped")}
+    assert not [r for r in run.rows if r.status == "passed" and r.tier != "golden"], "a check passed"
     assert {"forward", "grad_weight", "contract", "nonfinite"} <= set(run.failing_checks) <= ran
 
 
-def _gate_cmd(tmp_path: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "conformance", "gate", "--impl", "naive", "--results", str(tmp_path / "res"),
-            "--out", str(tmp_path / "gate.html"), "--json", str(tmp_path / "gate.json"), "--junit",
-            str(tmp_path / "junit.xml"), *extra]
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONV_CONFORMANCE_RUN_ID"))}
+def _naive(tmp_path: Path) -> tuple[str, ...]:
+    """The gate's arguments for naive, with a JUnit file."""
+    return ("--impl", "naive", "--junit", str(tmp_path / "junit.xml"))
 
 
 def _not_reached(tmp_path: Path) -> set[str]:
     from conformance.records import load
 
-    return {column(r) for f in load([tmp_path / "res"]) for r in f.rows if r["status"] == "not_reached"}
+    return {r.column for f in load([tmp_path / "results"]) for r in f.rows if r.status == "not_reached"}
 
 
 def test_a_gate_stopped_by_max_time_writes_everything_and_lists_what_it_did_not_reach(tmp_path: Path) -> None:
-    out = subprocess.run(_gate_cmd(tmp_path, "--max-time", "2"), cwd=tmp_path, env=_env(), capture_output=True,
-                         text=True, timeout=300)
+    out = mutants.gate(tmp_path, *_naive(tmp_path), "--max-time", "2", timeout=300, shrink=True)
     summary = json.loads((tmp_path / "gate.json").read_text())
-    assert out.returncode == 1 and summary["passed"] is False, out.stdout[-2000:]
+    assert out.returncode == 1 and summary["passed"] is False, out.output[-2000:]
     missed = _not_reached(tmp_path)
     assert missed and set(summary["not_reached"]) == missed
     assert "not reached" in summary["reason"] and (tmp_path / "gate.html").exists()
@@ -69,10 +61,10 @@ def test_a_gate_stopped_by_max_time_writes_everything_and_lists_what_it_did_not_
 
 def test_a_gate_ended_by_sigterm_still_writes_its_reports(tmp_path: Path) -> None:
     """A CI job's time limit sends SIGTERM: the gate finishes the session as after Ctrl-C and writes its files."""
-    proc = subprocess.Popen(_gate_cmd(tmp_path), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(mutants.gate_command(tmp_path, *_naive(tmp_path)), cwd=tmp_path, env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
-    while not list((tmp_path / "res").rglob("*.jsonl")) and time.monotonic() < deadline:
+    while not list((tmp_path / "results").rglob("*.jsonl")) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(3)  # a few checks in
     proc.send_signal(signal.SIGTERM)

@@ -31,7 +31,7 @@ def conv(*args: str, cwd: Path | None = None, timeout: float = 120) -> subproces
 
 
 def parse(*args: str) -> argparse.Namespace:
-    return cli._parser().parse_args(list(args))
+    return cli.parser().parse_args(list(args))
 
 
 def options_of(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
@@ -109,7 +109,7 @@ def test_list_format() -> None:
 def test_list_json_is_a_deprecated_hidden_alias(capsys: pytest.CaptureFixture[str]) -> None:
     assert parse("list", "--json").format == "json"
     assert "conv-conformance list: --json is deprecated; use --format json" in capsys.readouterr().err
-    assert "--json" not in cli._parser().commands["list"].format_help()
+    assert "--json" not in cli.parser().commands["list"].format_help()
 
 
 def test_list_format_json_output() -> None:
@@ -124,7 +124,7 @@ def test_gate_json_is_a_path() -> None:
 
 
 def test_every_option_has_a_help_text() -> None:
-    ap = cli._parser()
+    ap = cli.parser()
     hidden = {("list", "--json")}  # the deprecated alias
     missing = [(name, a.option_strings[0] if a.option_strings else a.dest)
                for name, p in ap.commands.items() for a in p._actions
@@ -139,7 +139,7 @@ def test_every_option_has_a_help_text() -> None:
 # -- 4. the gate's options ------------------------------------------------------------------------------------------
 
 def test_gate_help_shows_only_what_applies_to_one_backend() -> None:
-    gate = cli._parser().commands["gate"]
+    gate = cli.parser().commands["gate"]
     shown = {s for a in gate._actions if a.help != argparse.SUPPRESS for s in a.option_strings}
     assert not shown & {"--select", "--no-entry-points", "--env-name"}
     assert "-k" in shown

@@ -1,16 +1,20 @@
-"""The fft backend's overlap-save tiles and scratch buffer: every tiling gives the reference's numbers (the last tiles
-overhanging the output, padding wider than the kernel, stride, dilation, groups), results never alias the buffer,
-and threads do not share it. Speed itself is measured by benchmarks/bench_impls.py, never here."""
+"""The fft backend's fast path (``impls/fft_tiled.py``: overlap-save tiles, a scratch buffer) against its plain
+method (``impls/fft.py``, whole planes): every tiling gives the plain method's numbers (the last tiles overhanging
+the output, padding wider than the kernel, stride, dilation, groups), results never alias the buffer, and threads
+do not share it; the plain method itself gives the oracle's. Speed itself is measured by benchmarks/bench_impls.py,
+never here."""
 
 from __future__ import annotations
 
+import math
 import threading
 
+import conformance.impls.fft as fft
+import conformance.impls.fft_tiled as tiled
 import numpy as np
 import pytest
 import scipy.fft as sfft
 
-import impls.fft as fft
 from conformance import ConvProblem, reference
 
 PROBLEMS = [
@@ -42,6 +46,13 @@ def _data(p: ConvProblem, seed: int = 0):
     return x, w, b, dy
 
 
+@pytest.fixture
+def plain(monkeypatch) -> fft.FFTConv:
+    """The fft backend held to its plain method (no problem is large enough for the tiles)."""
+    monkeypatch.setattr(fft, "TILED_FROM_MACS", math.inf)
+    return fft.FFTConv()
+
+
 def _close(got: np.ndarray, ref: np.ndarray, dtype: str) -> None:
     tol = 1e-5 if dtype == "float32" else 1e-12
     assert got.shape == ref.shape and got.dtype == np.dtype(dtype) and got.flags.c_contiguous
@@ -49,19 +60,44 @@ def _close(got: np.ndarray, ref: np.ndarray, dtype: str) -> None:
 
 
 @pytest.mark.parametrize("tile", [(1, 1), (2, 3), (4, 4), (7, 5), (1000, 1000)], ids=str)
-@pytest.mark.parametrize("p", PROBLEMS, ids=lambda p: p.short())
-def test_every_tiling_gives_the_reference(monkeypatch, p: ConvProblem, tile: tuple[int, int]) -> None:
-    monkeypatch.setattr(fft, "_plan", _forced(tile))
+@pytest.mark.parametrize("p", PROBLEMS, ids=lambda p: str(p))
+def test_every_tiling_gives_the_plain_method(monkeypatch, plain: fft.FFTConv, p: ConvProblem,
+                                            tile: tuple[int, int]) -> None:
+    monkeypatch.setattr(tiled, "_plan", _forced(tile))
     x, w, b, dy = _data(p)
-    conv = fft.FFTConv()
-    _close(conv.forward(p, x, w, b), reference.forward(p, x, w, b), p.dtype)
-    dx, dw, _ = conv.backward(p, x, w, dy)
+    _close(tiled.forward(p, x, w, b), plain.forward(p, x, w, b), p.dtype)
+    for got, want in zip(tiled.backward(p, x, w, dy), plain.backward(p, x, w, dy)):
+        if want is None:
+            assert got is None
+        else:
+            _close(got, want, p.dtype)
+
+
+@pytest.mark.parametrize("p", PROBLEMS, ids=lambda p: str(p))
+def test_the_plain_method_gives_the_reference(plain: fft.FFTConv, p: ConvProblem) -> None:
+    x, w, b, dy = _data(p)
+    _close(plain.forward(p, x, w, b), reference.forward(p, x, w, b), p.dtype)
+    dx, dw, _ = plain.backward(p, x, w, dy)
     _close(dx, reference.grad_input(p, dy, w), p.dtype)
     _close(dw, reference.grad_weight(p, x, dy), p.dtype)
 
 
+def test_large_problems_take_the_tiles(monkeypatch) -> None:
+    small, large = PROBLEMS[0], PROBLEMS[-1]
+    assert small.macs < fft.TILED_FROM_MACS <= large.macs
+    calls = []
+    monkeypatch.setattr(tiled, "forward", lambda p, *args: calls.append(p))
+    monkeypatch.setattr(tiled, "backward", lambda p, *args: calls.append(p))
+    conv = fft.FFTConv()
+    for p in (small, large):
+        x, w, b, dy = _data(p)
+        conv.forward(p, x, w, b)
+        conv.backward(p, x, w, dy)
+    assert calls == [large, large]
+
+
 def test_the_plan_tiles_a_large_kernel_on_a_large_image() -> None:
-    (gh, th, mh), (gw, tw, mw) = fft._plan((64, 64), (11, 11), (1, 1), 1, 8, 8, 1)  # benchmarks' "11x11 on 64x64"
+    (gh, th, mh), (gw, tw, mw) = tiled._plan((64, 64), (11, 11), (1, 1), 1, 8, 8, 1)  # benchmarks' "11x11 on 64x64"
     assert mh * mw > 1 and gh < 75 and gw < 75  # one tile would need a grid of 75 (= next_fast_len(74))
     assert th * mh >= 64 and tw * mw >= 64 and gh >= th + 10 and gw >= tw + 10  # every output, whole windows
 
@@ -69,7 +105,7 @@ def test_the_plan_tiles_a_large_kernel_on_a_large_image() -> None:
 @pytest.mark.parametrize("start", [(-3, -2), (0, 0), (2, 5), (9, -9), (-20, 1)], ids=str)
 def test_shifted_is_a_zero_extended_slice(start: tuple[int, int]) -> None:
     a = np.arange(5 * 6 * 2, dtype=np.float64).reshape(5, 6, 2) + 1
-    got = fft._shifted(a, start, (4, 7))
+    got = tiled._shifted(a, start, (4, 7))
     for r in range(4):
         for c in range(7):
             i, j = start[0] + r, start[1] + c
@@ -79,33 +115,30 @@ def test_shifted_is_a_zero_extended_slice(start: tuple[int, int]) -> None:
 
 def test_results_do_not_alias_the_scratch_buffer() -> None:
     p = PROBLEMS[1]
-    conv = fft.FFTConv()
     x, w, b, dy = _data(p, 1)
-    y = conv.forward(p, x, w, b)
-    dx, dw, _ = conv.backward(p, x, w, dy)
+    y = tiled.forward(p, x, w, b)
+    dx, dw, _ = tiled.backward(p, x, w, dy)
     keep = [a.copy() for a in (y, dx, dw)]
     x2, w2, b2, dy2 = _data(p, 2)
-    conv.forward(p, x2, w2, b2)
-    conv.backward(p, x2, w2, dy2)
+    tiled.forward(p, x2, w2, b2)
+    tiled.backward(p, x2, w2, dy2)
     for a, k in zip((y, dx, dw), keep):
         assert np.array_equal(a, k)
-        assert not np.shares_memory(a, fft._scratch.buf)
+        assert not np.shares_memory(a, tiled._scratch.buf)
 
 
 def test_a_product_past_the_scratch_limit_is_allocated(monkeypatch) -> None:
     p = PROBLEMS[0]
     x, w, b, dy = _data(p)
-    conv = fft.FFTConv()
-    want = [conv.forward(p, x, w, b), *conv.backward(p, x, w, dy)[:2]]
-    monkeypatch.setattr(fft, "SCRATCH_MAX", 0)
-    got = [conv.forward(p, x, w, b), *conv.backward(p, x, w, dy)[:2]]
+    want = [tiled.forward(p, x, w, b), *tiled.backward(p, x, w, dy)[:2]]
+    monkeypatch.setattr(tiled, "SCRATCH_MAX", 0)
+    got = [tiled.forward(p, x, w, b), *tiled.backward(p, x, w, dy)[:2]]
     for g, v in zip(got, want):
         np.testing.assert_allclose(g, v, rtol=0, atol=1e-13)
 
 
 def test_threads_do_not_share_the_scratch_buffer() -> None:
     p = ConvProblem(batch=2, c_in=4, c_out=4, h=24, w=24, kh=7, kw=7, padding=3, dtype="float64")
-    conv = fft.FFTConv()
     inputs = [_data(p, seed) for seed in range(4)]
     want = [reference.forward(p, x, w, b) for x, w, b, _ in inputs]
     got: dict[int, list[np.ndarray]] = {}
@@ -114,7 +147,7 @@ def test_threads_do_not_share_the_scratch_buffer() -> None:
     def work(i: int) -> None:
         x, w, b, _ = inputs[i]
         start.wait()
-        got[i] = [conv.forward(p, x, w, b) for _ in range(20)]
+        got[i] = [tiled.forward(p, x, w, b) for _ in range(20)]
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
     for t in threads:

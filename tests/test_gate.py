@@ -3,32 +3,31 @@ that checks nothing does not, known failures are honoured and stale ones reporte
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import mutants
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "examples" / "backend_template.py"
+pytestmark = pytest.mark.slow  # every test here runs the gate in a subprocess
 
 
-def gate(tmp_path: Path, *args: str, timeout: float = 300) -> tuple[int, dict, str]:
-    out = tmp_path / "gate.json"
-    cmd = [sys.executable, "-m", "conformance", "gate", "--json", str(out), "--results", str(tmp_path / "res"),
-           "--out", str(tmp_path / "gate.html"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
-    summary = json.loads(out.read_text()) if out.exists() else {}
-    return proc.returncode, summary, proc.stdout + proc.stderr
+def gate(tmp_path: Path, *args: str, timeout: float = 300) -> tuple[int | None, dict, str]:
+    """The gate in ``tmp_path``, shrinking as a backend author's CI does: its exit code (None: killed at
+    ``timeout``), its JSON summary and its whole output."""
+    run = mutants.gate(tmp_path, *args, timeout=timeout, shrink=True)
+    return run.returncode, run.summary, run.log
 
 
 def test_template_passes_the_gate(tmp_path: Path) -> None:
     code, summary, log = gate(tmp_path, "--impl", f"{TEMPLATE}:MyConv")
     assert code == 0, log
     assert summary["passed"] and summary["failing_checks"] == []
-    assert (tmp_path / "res").is_dir() and list((tmp_path / "res").rglob("junit.xml"))
+    assert (tmp_path / "results").is_dir() and list((tmp_path / "results").rglob("junit.xml"))
     assert "GATE PASSED for 'my-conv'" in log
 
 
@@ -91,11 +90,10 @@ def test_a_bad_import_path_is_a_usage_error(tmp_path: Path) -> None:
 def test_a_failing_gates_log_alone_reproduces_the_failure(tmp_path: Path) -> None:
     """The CI log carries each failing check whole: the worst element, the bound and its formula, and a
     reproduction that, pasted into a fresh interpreter, fails the same way."""
-    import mutants
     from mutants.forward_bugs import FlippedKernel
 
     run = mutants.run_gate(str(mutants.HERE / "forward_bugs.py"), FlippedKernel, tmp_path, timeout=240,
-                           shrink=mutants.shrink_from_env(), extra=("-x",))
+                           extra=("-x",))
     assert run.returncode == 1
     section = run.output[run.output.index("--- "):]
     assert "Worst element:" in section and "bound" in section and "Reproduce:" in section, run.output
@@ -111,12 +109,11 @@ def test_junit_says_an_error_is_an_error(tmp_path: Path) -> None:
     not only a message that reads like a numeric failure."""
     import xml.etree.ElementTree as ET
 
-    import mutants
     from mutants.contract_bugs import RaisesOnGroups
 
     junit = tmp_path / "gate.xml"
     run = mutants.run_gate(str(mutants.HERE / "contract_bugs.py"), RaisesOnGroups, tmp_path, timeout=240,
-                           shrink=mutants.shrink_from_env(), extra=("--junit", str(junit), "-k", "test_forward"))
+                           extra=("--junit", str(junit), "-k", "test_forward"))
     assert run.returncode == 1, run.output
     props = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert props.get("conv_status") == "error", props

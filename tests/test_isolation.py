@@ -30,7 +30,7 @@ class SlowStart:
         type(self).loads += 1
 
     def forward(self, problem, x, w, b):
-        from impls.im2col import Im2col
+        from conformance.impls.im2col import Im2col
 
         y = Im2col().forward(problem, x, w, b)
         y.flat[0] = type(self).loads  # the result carries the load count back from the worker
@@ -92,9 +92,10 @@ def test_a_result_that_is_no_array_is_named_by_its_type():
 def test_values_are_judged_whatever_the_layout_and_dtype_of_the_result():
     """One deviation, one finding: an F-ordered or float64 result of a float32 problem is compared by value (the
     contract check names the layout and the dtype); a wrong value in it still fails."""
+    from conformance.impls.im2col import Im2col
+
     from conformance.checks import check_forward
     from conformance.data import make_inputs
-    from impls.im2col import Im2col
 
     class Fortran(Im2col):
         name = "fortran"
@@ -152,12 +153,14 @@ def test_reserved_address_space_does_not_count_against_the_memory_limit():
     assert out.ok, out.error
 
 
-@pytest.mark.parametrize("spec", ["impls.torch_cuda:TorchCudaStrict", "impls.torch_cuda:TorchCudaDefault"])
+@pytest.mark.parametrize("spec", ["conformance.impls.torch_cuda:TorchCudaStrict",
+                                  "conformance.impls.torch_cuda:TorchCudaDefault"])
 def test_a_cuda_backend_runs_in_a_worker_under_the_default_memory_limit(spec):
-    from conformance.registry import _instantiate, load_import_path
-    from impls.im2col import Im2col
+    from conformance.impls.im2col import Im2col
 
-    backend = _instantiate(load_import_path(spec), spec)
+    from conformance.registry import instantiate, load_import_path
+
+    backend = instantiate(load_import_path(spec), spec)
     reason = backend.available()
     if reason is not None:
         pytest.skip(f"{backend.name}: {reason}")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata as md
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import QUICK, run_suite
 
 from conformance.errors import ConformanceError
 from conformance.known import in_force, lookup, parse
@@ -98,6 +97,7 @@ def test_a_malformed_line_names_its_place_and_its_problem(line: str, message: st
     assert message in str(err.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
 def test_the_run_says_which_entries_are_not_in_force_and_which_match_nothing(tmp_path: Path,
                                                                              workers: list[str]) -> None:
@@ -110,11 +110,8 @@ def test_the_run_says_which_entries_are_not_in_force_and_which_match_nothing(tmp
                   "naiv::forward ; no-such-distribution-xyz>=1   # misspelt, and not in force either\n",
                   encoding="utf-8")
     (tmp_path / "x.ini").write_text("[pytest]\n", encoding="utf-8")
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-rA",
-         "-k", "naive and golden", "--conv-known-failures", str(kf), "--conv-results", str(tmp_path / "res"),
-         "-c", str(tmp_path / "x.ini"), "--rootdir", str(tmp_path), *workers],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    out = run_suite(tmp_path, tmp_path / "res", "-rA", "-k", "naive and golden", "--conv-known-failures", str(kf),
+                    "-c", str(tmp_path / "x.ini"), "--rootdir", str(tmp_path), *workers, timeout=300)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-3000:]
     assert (f"known failure naive::golden ; no-such-distribution-xyz>=1 not in force here ({kf}:1): "
@@ -126,7 +123,7 @@ def test_the_run_says_which_entries_are_not_in_force_and_which_match_nothing(tmp
 WRONG_IN_FLOAT64 = '''
 import numpy as np
 from conformance import Capabilities
-from impls.im2col import Im2col
+from conformance.impls.im2col import Im2col
 
 
 class WrongInFloat64(Im2col):
@@ -141,29 +138,28 @@ class WrongInFloat64(Im2col):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype, passes", [("float64", True), ("float32", False)])
 def test_an_entry_for_one_dtype_knows_its_failures_and_keeps_the_others_failing(tmp_path: Path, dtype: str,
                                                                                 passes: bool) -> None:
     """``impl::forward[float64]`` records the float64 failures as known and the test goes on (and passes); an entry
     for float32 covers nothing that fails, so the float64 failures still fail the test."""
-    from conftest import run_suite
-
     from conformance.records import load
 
     (tmp_path / "wrong_backend.py").write_text(WRONG_IN_FLOAT64)
     kf = tmp_path / "known.txt"
     kf.write_text(f"wrong-in-float64::forward[{dtype}]   # a float32 epilogue\n", encoding="utf-8")
-    out = run_suite(tmp_path, tmp_path / "res", "--impl", f"{tmp_path / 'wrong_backend.py'}:WrongInFloat64",
+    out = run_suite(tmp_path, tmp_path / "res", *QUICK, "--impl", f"{tmp_path / 'wrong_backend.py'}:WrongInFloat64",
                     "--conv-no-entry-points", "-k", "test_forward", "--conv-known-failures", str(kf),
                     "--conv-max-examples", "12")
     rows = [r for f in load([tmp_path / "res"]) for r in f.rows]
-    statuses = {(r["dtype"], r["status"]) for r in rows}
+    statuses = {(r.dtype, r.status) for r in rows}
     if passes:
         assert out.returncode == 0, out.stdout[-3000:]
         assert ("float64", "xfailed") in statuses and ("float32", "passed") in statuses
-        assert all("a float32 epilogue" in r["reason"] for r in rows if r["status"] == "xfailed")
+        assert all("a float32 epilogue" in r.reason for r in rows if r.status == "xfailed")
     else:
         assert out.returncode == 1, out.stdout[-3000:]
         assert ("float64", "failed") in statuses and ("float64", "xfailed") not in statuses
         # the float32 examples all passed: the entry is stale, and says so
-        assert any(r["status"] == "stale" and "no longer fails" in r["reason"] for r in rows), statuses
+        assert any(r.status == "stale" and "no longer fails" in r.reason for r in rows), statuses

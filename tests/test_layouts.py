@@ -3,13 +3,13 @@ backend that reads its operands in memory order (the classic stride bug) which t
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conformance import records
 from conformance.layouts import LAYOUTS, arrange, describe, view
 
 SHAPE = (2, 3, 4, 5)
@@ -80,7 +80,7 @@ def test_layout_tier_kills_what_plain_tiers_miss(pytester: pytest.Pytester, tmp_
     # ravel(order="K") follows memory order but undoes negative strides and skips gaps: channels-last memory is
     # what it gets wrong
     res.assert_outcomes(failed=1, passed=3)
-    rows = [json.loads(line) for f in (pytester.path / "res").rglob("*.jsonl") for line in f.read_text().splitlines()]
-    failed = {r["tier"] for r in rows if r.get("status") == "failed"}
+    rows = records.rows([pytester.path / "res"])
+    failed = {r.tier for r in rows if r.status == "failed"}
     assert failed == {"layout-channels_last"}
-    assert any("layout='channels_last'" in r["repro"] for r in rows if r.get("status") == "failed")
+    assert any("layout='channels_last'" in r.repro for r in rows if r.status == "failed")

@@ -5,12 +5,12 @@ oneDNN), and the machine facts that say which class a run was on."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import child_env
 
 from conformance import machine
 
@@ -26,6 +26,7 @@ CLASSES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, env, needs, kernels", CLASSES, ids=[c[0] for c in CLASSES])
 def test_the_main_job_over_torch_cpu_is_green_on_each_cpu_class(tmp_path: Path, name: str, env: dict[str, str],
                                                                 needs: tuple[str, ...], kernels: str | None) -> None:
@@ -34,8 +35,7 @@ def test_the_main_job_over_torch_cpu_is_green_on_each_cpu_class(tmp_path: Path, 
     missing = [f for f in needs if f not in machine.cpu()["isa"].split()]
     if missing:
         pytest.skip(f"this CPU lacks {', '.join(missing)}: it cannot run the {name} class's kernels")
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONV_CONFORMANCE_RUN_ID",
-                                                                      "ATEN_CPU", "ONEDNN_"))} | env
+    full = {k: v for k, v in child_env().items() if not k.startswith(("ATEN_CPU", "ONEDNN_"))} | env
     cmd = [sys.executable, "-m", "conformance", "run", "-k", "torch-cpu", "--dtypes", "bfloat16,float16",
            "--max-examples", "10", "--results", str(tmp_path / "res"), "--out", str(tmp_path / "r.html")]
     out = subprocess.run(cmd, cwd=tmp_path, env=full, capture_output=True, text=True, timeout=600)

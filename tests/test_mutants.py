@@ -21,14 +21,11 @@ import mutants
 import pytest
 from mutants.misbehaving import HangsOnOneProblem, Intermittent, calls_file
 
-from conformance.records import TIER_COLUMNS, column
+from conformance.checktable import COLUMNS as TABLE_COLUMNS
 
 GATE_TIMEOUT = 240.0  #: seconds one gate run may take before the test kills it and fails
-#: CONV_MUTANTS_NO_SHRINK=1: the ci profile without Hypothesis's shrink phase (same checks fail, ~3x faster overall)
-SHRINK = mutants.shrink_from_env()
-#: the gate's columns: the tiers that cover every pass, the per-pass checks and the oracle-free identities
-COLUMNS = set(TIER_COLUMNS) | {"forward", "grad_input", "grad_weight", "grad_bias", "adjoint", "finite_difference",
-                               "linearity", "batch"}
+#: the gate's columns: the table's (conformance/checktable.py)
+COLUMNS = set(TABLE_COLUMNS)
 
 MUTANTS = mutants.members("mutants")
 VARIANTS = mutants.members("variants")
@@ -40,7 +37,8 @@ def _ids(members: list[tuple[str, type]]) -> list[str]:
 
 
 def _gate(path: str, cls: Any, tmp_path: Path, **kw: Any) -> mutants.GateRun:
-    run = mutants.run_gate(path, cls, tmp_path, timeout=GATE_TIMEOUT, shrink=SHRINK, **kw)
+    # CONV_MUTANTS_NO_SHRINK=1: the ci profile without Hypothesis's shrink phase (same checks fail, ~3x faster)
+    run = mutants.run_gate(path, cls, tmp_path, timeout=GATE_TIMEOUT, **kw)
     if run.returncode is None:
         pytest.fail(f"the gate did not finish within {GATE_TIMEOUT:.0f} s on {cls.name} (killed):\n{run.output}")
     return run
@@ -80,6 +78,7 @@ def _mutant_params() -> list:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("path", "cls"), _mutant_params())
 def test_gate_rejects_mutant(path, cls, tmp_path):
     run = _gate(path, cls, tmp_path)
@@ -89,6 +88,7 @@ def test_gate_rejects_mutant(path, cls, tmp_path):
 
 
 # -- correct variants: accepted ----------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(("path", "cls"), VARIANTS, ids=_ids(VARIANTS))
 def test_gate_accepts_correct_variant(path, cls, tmp_path):
     run = _gate(path, cls, tmp_path)
@@ -97,6 +97,7 @@ def test_gate_accepts_correct_variant(path, cls, tmp_path):
 
 
 # -- misbehaving backends: contained, recorded, named -----------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(("path", "cls"), MISBEHAVING, ids=_ids(MISBEHAVING))
 def test_gate_contains_misbehaving_backend(path, cls, tmp_path):
     run = _gate(path, cls, tmp_path)
@@ -108,12 +109,12 @@ def test_gate_contains_misbehaving_backend(path, cls, tmp_path):
     assert not missing, f"{cls.name}: the gate did not name {missing}: {_describe(run)}"
     # what happened is recorded, in a failed/error row of a check the gate names
     fragments = (cls.message,) if isinstance(cls.message, str) else cls.message
-    telling = [r for r in run.bad_rows() if any(f in r.get("message", "") for f in fragments)]
+    telling = [r for r in run.bad_rows() if any(f in r.message for f in fragments)]
     assert telling, (f"{cls.name}: no failed/error row says {cls.message!r}; the bad rows say: "
-                     f"{[r.get('message', '')[:200] for r in run.bad_rows()]}")
-    assert {column(r) for r in telling} & set(run.failing_checks)
+                     f"{[r.message[:200] for r in run.bad_rows()]}")
+    assert {r.column for r in telling} & set(run.failing_checks)
     # and every check the gate names has a failed or error row behind it
-    assert set(run.failing_checks) <= {column(r) for r in run.bad_rows()}
+    assert set(run.failing_checks) <= {r.column for r in run.bad_rows()}
     if bad_calls is not None:  # an intermittent member: it misbehaved exactly as often as it says
         assert bad_calls == cls.times, f"{cls.name}: {bad_calls} misbehaving calls, expected {cls.times}"
     if cls is HangsOnOneProblem:
@@ -124,7 +125,7 @@ def _count_bad_calls(cls: Any, run: mutants.GateRun) -> int | None:
     """How many calls an intermittent member misbehaved on during ``run`` (None: not an intermittent member)."""
     if not issubclass(cls, Intermittent) or "results_dir" not in run.summary:
         return None
-    path = calls_file(cls.name, Path(run.summary["results_dir"]).name)  # the gate's run id names its results
+    path = calls_file(cls.name, run.results_dir.parent)  # the gate ran in the directory that holds its results
     count = path.stat().st_size if path.exists() else 0
     path.unlink(missing_ok=True)
     return count
@@ -133,12 +134,12 @@ def _count_bad_calls(cls: Any, run: mutants.GateRun) -> int | None:
 def _assert_hang_cost_the_timeout(run: mutants.GateRun, hanging_calls: int) -> None:
     """``bad-hangs`` sleeps 1000 s; under ``--timeout 5`` each hanging call must cost about 5 s, and the gate run
     its usual time plus that."""
-    timed_out = [r for r in run.bad_rows() if "timed out after 5 s" in r.get("message", "")]
+    timed_out = [r for r in run.bad_rows() if "timed out after 5 s" in r.message]
     # a tier that judges every pass records one row per gradient of the one backward call that hung
-    calls = {(r["nodeid"], r["seed"], r["problem_text"], r["data_kind"]) for r in timed_out}
+    calls = {(r.nodeid, r.seed, r.problem_text, r.data_kind) for r in timed_out}
     assert len(calls) == hanging_calls, sorted(calls)
     for r in timed_out:
-        assert 5.0 <= r["seconds"] < 7.0, f"a timed-out call took {r['seconds']:.1f} s (timeout 5 s)"
+        assert 5.0 <= r.seconds < 7.0, f"a timed-out call took {r['seconds']:.1f} s (timeout 5 s)"
     # a gate run without the hang takes 10-90 s (the latter on a loaded 2-core machine); the hang adds ~5 s a call,
     # and the run must not have waited for the 1000-s sleep
     assert run.seconds < 5.0 * hanging_calls + 200.0, f"the gate took {run.seconds:.0f} s"

@@ -3,6 +3,11 @@ oracle's agreement with ONNX's expected outputs, bit for bit (they are small int
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -17,6 +22,29 @@ def test_every_2d_case_is_translated() -> None:
     assert len(names) >= 6
     assert {"test_basic_conv_with_padding", "test_conv_with_strides_and_asymmetric_padding",
             "test_conv_with_autopad_same"} <= names
+
+
+def test_the_conv_module_s_cases_are_those_of_onnx_s_public_collector() -> None:
+    """The cases read from ONNX's Conv test module alone are exactly what ``collect_testcases("Conv")`` (the public
+    collector, which runs every operator's reference code: seconds) gives: names, order, problems and arrays. In a
+    fresh interpreter: that collector imports every operator's test module and sets its op-type filter for good."""
+    script = textwrap.dedent("""
+        import pickle, sys
+        from conformance import onnx_golden
+        onnx_golden._conv_exports = lambda: []  # the fallback: onnx's public collector alone
+        cases = onnx_golden.cases()
+        sys.stdout.buffer.write(pickle.dumps([(c.name, c.problem, c.x, c.w, c.b, c.y) for c in cases]))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    collected = pickle.loads(out.stdout)
+    ours = [(c.name, c.problem, c.x, c.w, c.b, c.y) for c in cases()]
+    assert [c[:2] for c in collected] == [c[:2] for c in ours]
+    for theirs, mine in zip(collected, ours):
+        for a, b in zip(theirs[2:], mine[2:]):
+            assert (a is None) == (b is None), theirs[0]
+            if a is not None and b is not None:
+                assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), theirs[0]
 
 
 @pytest.mark.parametrize("case", cases() if available() is None else [], ids=lambda c: c.name)

@@ -11,11 +11,11 @@ import itertools
 
 import numpy as np
 import pytest
+from conformance.impls import explicit_padding
 
 from conformance import ConvProblem, InvalidProblem
 from conformance import padding as P
 from conformance import reference as R
-from impls import explicit_padding
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 PADS = [(0, 0, 0, 0), (1, 0, 2, 1), (2, 2, 1, 1), (0, 3, 1, 0), (3, 1, 0, 2)]

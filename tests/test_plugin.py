@@ -3,11 +3,13 @@ failure messages that name the check and the worst element, and recorded rows.""
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from conformance import records
+from conformance.row import Row
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--conv-profile", "quick"]
 
@@ -74,11 +76,8 @@ def backends(tmp_path: Path) -> Path:
     return path
 
 
-def _rows(results: Path) -> list[dict]:
-    rows = []
-    for f in results.rglob("*.jsonl"):
-        rows += [json.loads(line) for line in f.read_text().splitlines()]
-    return [r for r in rows if r["type"] == "result"]
+def _rows(results: Path) -> list[Row]:
+    return records.rows([results])
 
 
 def _collected(pytester: pytest.Pytester, *args: str) -> list[str]:
@@ -101,14 +100,14 @@ def test_external_backend_passes(pytester: pytest.Pytester, backends: Path) -> N
     n = len(_collected(pytester, "--impl", f"{backends}:GoodConv", "-k", "good-conv"))
     res.assert_outcomes(passed=n)
     rows = _rows(pytester.path / "res")
-    assert {r["check"] for r in rows} == {"forward", "grad_input", "grad_weight", "grad_bias", "contract", "adjoint",
+    assert {r.check for r in rows} == {"forward", "grad_input", "grad_weight", "grad_bias", "contract", "adjoint",
                                           "finite_difference", "linearity", "batch"}
-    assert {"hypothesis", "golden", "exact", "nonfinite", "contract", "oracle-free", "onnx",
-            "layout-channels_last"} <= {r["tier"] for r in rows}
-    assert all(r["impl"] == "good-conv" for r in rows)
-    assert {r["status"] for r in rows} <= {"passed", "unsupported", "skipped"}
+    assert {"hypothesis", "golden", "exact", "nonfinite", "contract", "oracle_free", "onnx",
+            "layout-channels_last"} <= {r.tier for r in rows}
+    assert all(r.impl == "good-conv" for r in rows)
+    assert {r.status for r in rows} <= {"passed", "unsupported", "skipped"}
     # ONNX's six 2-D Conv cases (its "asymmetric" one pads the two axes differently, each side alike)
-    assert len({r["problem_text"] for r in rows if r["tier"] == "onnx"}) == 6
+    assert len({r.problem_text for r in rows if r.tier == "onnx"}) == 6
 
 
 def test_flipped_kernel_fails_naming_check_and_worst_element(pytester: pytest.Pytester, backends: Path) -> None:
@@ -122,9 +121,9 @@ def test_flipped_kernel_fails_naming_check_and_worst_element(pytester: pytest.Py
         "*Reproduce:",
         f"*print(reproduce('{backends}:FlippedConv', problem, seed=*, data_kind=*, check='forward'))",
     ])
-    failed = [r for r in _rows(pytester.path / "res") if r["status"] == "failed"]
+    failed = [r for r in _rows(pytester.path / "res") if r.status == "failed"]
     assert len(failed) == 1, "one row for the minimal failing example, not one per shrink step"
-    assert failed[0]["verdict"]["worst_index"] is not None and failed[0]["max_ratio"] > 1
+    assert failed[0].verdict["worst_index"] is not None and failed[0].max_ratio > 1
 
 
 def test_golden_catches_flipped_kernel(pytester: pytest.Pytester, backends: Path) -> None:
@@ -142,10 +141,10 @@ def test_undeclared_and_unavailable_are_skipped_with_reasons(pytester: pytest.Py
     res.stdout.fnmatch_lines(["*forward-only: backward not declared (backward=False)*",
                               "*away-conv: needs the frobnicator accelerator*"])
     rows = _rows(pytester.path / "res")
-    unsupported = {(r["impl"], r["check"]) for r in rows if r["status"] == "unsupported"}
+    unsupported = {(r.impl, r.check) for r in rows if r.status == "unsupported"}
     assert {("forward-only", c) for c in ("grad_input", "grad_weight", "grad_bias", "onnx")} <= unsupported
-    assert {r["reason"] for r in rows if r["status"] == "unavailable"} == {"needs the frobnicator accelerator"}
-    assert len([r for r in rows if r["status"] == "unavailable"]) == n
+    assert {r.reason for r in rows if r.status == "unavailable"} == {"needs the frobnicator accelerator"}
+    assert len([r for r in rows if r.status == "unavailable"]) == n
 
 
 def test_raising_backend_is_a_recorded_error(pytester: pytest.Pytester, backends: Path) -> None:
@@ -154,8 +153,8 @@ def test_raising_backend_is_a_recorded_error(pytester: pytest.Pytester, backends
     res.assert_outcomes(failed=1)
     res.stdout.fnmatch_lines(["*forward raised RuntimeError: kernel not implemented for this shape*"])
     rows = _rows(pytester.path / "res")
-    assert [r["status"] for r in rows] == ["error"]
-    assert "RuntimeError" in rows[0]["traceback"]
+    assert [r.status for r in rows] == ["error"]
+    assert "RuntimeError" in rows[0].traceback
 
 
 def test_bad_option_values_are_usage_errors(pytester: pytest.Pytester) -> None:

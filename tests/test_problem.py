@@ -1,4 +1,5 @@
-"""Tests of ``conformance.problem.ConvProblem``: validation messages, derived shapes, (de)serialisation, repr.
+"""Tests of ``conformance.problem.ConvProblem``: validation messages, derived shapes, (de)serialisation, repr, the
+descriptor (``str`` and ``ConvProblem.parse``, benchdnn's ``operator<<`` and ``str2desc``).
 
 Semantics: ``torch.nn.functional.conv2d`` (https://pytorch.org/docs/stable/generated/torch.nn.functional.conv2d.html).
 The invalid-problem table follows hypothesis' ``tests/numpy/test_argument_validation.py``: one row per broken
@@ -17,9 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conformance.backend import Capabilities
 from conformance.errors import ConformanceError, InvalidProblem
 from conformance.golden import shape_examples
-from conformance.problem import ConvProblem
+from conformance.problem import DTYPES, PADDING_MODES, ConvProblem
 from conformance.strategies import conv_problems
 
 #: a valid problem; each table row overrides a few fields of it
@@ -171,7 +173,7 @@ def test_int_is_used_for_both_axes() -> None:
     assert ConvProblem(**{**BASE, "stride": [2, 1]}).stride == (2, 1)  # any 2-sequence becomes a tuple
 
 
-@pytest.mark.parametrize("p, expected", shape_examples(), ids=[p.short() for p, _ in shape_examples()])
+@pytest.mark.parametrize("p, expected", shape_examples(), ids=[str(p) for p, _ in shape_examples()])
 def test_golden_shape_examples(p: ConvProblem, expected: tuple[int, ...]) -> None:
     assert p.output_shape == expected
 
@@ -228,10 +230,163 @@ def test_round_trips(p: ConvProblem, label: str) -> None:
 def test_label_is_not_geometry() -> None:
     a, b = FULL, FULL.replace(label="other")
     assert a == b and hash(a) == hash(b)
-    assert a.short().startswith("layer1.conv: ") and b.short().startswith("other: ")
-    assert FULL.replace(label="").short() == "N2 C4->6 7x9 k3x2 s2,3 p1,0 d2,1 g2 +b float32"
+    assert str(a).endswith('_n"layer1.conv"') and str(b).endswith('_n"other"')
+    assert str(FULL.replace(label="")) == "mb2ic4oc6ih7iw9kh3kw2sh2sw3ph1pw0dh2dw1g2_bias_float32"
 
 
 def test_problem_is_frozen() -> None:
     with pytest.raises(AttributeError):
         FULL.h = 3  # type: ignore[misc]
+
+
+# -- the descriptor: str(problem) and ConvProblem.parse ---------------------------------------------------------------
+
+#: draws every dtype, padding mode and asymmetric padding
+EVERYTHING = Capabilities(dtypes=DTYPES, padding_modes=PADDING_MODES, asymmetric_padding=True)
+LABELS = st.sampled_from(["", "conv1", "resnet50:layer1.0.conv1", "a label: with spaces", 'it\'s "quoted"',
+                          "back\\slash\\", 'n"', "_float32", "\n"]) | st.text(max_size=12)
+
+
+def _same(a: ConvProblem, b: ConvProblem) -> bool:
+    return a == b and a.label == b.label and repr(a) == repr(b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(p=conv_problems(dtypes=DTYPES, capabilities=EVERYTHING), label=LABELS)
+def test_descriptor_round_trips(p: ConvProblem, label: str) -> None:
+    p = p.replace(label=label)
+    text = str(p)
+    again = ConvProblem.parse(text)
+    assert _same(again, p), (text, again, p)
+    assert str(again) == text
+    assert text.startswith(f"mb{p.batch}ic{p.c_in}oc{p.c_out}ih{p.h}iw{p.w}kh{p.kh}kw{p.kw}")
+    assert p.dtype in text  # always written
+
+
+BASIC = ConvProblem(batch=1, c_in=1, c_out=1, h=6, w=5, kh=3, kw=3)
+
+
+@pytest.mark.parametrize("p, text", [
+    pytest.param(BASIC, "mb1ic1oc1ih6iw5kh3kw3_float64", id="defaults omitted, the dtype written"),
+    pytest.param(FULL, 'mb2ic4oc6ih7iw9kh3kw2sh2sw3ph1pw0dh2dw1g2_bias_float32_n"layer1.conv"', id="every key"),
+    pytest.param(BASIC.replace(padding=(0, 1, 2, 3)), "mb1ic1oc1ih6iw5kh3kw3ph0pw2eh1ew3_float64",
+                 id="asymmetric padding (top, bottom, left, right)"),
+    pytest.param(BASIC.replace(padding_end=(1, 0)), "mb1ic1oc1ih6iw5kh3kw3eh1ew0_float64",
+                 id="end padding only"),
+    pytest.param(BASIC.replace(kh=4, padding="same"), "mb1ic1oc1ih6iw5kh4kw3ph1pw1eh2ew1_float64",
+                 id="same: resolved, the odd extra row at the bottom"),
+    pytest.param(BASIC.replace(padding="valid"), "mb1ic1oc1ih6iw5kh3kw3_float64", id="valid"),
+    pytest.param(BASIC.replace(padding=(1, 2), padding_mode="reflect"), "mb1ic1oc1ih6iw5kh3kw3ph1pw2_reflect_float64",
+                 id="reflect"),
+    pytest.param(BASIC.replace(padding=1, padding_mode="circular", bias=True, dtype="bfloat16"),
+                 "mb1ic1oc1ih6iw5kh3kw3ph1pw1_bias_circular_bfloat16", id="bias, mode, dtype in that order"),
+    pytest.param(BASIC.replace(stride=(1, 2)), "mb1ic1oc1ih6iw5kh3kw3sh1sw2_float64", id="both axes of a pair"),
+    pytest.param(BASIC.replace(dilation=(2, 1)), "mb1ic1oc1ih6iw5kh3kw3dh2dw1_float64", id="dilation 1 is none"),
+    pytest.param(BASIC.replace(label="resnet50: layer1.0 conv1"),
+                 'mb1ic1oc1ih6iw5kh3kw3_float64_n"resnet50: layer1.0 conv1"', id="label with spaces and colons"),
+    pytest.param(BASIC.replace(label='say "hi" \\o/'), r'mb1ic1oc1ih6iw5kh3kw3_float64_n"say \"hi\" \\o/"',
+                 id="label with quotes and a backslash, escaped"),
+])
+def test_descriptor_examples(p: ConvProblem, text: str) -> None:
+    assert str(p) == text
+    assert _same(ConvProblem.parse(text), p)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_descriptor_of_every_dtype(dtype: str) -> None:
+    p = BASIC.replace(dtype=dtype)
+    assert str(p) == f"mb1ic1oc1ih6iw5kh3kw3_{dtype}"
+    assert ConvProblem.parse(str(p)).dtype == dtype
+
+
+@pytest.mark.parametrize("text, p", [
+    pytest.param("ic1oc1ih6kh3", BASIC.replace(w=6), id="mb1, square input and kernel, float64"),
+    pytest.param("ic1oc1ih6iw5kh3", BASIC, id="missing kw is kh"),
+    pytest.param("mb2ic1oc1ih6iw5kh3kw1", BASIC.replace(batch=2, kw=1), id="every size given"),
+    pytest.param("ic1oc1ih9kh3sh2ph1dh2", BASIC.replace(h=9, w=9, stride=2, padding=1, dilation=2),
+                 id="missing sw, pw, dw are sh, ph, dh"),
+    pytest.param("ic1oc1ih6iw5kh3ph1eh2", BASIC.replace(padding=1, padding_end=2), id="missing ew is eh"),
+    pytest.param("ic1oc1ih6iw5kh3ph1pw0eh2ew0", BASIC.replace(padding=(1, 0), padding_end=(2, 0)),
+                 id="end padding per axis"),
+    pytest.param("ic1oc1ih6iw5kh3ph1eh1", BASIC.replace(padding=1), id="end padding equal to the begin: symmetric"),
+    pytest.param("_kh3_iw5__ih6_oc1_float64_ic1_", BASIC, id="any order, underscores anywhere"),
+    pytest.param("float32ic1oc1ih6iw5kh3", BASIC.replace(dtype="float32"), id="flags first"),
+    pytest.param("ic1oc1ih6iw5kh3_zeros", BASIC, id="zeros may be written"),
+    pytest.param('ic1oc1ih6iw5kh3n"conv1"', BASIC.replace(label="conv1"), id="benchdnn's label, no underscore"),
+    pytest.param('ic1oc1ih6iw5kh3_biasn"conv1"', BASIC.replace(bias=True, label="conv1"), id="a word before the label"),
+    pytest.param("  ic1oc1ih6iw5kh3 \n", BASIC, id="surrounding whitespace"),
+    pytest.param("ic1oc1ih06iw5kh3", BASIC, id="leading zero"),
+])
+def test_descriptor_shorthand(text: str, p: ConvProblem) -> None:
+    assert _same(ConvProblem.parse(text), p)
+
+
+GRAMMAR = ('expected [mb<n>]ic<n>oc<n>ih<n>[iw<n>]kh<n>[kw<n>][sh<n>[sw<n>]][ph<n>[pw<n>]][eh<n>[ew<n>]][dh<n>[dw<n>]]'
+           '[g<n>][_bias][_zeros|_reflect|_replicate|_circular][_float64|_float32|_float16|_bfloat16][_n"label"], '
+           'e.g. mb2ic3oc8ih9iw9kh3kw3sh2sw2ph1pw1_bias_float32_n"conv1"')
+
+
+@pytest.mark.parametrize("text, why, pos", [
+    pytest.param("ic3oc8ih9oh5kh3", "unknown token 'oh5' at position 9", 9, id="unknown key"),
+    pytest.param("ic3oc8ih9kh3_bias1", "unknown token 'bias1' at position 13", 13, id="a flag with a number"),
+    pytest.param("ic3oc8ih9kh3_float8", "unknown token 'float8' at position 13", 13, id="unknown dtype"),
+    pytest.param("ic3 oc8ih9kh3", "unknown token ' ' at position 3", 3, id="a space"),
+    pytest.param("IC3oc8ih9kh3", "unknown token 'IC3' at position 0", 0, id="upper case"),
+    pytest.param("ic3oc8ih-9kh3", "key 'ih' at position 6 needs an integer: ih<n>", 6, id="negative"),
+    pytest.param("ic3oc8ih=9kh3", "key 'ih' at position 6 needs an integer: ih<n>", 6, id="key=value"),
+    pytest.param("ic3oc8ih9ih5kh3", "'ih5' at position 9 is a second ih (the first is 'ih9' at position 6)", 9,
+                 id="duplicate key"),
+    pytest.param("ic3oc8ih9kh3_float32_float64",
+                 "'float64' at position 21 is a second dtype (the first is 'float32' at position 13)", 21,
+                 id="two dtypes"),
+    pytest.param("ic3oc8ih9kh3ph1_reflect_circular",
+                 "'circular' at position 24 is a second padding mode (the first is 'reflect' at position 16)", 24,
+                 id="two padding modes"),
+    pytest.param("ic3oc8ih9kh3_bias_bias", "'bias' at position 18 is a second bias (the first is 'bias' at "
+                 "position 13)", 18, id="bias twice"),
+    pytest.param('ic3oc8ih9kh3n"a"n"b"', "'n\"b\"' at position 16 is a second label (the first is 'n\"a\"' at "
+                 "position 12)", 16, id="two labels"),
+    pytest.param("ic3oc8ih9kh3sw2", "'sw2' at position 12 without sh: a w key needs its h key (descriptors with w "
+                 "keys only are kept for 1-d problems)", 12, id="w without h"),
+    pytest.param('ic3oc8ih9kh3n"abc', "the label at position 12 has no closing quote", 12, id="unterminated label"),
+    pytest.param('ic3oc8ih9kh3n"a\\xb"', "'\\\\x' at position 15: in a label only \\\" and \\\\ are escapes", 15,
+                 id="unknown escape"),
+    pytest.param("oc8ih9", "missing required keys ic, kh", None, id="missing keys"),
+    pytest.param("ic3oc8iw9kh3", "missing required key ih", None, id="iw is not ih"),
+    pytest.param("", "missing required keys ic, oc, ih, kh", None, id="empty"),
+])
+def test_descriptor_errors_name_the_token_and_position(text: str, why: str, pos: int | None) -> None:
+    caret = "" if pos is None else "\n  " + " " * pos + "^"
+    with pytest.raises(InvalidProblem) as info:
+        ConvProblem.parse(text)
+    assert str(info.value) == f"problem descriptor: {why}\n  {text}{caret}\n{GRAMMAR}"
+
+
+def test_descriptor_error_caret_points_at_the_token() -> None:
+    with pytest.raises(InvalidProblem) as info:
+        ConvProblem.parse("ic3oc8ih9oh5kh3")
+    _, shown, caret, _ = str(info.value).split("\n")
+    assert shown[caret.index("^"):].startswith("oh5")
+
+
+@pytest.mark.parametrize("text, fields", [
+    pytest.param("ic4oc3ih5kh3g3", dict(c_in=4, c_out=3, h=5, w=5, kh=3, kw=3, groups=3), id="groups"),
+    pytest.param("ic1oc1ih2kh3", dict(c_in=1, c_out=1, h=2, w=2, kh=3, kw=3), id="kernel too large"),
+    pytest.param("ic1oc1ih5kh3dh0", dict(c_in=1, c_out=1, h=5, w=5, kh=3, kw=3, dilation=0),
+                 id="benchdnn's dilation 0"),
+    pytest.param("ic1oc1ih2kh3ph2_reflect", dict(c_in=1, c_out=1, h=2, w=2, kh=3, kw=3, padding=2,
+                                                  padding_mode="reflect"), id="fine for zeros, not reflect"),
+    pytest.param("mb0ic1oc1ih5kh3", dict(batch=0, c_in=1, c_out=1, h=5, w=5, kh=3, kw=3), id="batch 0"),
+    pytest.param("ic1oc1ih1kh3_float32ph1eh0", dict(c_in=1, c_out=1, h=1, w=1, kh=3, kw=3, padding=1, padding_end=0,
+                                                    dtype="float32"), id="asymmetric"),
+])
+def test_descriptor_geometry_errors_are_the_constructors(text: str, fields: dict[str, Any]) -> None:
+    with pytest.raises(InvalidProblem) as expected:
+        ConvProblem(**{"batch": 1, **fields})
+    with pytest.raises(InvalidProblem, match=f"^{re.escape(str(expected.value))}$"):
+        ConvProblem.parse(text)
+
+
+def test_descriptor_is_a_string() -> None:
+    with pytest.raises(InvalidProblem, match=re.escape("a problem descriptor must be a string, not int (5)")):
+        ConvProblem.parse(5)  # type: ignore[arg-type]

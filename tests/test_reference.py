@@ -163,7 +163,7 @@ def _exact_check(p: ConvProblem, seed: int) -> None:
         assert np.array_equal(got, want_arr), f"{check} differs from the integer oracle for {p!r}, seed {seed}"
 
 
-@pytest.mark.parametrize("p", FEATURE_EXAMPLES, ids=ConvProblem.short)
+@pytest.mark.parametrize("p", FEATURE_EXAMPLES, ids=str)
 def test_reference_matches_integer_oracle_on_features(p: ConvProblem) -> None:
     _exact_check(p, seed=12345)
 

@@ -1,7 +1,7 @@
 """Tests of ``conformance.registry``: entry-point loading, duplicate names, import paths, availability.
 
 Entry points are faked as in pluggy's ``testing/test_pluginmanager.py::test_load_setuptools_instantiation``:
-``conformance.registry._entry_points`` is monkeypatched to return ``importlib.metadata.EntryPoint`` objects whose
+``conformance.registry.group_entry_points`` is monkeypatched to return ``importlib.metadata.EntryPoint`` objects whose
 values point at helper classes in this module (or at a module written to ``tmp_path``). Entry points that need
 a distribution name come from real ``*.dist-info`` folders written to ``tmp_path``.
 """
@@ -89,7 +89,7 @@ def ep(name: str, value: str, group: str = GROUP) -> md.EntryPoint:
 
 
 def fake_entry_points(monkeypatch: pytest.MonkeyPatch, eps: list[Any]) -> None:
-    monkeypatch.setattr(reg_mod, "_entry_points", lambda group: [e for e in eps if e.group == group])
+    monkeypatch.setattr(reg_mod, "group_entry_points", lambda group: [e for e in eps if e.group == group])
 
 
 def dist_entry_points(tmp_path: Path, dist_name: str, lines: list[str]) -> list[md.EntryPoint]:
@@ -278,7 +278,7 @@ def backend_file(tmp_path: Path) -> Path:
 
 def test_import_path_of_a_module() -> None:
     assert load_import_path(f"{HERE}:FakeConv") is FakeConv
-    assert load_import_path("impls.naive:NaiveLoops").__name__ == "NaiveLoops"
+    assert load_import_path("conformance.impls.naive:NaiveLoops").__name__ == "NaiveLoops"
     assert load_import_path(f"{HERE}:FakeConv.capabilities") is FakeConv.capabilities  # dotted attributes
 
 
@@ -389,14 +389,16 @@ def test_unavailable_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- the real installed entry points ------------------------------------------------------------
 
-BUILT_INS = {"naive": "impls.naive:NaiveLoops", "scipy": "impls.scipy_correlate:ScipyCorrelate",
-             "im2col": "impls.im2col:Im2col", "fft": "impls.fft:FFTConv", "torch-cpu": "impls.torch_cpu:TorchCPU",
-             "torch-cuda-strict": "impls.torch_cuda:TorchCudaStrict",
-             "torch-cuda-default": "impls.torch_cuda:TorchCudaDefault"}
+BUILT_INS = {"naive": "conformance.impls.naive:NaiveLoops",
+             "scipy": "conformance.impls.scipy_correlate:ScipyCorrelate",
+             "im2col": "conformance.impls.im2col:Im2col", "fft": "conformance.impls.fft:FFTConv",
+             "torch-cpu": "conformance.impls.torch_cpu:TorchCPU",
+             "torch-cuda-strict": "conformance.impls.torch_cuda:TorchCudaStrict",
+             "torch-cuda-default": "conformance.impls.torch_cuda:TorchCudaDefault"}
 
 
 def test_installed_entry_points_are_the_built_ins() -> None:
-    eps = {e.name: e for e in reg_mod._entry_points(GROUP)}
+    eps = {e.name: e for e in reg_mod.group_entry_points(GROUP)}
     for name, value in BUILT_INS.items():
         assert name in eps, f"entry point {name} is not installed (pip install -e .?)"
         assert eps[name].value == value
@@ -463,8 +465,9 @@ def test_torch_backends_report_the_installed_version_whether_torch_is_imported_o
     (imported) gave 2.11.0 and 2.11.0+cu130 for one torch on a GPU host."""
     from types import SimpleNamespace
 
+    from conformance.impls.torch_cpu import TorchCPU
+
     from conformance.records import environment
-    from impls.torch_cpu import TorchCPU
 
     try:
         installed = md.version("torch")

@@ -14,15 +14,18 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conformance.reports.render import render_html, write_report
+from conformance.reports.summarize import Cell, Report, error_cause, fmt_num, summarize, terminal_summary
 from conftest import recorded_once
+from helpers import QUICK, child_env, run_suite, suite_command
 from markupsafe import escape
 
 from conformance.problem import ConvProblem
 from conformance.records import load
-from reports.render import render_html, write_report
-from reports.summarize import Cell, Report, error_cause, fmt_num, summarize, terminal_summary
+from conformance.row import Row
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -82,13 +85,13 @@ def test_failing_backend_shows_worst_case_and_reproduction(run_a: Path, html_a: 
     assert cell is not None and cell.state == "fail"
     assert cell.n_failing >= 1 and cell.worst_ratio > 1
     worst = cell.worst[0]
-    assert worst["status"] == "failed" and worst["problem_text"]
-    assert "reproduce(" in worst["repro"] and "report_backends.py:FlippedConv" in worst["repro"]
+    assert worst.status == "failed" and worst.problem_text
+    assert "reproduce(" in worst.repro and "report_backends.py:FlippedConv" in worst.repro
     drill = html_a[html_a.index(f'id="{cell.ident}"'):]
     drill = drill[:drill.find('<details class="drill', 1)]  # up to the next cell's drill-down
-    assert str(escape(worst["repro"])) in drill
-    assert str(escape(worst["problem_text"])) in drill
-    for key in worst["problem"]:
+    assert str(escape(worst.repro)) in drill
+    assert str(escape(worst.problem_text)) in drill
+    for key in worst.problem:
         assert f"<th>{key}</th>" in drill
     assert "data:image/svg+xml" in drill  # the distribution plot
     # the matrix cell links to that drill-down and shows the worst ratio in units of the bound
@@ -139,7 +142,7 @@ def test_a_difference_between_environments_is_marked(recorded_results: dict[str,
     src = sorted(b.glob("*.jsonl"))[0]
     lines, flipped = [], False
     for line in src.read_text().splitlines():
-        row = json.loads(line)
+        row = json.loads(line)  # the JSON lines as written: another environment's copy, one row flipped
         row["env"], row["run_id"] = "env-c", "other-run"
         if not flipped and row.get("impl") == "naive" and row.get("check") == "forward" \
                 and row.get("tier") == "hypothesis" and row.get("status") == "passed":
@@ -181,13 +184,12 @@ def test_partial_run_renders_what_it_recorded(run_a: Path, tmp_path: Path, cut_l
     assert 'id="partial-banner"' not in complete
 
 
+@pytest.mark.slow
 def test_a_run_killed_half_way_renders_as_partial(tmp_path: Path) -> None:
     """A real kill: SIGKILL the suite once it has recorded a few rows; the report shows them and says partial."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONV_CONFORMANCE_RUN_ID"))}
     results = tmp_path / "results"
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider",
-                             "-q", "-k", "naive", "--conv-max-examples", "500", "--conv-results", str(results)],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(suite_command(results, "-q", "-k", "naive", "--conv-max-examples", "500"),
+                            cwd=tmp_path, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 300
@@ -254,7 +256,7 @@ def timed_row(impl: str, check: str, seconds: float | None, problem: ConvProblem
               status: str = "passed", seed: int = 0) -> dict:
     """A result row as the suite writes it; ``seconds`` None: a row from before rows carried it."""
     row = {"type": "result", "run_id": "timed-run", "worker": "gw0", "env": "timed", "status": status, "impl": impl,
-           "check": check, "tier": tier, "problem": problem.to_dict(), "problem_text": problem.short(),
+           "check": check, "tier": tier, "problem": problem.to_dict(), "problem_text": str(problem),
            "dtype": problem.dtype, "data_kind": "normal", "seed": seed, "layout": "contiguous",
            "nodeid": f"test_{tier}.py::test_{check if tier == 'hypothesis' else tier}[{impl}]"}
     if status in ("passed", "failed", "error"):
@@ -264,7 +266,9 @@ def timed_row(impl: str, check: str, seconds: float | None, problem: ConvProblem
     return row
 
 
-def write_results(path: Path, rows: list[dict]) -> Path:
+def write_results(path: Path, rows: list[Any]) -> Path:
+    """A results file of ``rows``: JSON-line dicts as written, or ``Row`` objects read back."""
+    rows = [{"type": "result", **r.to_json()} if isinstance(r, Row) else r for r in rows]
     head = {"type": "run", "schema": 1, "run_id": rows[0]["run_id"], "worker": "gw0", "env": rows[0]["env"]}
     end = {"type": "end", "run_id": rows[0]["run_id"], "finished": "2026-01-01T00:00:00"}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,15 +386,15 @@ def test_results_without_seconds_still_render(run_a: Path, tmp_path: Path) -> No
 
 def test_real_run_times_each_backend_call_once(run_a: Path, html_a: str) -> None:
     rep = summarize([run_a])
-    rows = [r for rf in load([run_a]) for r in rf.rows if r.get("impl") == "naive"]
+    rows = [r for rf in load([run_a]) for r in rf.rows if r.impl == "naive"]
     forward = cell_in(rep, "env-a", "naive", "forward")
     assert forward.timing.n_calls == forward.n_run > 0 and (forward.timing.gflops or 0) > 0
-    golden = [r for r in rows if r.get("tier") == "golden"]
-    calls = sum(1 for r in golden if r["check"] in ("forward", "grad_input"))  # each backward call has one dx row
+    golden = [r for r in rows if r.tier == "golden"]
+    calls = sum(1 for r in golden if r.check in ("forward", "grad_input"))  # each backward call has one dx row
     cell = cell_in(rep, "env-a", "naive", "golden")
     assert cell.timing.n_calls == calls < cell.n_run
     assert cell_in(rep, "env-a", "naive", "contract").timing.n_calls == 0
-    assert any("seconds" in r for r in rows if r.get("tier") == "contract")  # recorded, but over several calls
+    assert any(r.seconds is not None for r in rows if r.tier == "contract")  # recorded, but over several calls
     speed = section(html_a, '<h2 id="speed">', "<h2>Drill-down")
     assert 'id="speed-table"' in speed and 'id="speed-plot"' in speed and '<tr data-impl="naive"' in speed
     assert f"{fmt_num(forward.timing.median_ms)} ms" in speed
@@ -413,6 +417,7 @@ def many_failing_rows(n_impls: int = 16, n_rows: int = 300) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_many_failing_cells_keep_the_report_small(tmp_path: Path) -> None:
     """Each failing cell's drill-down embeds its plot: with every example a vector marker a plot of a few hundred
     examples took ~100 kB and a GPU run's report outgrew its 4 MiB limit; the examples are pixels now (one PNG in
@@ -438,7 +443,7 @@ ERROR_BACKENDS = textwrap.dedent('''
     import os
     import time
 
-    from impls.im2col import Im2col
+    from conformance.impls.im2col import Im2col
 
 
     class Raising(Im2col):
@@ -466,15 +471,11 @@ ERROR_TIMEOUT = 3  #: seconds: the hanging backend's calls time out after it; fa
 
 def _record_errors(root: Path) -> None:
     (root / "report_errors.py").write_text(ERROR_BACKENDS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONV_CONFORMANCE_RUN_ID"))}
     tests = "test_forward or test_grad_input or test_layout or test_oracle_free or test_golden or test_contract"
-    cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-q",
-           "--conv-profile", "quick", "--conv-max-examples", "4", "--conv-results", str(root / "results"),
-           "--conv-env-name", "env-a", "--conv-timeout", str(ERROR_TIMEOUT),
-           *(a for name in ("Raising", "Crashing", "Hanging") for a in ("--impl", f"report_errors.py:{name}")),
-           *(a for name in ("raising", "crashing", "hanging") for a in ("--conv-select", name)),
-           "-k", f"(raising or crashing) and ({tests}) or hanging and test_forward"]
-    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    impls = [a for name in ("Raising", "Crashing", "Hanging") for a in ("--impl", f"report_errors.py:{name}")]
+    proc = run_suite(root, root / "results", *QUICK, "--conv-env-name", "env-a", "--conv-timeout", str(ERROR_TIMEOUT),
+                     *impls, *(a for name in ("raising", "crashing", "hanging") for a in ("--conv-select", name)),
+                     "-k", f"(raising or crashing) and ({tests}) or hanging and test_forward")
     if proc.returncode != 1:
         raise RuntimeError(f"the error run: expected failures (exit 1), got {proc.returncode}:\n"
                            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -519,12 +520,12 @@ def test_skip_rows_fold_into_the_columns_their_test_covers(run_a: Path, html_a: 
     """A skipped layout test records tier ``layout`` and an oracle-free one ``oracle-free``: no column of their own
     (it showed "—" for every backend that ran), but the four layout-* columns and the four identities."""
     rows = [r for rf in load([run_a]) for r in rf.rows]
-    skips = [r for r in rows if r.get("check") in ("layout", "oracle_free")]  # a test-level row of either test
-    assert skips and all(r["status"] == "unavailable" for r in skips)  # the torch-cuda backends, without a GPU
+    skips = [r for r in rows if r.check in ("layout", "oracle_free")]  # a test-level row of either test
+    assert skips and all(r.status == "unavailable" for r in skips)  # the torch-cuda backends, without a GPU
     rep = summarize([run_a])
     assert not {"layout", "oracle_free", "oracle-free"} & set(rep.columns)
     assert len(rep.columns) == 22 and f"{len(rep.columns)} checks" in html_a
-    for impl in {r["impl"] for r in skips}:
+    for impl in {r.impl for r in skips}:
         for col in ("layout-channels_last", "layout-broadcast", "adjoint", "finite_difference", "linearity", "batch"):
             assert state(rep, "env-a", impl, col) == "unavailable", (impl, col)
         assert len([c for c in rep.cells.values() if c.impl == impl]) == len(rep.columns)  # every check: one row
@@ -587,7 +588,7 @@ def test_failing_list_comes_first_and_links_every_failing_cell(run_a: Path, html
 
 
 def test_no_failing_cell_is_said_in_green(run_a: Path, tmp_path: Path) -> None:
-    rows = [r for rf in load([run_a]) for r in rf.rows if r.get("impl") == "naive"]
+    rows = [r for rf in load([run_a]) for r in rf.rows if r.impl == "naive"]
     rep = summarize([write_results(tmp_path / "naive" / "n-gw0-1.jsonl", rows)])
     assert not rep.failing
     html = render_html(rep)
@@ -636,8 +637,8 @@ def test_errors_show_their_cause_not_infinity(error_results: Path, tmp_path: Pat
 
 
 def test_error_causes_of_each_kind_of_non_answer() -> None:
-    def row(status: str, why: str = "", **extra: object) -> dict:
-        return {"status": status, "verdict": {"problem_text": why} if why else None, **extra}
+    def row(status: str, why: str = "", **extra: Any) -> Row:
+        return Row(status=status, impl="x", verdict={"problem_text": why} if why else None, **extra)
 
     assert error_cause(row("failed", "grad_input has shape (1, 2, 3, 3), expected (1, 2, 4, 4)")) == (
         "grad_input has shape (1, 2, 3, 3), expected (1, 2, 4, 4)")

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from conformance.reports.render import write_report
+from conformance.reports.summarize import summarize
 from test_report import record_error_results
 
-from reports.render import write_report
-from reports.summarize import summarize
-
 websocket = pytest.importorskip("websocket", reason="websocket-client is not installed (pip install -e .[test])")
+pytestmark = pytest.mark.slow  # a recorded run of the suite (a subprocess) and a browser
 
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "reports" / "out"
@@ -189,10 +189,10 @@ def test_report_in_headless_chromium(browser: Page, recorded_results: dict[str, 
     assert browser.js(f"document.querySelector('{drill}').open")
     assert browser.visible(f"{drill} table.worst") and browser.visible(f"{drill} img.plot")
     assert browser.js(f"document.querySelector('{drill} img.plot').naturalWidth") > 100  # the SVG plot decoded
-    assert failing.worst[0]["problem_text"] in browser.js(f"document.querySelector('{drill} table.worst').innerText")
+    assert failing.worst[0].problem_text in browser.js(f"document.querySelector('{drill} table.worst').innerText")
     browser.click(f"{drill} details.case > summary")
     assert browser.visible(f"{drill} pre.repro")
-    assert browser.js(f"document.querySelector('{drill} pre.repro').textContent") == failing.worst[0]["repro"]
+    assert browser.js(f"document.querySelector('{drill} pre.repro').textContent") == failing.worst[0].repro
     browser.screenshot(SHOTS / "screenshot-drilldown.png", tmp_path / "screenshot-drilldown.png")
 
     # the filter box and the only-failing switch

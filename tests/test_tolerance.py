@@ -353,7 +353,7 @@ FFT_WIDE = ConvProblem(batch=2, c_in=3, c_out=2, h=6, w=7, kh=2, kw=3, stride=(2
 
 
 def _fft_ratios(p: ConvProblem, seed: int, kind: str) -> dict[tuple[str, str], float]:
-    from impls.fft import FFTConv
+    from conformance.impls.fft import FFTConv
 
     fft = FFTConv()
     inp = make_inputs(p, seed, kind)

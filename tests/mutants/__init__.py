@@ -33,6 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers import child_env, no_shrink, shrink_from_env
+
+from conformance import records
+from conformance.row import Row
+
 HERE = Path(__file__).resolve().parent
 MUTANT_MODULES = ("forward_bugs", "backward_bugs", "precision_bugs", "contract_bugs")
 VARIANT_MODULES = ("correct_variants",)
@@ -84,26 +89,20 @@ class GateRun:
     seconds: float                  #: wall time
     cpu: float = 0.0                #: CPU time (user + system) of the gate and its backend worker
     output: str = ""                #: the tail of stdout and stderr
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    log: str = ""                   #: the whole of stdout and stderr
 
     @property
     def failing_checks(self) -> list[str]:
         return list(self.summary.get("failing_checks", []))
 
-    def bad_rows(self) -> list[dict[str, Any]]:
+    def bad_rows(self) -> list[Row]:
         """The results rows with status failed or error."""
-        return [r for r in self.rows if r.get("status") in ("failed", "error")]
+        return [r for r in self.rows if r.status in ("failed", "error")]
 
 
-def _rows(results: Path) -> list[dict[str, Any]]:
-    out = []
-    for f in sorted(results.rglob("*.jsonl")):
-        for line in f.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if row.get("type") == "result":
-                    out.append(row)
-    return out
+def _rows(results: Path) -> list[Row]:
+    return records.rows([results]) if results.exists() else []
 
 
 def _kill_group(pid: int) -> None:
@@ -114,28 +113,26 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def shrink_from_env() -> bool:
-    """False where ``CONV_MUTANTS_NO_SHRINK`` is set (to anything but 0): corpus runs without Hypothesis's shrinking."""
-    return os.environ.get("CONV_MUTANTS_NO_SHRINK", "") in ("", "0")
+def gate_command(workdir: Path, *args: str) -> list[str]:
+    """``python -m conformance gate`` writing its JSON summary, results and HTML report into ``workdir``
+    (``gate.json``, ``results/``, ``gate.html``), then ``args``."""
+    return [sys.executable, "-m", "conformance", "gate", "--json", str(workdir / "gate.json"),
+            "--results", str(workdir / "results"), "--out", str(workdir / "gate.html"), *args]
 
 
-def run_gate(path: str, cls: type, workdir: Path, *, timeout: float = 240.0, extra: tuple[str, ...] = (),
-             shrink: bool = True) -> GateRun:
-    """Run the gate on one member in a fresh interpreter, in ``workdir`` (its results, JSON and HTML land there).
+def gate(workdir: Path, *args: str, timeout: float = 240.0, shrink: bool | None = None) -> GateRun:
+    """Run the gate (``gate_command``) in a fresh interpreter, in ``workdir``, with ``helpers.child_env()``.
 
     It runs with ``workdir`` as its current directory, so that pytest does not pick up this repository's own
     ``tests/conftest.py``. A run that outlives ``timeout`` is killed with its whole process group (the gate's
     backend worker included) and comes back with ``returncode=None``. ``shrink=False`` adds the ``_no_shrink``
-    plugin (the ci profile without the shrink phase; see that module).
+    plugin (the ci profile without the shrink phase; see that module); None: ``helpers.shrink_from_env()``.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     summary, results = workdir / "gate.json", workdir / "results"
-    cmd = [sys.executable, "-m", "conformance", "gate", "--impl", spec(path, cls), "--json", str(summary),
-           "--results", str(results), "--out", str(workdir / "gate.html"), *gate_options(cls), *extra]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONV_CONFORMANCE_RUN_ID"))}
-    if not shrink:
-        cmd += ["--", "-p", "_no_shrink"]
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
+    cmd, env = gate_command(workdir, *args), child_env()
+    if not (shrink_from_env() if shrink is None else shrink):
+        cmd += ["--", *no_shrink(env)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -151,4 +148,10 @@ def run_gate(path: str, cls: type, workdir: Path, *, timeout: float = 240.0, ext
     seconds = time.perf_counter() - t0
     data = json.loads(summary.read_text()) if summary.exists() else {}
     return GateRun(code, data, results, seconds, usage.ru_utime + usage.ru_stime, (out or "")[-4000:],
-                   _rows(results) if results.exists() else [])
+                   _rows(results) if results.exists() else [], log=out or "")
+
+
+def run_gate(path: str, cls: type, workdir: Path, *, timeout: float = 240.0, extra: tuple[str, ...] = (),
+             shrink: bool | None = None) -> GateRun:
+    """``gate`` on one member: its ``--impl``, its known failures and options (``gate_options``), then ``extra``."""
+    return gate(workdir, "--impl", spec(path, cls), *gate_options(cls), *extra, timeout=timeout, shrink=shrink)

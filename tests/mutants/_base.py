@@ -1,6 +1,6 @@
 """The shared base of the corpus: im2col (``impls/im2col.py``) cut into small overridable steps.
 
-``Conv`` computes exactly what ``impls.im2col.Im2col`` computes, in the same order and precision; a mutant
+``Conv`` computes exactly what ``conformance.impls.im2col.Im2col`` computes, in the same order and precision; a mutant
 overrides the one step its bug lives in (the unfold, the GEMM, the bias, col2im, the weight gradient, ...) and
 keeps the rest correct, so each file in this folder reads as "the correct backend, except ...".
 
@@ -16,12 +16,12 @@ Class attributes every corpus member sets:
 from __future__ import annotations
 
 import numpy as np
+from conformance.impls import explicit_padding
+from conformance.impls.im2col import Im2col
 from numpy.lib.stride_tricks import as_strided
 
 from conformance.backend import Capabilities, Grads
 from conformance.problem import ConvProblem
-from impls import explicit_padding
-from impls.im2col import Im2col
 
 Pair = tuple[int, int]
 
@@ -118,7 +118,7 @@ class Conv(Im2col):
 class PaddingModes(Conv):
     """``Conv`` plus ``torch.nn.Conv2d``'s padding modes (reflect, replicate, circular) and asymmetric padding, done
     as torch does them: pad the input explicitly, convolve without padding, fold the padded input's gradient back
-    onto the input (``impls.explicit_padding``). ``_fold`` is the step a mutant of the fold overrides."""
+    onto the input (``conformance.impls.explicit_padding``). ``_fold`` is the step a mutant of the fold overrides."""
 
     capabilities = Capabilities(dtypes=("float32", "float64"), padding_modes=("zeros", "reflect", "replicate",
                                                                               "circular"),

@@ -7,8 +7,7 @@ correctness.
 from __future__ import annotations
 
 import numpy as np
-
-from impls.fft import FFTConv
+from conformance.impls.fft import FFTConv
 
 try:
     from ._base import Conv, PaddingModes, kahan_matmul
@@ -103,8 +102,8 @@ class BiasFirstAccumulation(Conv):
 
 
 class FFTNormwise(FFTConv):
-    """``impls.fft.FFTConv``: the whole convolution by real FFTs, declared ``error_model="normwise"``. Correct,
-    with two documented deviations (``known_failures.txt`` in this folder lists them, as
+    """``conformance.impls.fft.FFTConv``: the whole convolution by real FFTs, declared ``error_model="normwise"``.
+    Correct, with two documented deviations (``known_failures.txt`` in this folder lists them, as
     ``conformance/data/known_failures.txt`` does for the built-in ``fft``): a NaN or Inf spreads over its whole
     tile of the output through the transform (``nonfinite``), and on data near the top of the range the spectra overflow
     where the exact result is finite (``extreme``)."""

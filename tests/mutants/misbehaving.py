@@ -11,8 +11,9 @@ while it shrinks (106 to 177 failing replays per check, measured with a determin
 so a backend that hangs *deterministically* costs that many timeouts per check, minutes to an hour for the whole
 gate, and one that crashes costs that many worker restarts (161 s of CPU for the abort). The one-shot members
 test what isolation promises (the crash, hang or error is contained, recorded and named; a hang costs the
-timeout) at the cost of one bad call each. The count of bad calls lives in a file named after the gate's run id,
-because the worker that misbehaved is killed and restarted, and the tests read it back.
+timeout) at the cost of one bad call each. The count of bad calls lives in a file in the gate's working directory
+(``mutants.run_gate`` gives each run its own, and the backend's worker process inherits it), because the worker that
+misbehaved is killed and restarted, and the tests read it back.
 
 Besides ``expected`` (the checks the gate must name), each class has ``message``: a fragment (or a tuple of
 alternatives) that the message of at least one ``error``/``failed`` results row must contain; ``gate_args`` are
@@ -22,7 +23,6 @@ extra gate options for it.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,9 +37,9 @@ except ImportError:  # loaded by file path (the gate's --impl tests/mutants/misb
     from mutants._base import Conv
 
 
-def calls_file(name: str, run_id: str) -> Path:
-    """Where member ``name`` counts its misbehaving calls during the gate run ``run_id``."""
-    return Path(tempfile.gettempdir()) / f"conv-corpus-{name}-{run_id}.calls"
+def calls_file(name: str, workdir: Path) -> Path:
+    """Where member ``name`` counts its misbehaving calls during the gate run in ``workdir``."""
+    return workdir / f"conv-corpus-{name}.calls"
 
 
 class Intermittent(Conv):
@@ -57,7 +57,7 @@ class Intermittent(Conv):
     def _now(self, problem) -> bool:
         if not self.trigger(problem):
             return False
-        path = calls_file(self.name, os.environ.get("CONV_CONFORMANCE_RUN_ID", "no-run-id"))
+        path = calls_file(self.name, Path.cwd())  # the gate's working directory: this run's own
         if path.exists() and path.stat().st_size >= self.times:
             return False
         with open(path, "a") as f:  # one byte per misbehaving call, written before misbehaving

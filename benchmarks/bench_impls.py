@@ -14,12 +14,13 @@ load. Reported per problem and implementation:
 - ``GF/s``: 2 flops per multiply-add; the backward counts two passes (grad_input and grad_weight; the bias
   gradient is a sum).
 
-``oracle`` is the float64 reference (``conformance.reference``), timed like a backend: its backward is
+``oracle`` is the float64 reference (``conformance.numerics.reference``), timed like a backend: its backward is
 ``grad_input`` + ``grad_weight``. A call that exceeds ``--budget`` seconds in the warm-up is not repeated and is
 marked ``~``; the naive loops only run problems within their declared ``max_macs``.
 
 ``--threads N`` re-runs the script with ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS`` = N
-(torch, numpy's BLAS) and ``conformance.impls.fft.WORKERS`` = N (scipy.fft). On a loaded machine a multi-threaded library
+(torch, numpy's BLAS) and ``conformance.impls.fft.WORKERS`` = N (scipy.fft). On a loaded machine a multi-threaded
+library
 whose threads wait on each other (OpenMP barriers) loses most when a core is taken away; the one-thread run
 compares the code per core; with ``--clock cpu`` it also leaves out the time other processes held the core
 (the least noisy comparison on a shared machine). The load average before and after the run is printed:
@@ -71,7 +72,7 @@ if __name__ == "__main__":  # before numpy and torch load their thread pools
 import numpy as np  # noqa: E402
 
 from conformance import ConvProblem  # noqa: E402
-from conformance.registry import build_registry  # noqa: E402
+from conformance.backends.registry import build_registry  # noqa: E402
 
 F32, F64 = "float32", "float64"
 #: (key, problem); keys select with --problems (a key matches if it starts with one of the given prefixes)
@@ -106,7 +107,7 @@ class Oracle:
     name = "oracle"
 
     def __init__(self) -> None:
-        from conformance import reference
+        from conformance.numerics import reference
 
         self.r = reference
 

@@ -10,12 +10,13 @@ processes, results written to a temporary directory):
    -k <impl>`` (and the whole suite without ``-k``: the ``(suite)`` row) runs in a driver process that wraps,
    before pytest starts,
 
-   - ``conformance.runner.call`` (every backend call of every check): the time the call took in the parent, and
+   - ``conformance.backends.runner.call`` (every backend call of every check): the time the call took in the parent, and
      ``Outcome.seconds``, the time inside the backend as its worker measured it (what results rows record as
      ``seconds``); the difference is the cost of isolation (pickling, the socket, the worker's input copies);
-   - ``conformance.reference.forward / grad_input / grad_weight / grad_bias``: the float64 oracle, however it is
+   - ``conformance.numerics.reference.forward / grad_input / grad_weight / grad_bias``: the float64 oracle, however it
+   is
      reached (reference values, magnitudes ``op(|a|, |b|)``, term counts, the oracle-free bounds);
-   - ``conformance.checks._judge``: the oracle plus the bounds and the comparison;
+   - ``conformance.checks.differential._judge``: the oracle plus the bounds and the comparison;
    - ``SuiteContext.run / run_contract / run_oracle_free``: one call per example (a hypothesis example, a
      shrinking replay, a golden case), attributed to the suite test's check.
 
@@ -61,7 +62,10 @@ SUITE = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", 
 def _driver(out_path: str, pytest_args: list[str]) -> int:
     import pytest
 
-    from conformance import checks, reference, runner, suite_support
+    from conformance.backends import runner
+    from conformance.checks import differential as checks
+    from conformance.checks import example as suite_support
+    from conformance.numerics import reference
 
     stats: dict[str, Any] = {"call_s": 0.0, "inside_s": 0.0, "oracle_s": 0.0, "judge_s": 0.0, "calls": 0,
                              "oracle_in_judge_s": 0.0,
@@ -201,7 +205,8 @@ def print_impls(rows: list[dict[str, Any]]) -> None:
               f"{r['process_s']:>8.1f} {r['inside_s']:>8.2f} {r['oracle_s']:>7.2f} {r['harness_s']:>8.2f} "
               f"{r['isolation_s']:>9.2f} {r['bounds_s']:>7.2f} {r['rest_s']:>6.2f} "
               f"{r['harness_s'] / r['session_s']:>6.0%} / {outside:>4.0%}")
-    print("\nseconds. backend = inside the backend (the rows' `seconds`); oracle = conformance.reference; harness = "
+    print("\nseconds. backend = inside the backend (the rows' `seconds`); oracle = conformance.numerics.reference; "
+          "harness = "
           "session - backend - oracle,\nof which isolation (worker round trips beyond the backend's own time), "
           "bounds (bounds and comparisons) and rest (hypothesis,\ndata, records, pytest); harness share = of the "
           "pytest session / of the whole process (interpreter start and imports included)\n")
@@ -278,7 +283,7 @@ def main() -> None:
     args = ap.parse_args()
     ENV.update(v.split("=", 1) for v in args.env)
 
-    from conformance.registry import build_registry
+    from conformance.backends.registry import build_registry
 
     impls = [i for i in args.impls.split(",") if i] or [e.name for e in build_registry() if e.runnable]
     load0 = os.getloadavg()

@@ -25,10 +25,11 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
+from conformance.backends.registry import add_spec, build_registry, describe
+from conformance.results.records import new_run_id
+
 from .errors import ConformanceError
 from .options import DEFAULT_RESULTS, _int_at_least, add_run_options
-from .records import new_run_id
-from .registry import add_spec, build_registry, describe
 
 #: the CLI imports conformance before pytest starts, so pytest cannot rewrite its asserts; that is expected
 IGNORE_REWRITE = "ignore::pytest.PytestAssertRewriteWarning"
@@ -314,9 +315,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from . import arithmetic, machine
-    from .isolation import IsolatedBackend
-    from .registry import add_spec
+    from conformance.backends import machine
+    from conformance.backends.isolation import IsolatedBackend
+    from conformance.backends.registry import add_spec
+    from conformance.numerics import arithmetic
 
     reg = build_registry()
     entries = [add_spec(reg, spec) for spec in args.conv_impl]
@@ -356,7 +358,7 @@ def parse_problem(text: str) -> Any:
     ...)`` -> the problem, reading literals only."""
     import ast
 
-    from .problem import ConvProblem
+    from conformance.model.problem import ConvProblem
 
     if not text.strip().startswith("ConvProblem"):
         return ConvProblem.parse(text)
@@ -376,7 +378,7 @@ def parse_problem(text: str) -> Any:
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
-    from .repro import reproduce
+    from conformance.results.repro import reproduce
 
     text = reproduce(args.conv_impl, parse_problem(args.problem), seed=args.seed, data_kind=args.data_kind,
                      check=args.check, layout=args.layout)

@@ -13,10 +13,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import records
-from .findings import explain
-from .registry import add_spec, build_registry
-from .row import Row
+from conformance.backends.registry import add_spec, build_registry
+from conformance.checks.findings import explain
+from conformance.results import records
+from conformance.results.row import Row
 
 IGNORE_REWRITE = "ignore::pytest.PytestAssertRewriteWarning"
 

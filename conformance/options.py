@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from .data import DATA_KINDS
-from .problem import DTYPES
-from .shapes import names as shape_corpora
+from conformance.inputs.data import DATA_KINDS
+from conformance.model.problem import DTYPES
+from conformance.model.shapes import names as shape_corpora
 
 PROFILE_NAMES = ("quick", "ci", "thorough")
 DEFAULT_PROFILE = "ci"
@@ -22,7 +22,7 @@ DEFAULT_RESULTS = "reports/results"
 DEFAULT_DATA_KINDS = ("normal", "uniform", "wide")
 
 
-def _choice_list(option: str, allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+def choice_list(option: str, allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
     def parse(text: str) -> tuple[str, ...]:
         items = tuple(t.strip() for t in text.split(",") if t.strip())
         bad = [t for t in items if t not in allowed]
@@ -99,13 +99,13 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-", *, exc
               help=f"hypothesis profile: {', '.join(PROFILE_NAMES)} (default {DEFAULT_PROFILE}: derandomized)")
     addoption(f"--{prefix}max-examples", type=_int_at_least("max-examples", 1), default=None,
               dest="conv_max_examples", metavar="N", help="override the profile's examples per check")
-    addoption(f"--{prefix}dtypes", type=_choice_list("dtypes", DTYPES), default=None, dest="conv_dtypes",
+    addoption(f"--{prefix}dtypes", type=choice_list("dtypes", DTYPES), default=None, dest="conv_dtypes",
               metavar="LIST", help=f"comma-separated dtypes to generate (default: each backend's declared "
                                    f"float32/float64); known: {', '.join(DTYPES)}")
-    addoption(f"--{prefix}data-kinds", type=_choice_list("data-kinds", DATA_KINDS), default=None,
+    addoption(f"--{prefix}data-kinds", type=choice_list("data-kinds", DATA_KINDS), default=None,
               dest="conv_data_kinds", metavar="LIST",
               help=f"data kinds of the hypothesis tiers (default {','.join(DEFAULT_DATA_KINDS)})")
-    addoption(f"--{prefix}shapes", type=_choice_list("shapes", shape_corpora()), default=None, dest="conv_shapes",
+    addoption(f"--{prefix}shapes", type=choice_list("shapes", shape_corpora()), default=None, dest="conv_shapes",
               metavar="NAMES", help=f"shape corpora of the corpus tier, comma-separated (default: all of "
                                     f"{', '.join(shape_corpora())})")
     addoption(f"--{prefix}shapes-max-macs", type=_int_at_least("shapes-max-macs", 0), default=None,

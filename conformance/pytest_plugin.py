@@ -20,16 +20,19 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from . import checktable, known, machine
-from .backend import prepare
-from .isolation import IsolatedBackend
-from .machine import backend_facts
+from conformance.backends import machine
+from conformance.backends.backend import prepare
+from conformance.backends.isolation import IsolatedBackend
+from conformance.backends.machine import backend_facts
+from conformance.backends.registry import Registry, build_registry, describe
+from conformance.backends.runner import Caller, DirectCaller
+from conformance.checks import table as checktable
+from conformance.checks.example import SuiteContext, unsupported_check_reason
+from conformance.results import known
+from conformance.results.records import Recorder, new_run_id
+from conformance.results.row import Row
+
 from .options import DEFAULT_PROFILE, DEFAULT_RESULTS, add_run_options
-from .records import Recorder, new_run_id
-from .registry import Registry, build_registry, describe
-from .row import Row
-from .runner import Caller, DirectCaller
-from .suite_support import SuiteContext, unsupported_check_reason
 from .xdist_affinity import runs_the_suite
 
 REGISTRY_KEY = pytest.StashKey[Registry]()
@@ -246,7 +249,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                       and c not in checktable.BY_NAME})
     if unknown:
         raise pytest.UsageError(f"conv_check markers naming no check of the table: {', '.join(unknown)}; the checks "
-                                f"are {', '.join(checktable.BY_NAME)} (conformance/checktable.py)")
+                                f"are {', '.join(checktable.BY_NAME)} (conformance/checks/table.py)")
     collected = [(entry.name, check) for _, entry, check in _impl_items(items)]
     if not collected:  # no suite test here (another project's run): the plugin stays out of it
         return

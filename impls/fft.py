@@ -46,8 +46,8 @@ from types import ModuleType
 import numpy as np
 import scipy.fft as sfft
 
-from conformance.backend import Capabilities, Grads
-from conformance.problem import ConvProblem
+from conformance.backends.backend import Capabilities, Grads
+from conformance.model.problem import ConvProblem
 
 #: scipy.fft threads per transform (-1: one per core); small transforms stay on one thread regardless
 WORKERS = -1

@@ -73,8 +73,8 @@ import numpy as np
 import scipy.fft as sfft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from conformance.backend import Grads
-from conformance.problem import ConvProblem
+from conformance.backends.backend import Grads
+from conformance.model.problem import ConvProblem
 
 from .fft import read_by_some_output
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from conformance.backend import Capabilities, Grads
-from conformance.problem import ConvProblem
+from conformance.backends.backend import Capabilities, Grads
+from conformance.model.problem import ConvProblem
 
 
 class Im2col:

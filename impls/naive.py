@@ -21,8 +21,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from conformance.backend import Capabilities, Grads
-from conformance.problem import ConvProblem
+from conformance.backends.backend import Capabilities, Grads
+from conformance.model.problem import ConvProblem
 
 
 def _source(k: int, n: int, mode: str) -> int | None:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 from conformance.impls import explicit_padding
 
-from conformance.backend import Capabilities, Grads
-from conformance.problem import ConvProblem
+from conformance.backends.backend import Capabilities, Grads
+from conformance.model.problem import ConvProblem
 
 
 def _dilate(a: np.ndarray, step: tuple[int, int]) -> np.ndarray:

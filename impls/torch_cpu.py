@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from conformance.backend import Capabilities, Grads, installed_version
-from conformance.problem import ConvProblem
+from conformance.backends.backend import Capabilities, Grads, installed_version
+from conformance.model.problem import ConvProblem
 
 #: oneDNN's CPU ISAs in order (ONEDNN_MAX_CPU_ISA caps oneDNN at one of them)
 ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
@@ -45,7 +45,7 @@ def half_kernels(dtype: str) -> str:
     ``native``: torch's own kernels (AVX2 CPUs, or oneDNN capped below AVX-512 by ONEDNN_MAX_CPU_ISA)."""
     import torch
 
-    from conformance.machine import cpu
+    from conformance.backends.machine import cpu
 
     short = "bf16" if dtype == "bfloat16" else "fp16"
     probe = getattr(torch.ops.mkldnn, f"_is_mkldnn_{short}_supported", None)

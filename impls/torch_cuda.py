@@ -34,8 +34,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from conformance.backend import Capabilities
-from conformance.problem import PADDING_MODES as ALL_PADDING_MODES
+from conformance.backends.backend import Capabilities
+from conformance.model.problem import PADDING_MODES as ALL_PADDING_MODES
 
 from .torch_cpu import TorchCPU
 

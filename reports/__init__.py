@@ -1,4 +1,4 @@
-"""The HTML tolerance report and the terminal summary, built from recorded results (``conformance.records``).
+"""The HTML tolerance report and the terminal summary, built from recorded results (``conformance.results.records``).
 
 ``conformance.reports.summarize`` merges results files into cells (environment × implementation × check column)
 and writes the one-screen terminal summary; ``conformance.reports.plots`` draws a cell's error/bound distribution;

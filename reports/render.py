@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import jinja2
 from markupsafe import Markup, escape
 
-from conformance.records import RunFile
+from conformance.results.records import RunFile
 
 from .plots import cell_plot, meter, speed_plot
 from .summarize import NOT_RUN, RUN_STATES, Cell, Report, error_cause, fmt_num, fmt_ratio, ratio_of, summarize

@@ -19,18 +19,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from conformance import checktable
-from conformance.findings import explain, is_failing
-from conformance.problem import ConvProblem
-from conformance.records import RunFile, as_float, load
-from conformance.row import Row
+from conformance.checks import table as checktable
+from conformance.checks.findings import explain, is_failing
+from conformance.model.problem import ConvProblem
+from conformance.results.records import RunFile, as_float, load
+from conformance.results.row import Row
 
 KNOWN_COLUMNS = checktable.COLUMNS  #: the table's columns, in its order
 FAILING = ("failed", "error")
 KNOWN = "xfailed"  #: a failure listed in known_failures.txt, failing as expected
 #: why a cell's examples did not run; ``not_reached``: a check the run never started (``--max-time``, a signal, -x)
 NOT_RUN = ("unavailable", "unsupported", "skipped", "not_reached")
-EXPLAINED = "explained"  #: a failure that follows from an arithmetic finding (conformance.findings)
+EXPLAINED = "explained"  #: a failure that follows from an arithmetic finding (conformance.checks.findings)
 RUN_STATES = ("fail", "explained", "xfail", "stale", "pass")  #: cells whose examples ran (the others are grey)
 WORST_N = 5
 #: rows whose ``seconds`` is a backend call that returned a result: an error row's is the time to a raise, a crash
@@ -70,8 +70,10 @@ def columns_of(row: Row) -> tuple[str, ...]:
     return (named[0],) if len(named) == 1 else targets
 
 
-#: how a backend gave no result to measure (``conformance.runner``, ``conformance.isolation``, ``conformance.compare``,
-#: ``conformance.checks``, ``conformance.contract``): it raised, timed out, crashed, or returned no array of the
+#: how a backend gave no result to measure (``conformance.backends.runner``, ``conformance.backends.isolation``,
+#: ``conformance.numerics.compare``,
+#: ``conformance.checks.differential``, ``conformance.checks.contract``): it raised, timed out, crashed, or returned
+#: no array of the
 #: expected type, shape or dtype; such a row's error/bound (∞) is no measurement, the cause is what it says
 _CAUSE = re.compile(
     r"(?:\b(?P<what>[A-Za-z_][\w']*) )?(?:"

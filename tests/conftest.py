@@ -1,7 +1,7 @@
 """Shared fixtures of the suite's own tests."""
 
-from conformance import onnx_golden
-from conformance.registry import build_registry
+from conformance.backends.registry import build_registry
+from conformance.inputs import onnx_golden
 
 pytest_plugins = ["pytester"]
 

@@ -1,4 +1,4 @@
-"""``conformance.arithmetic`` measures what a backend does: backends whose arithmetic is known by construction
+"""``conformance.numerics.arithmetic`` measures what a backend does: backends whose arithmetic is known by construction
 (``tests/mutants/_arith.py``) are each measured as what they are, and a declaration is set beside the measurement."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from fractions import Fraction
 import mutants._arith as A
 import pytest
 
-from conformance import arithmetic
-from conformance.arithmetic import Format, known_orders, name_order, sizes_of_tree
+from conformance.numerics import arithmetic
+from conformance.numerics.arithmetic import Format, known_orders, name_order, sizes_of_tree
 
 
 def profile(model: type, passes=arithmetic.PASSES) -> dict[str, arithmetic.PassArithmetic]:

@@ -44,7 +44,7 @@ def _naive(tmp_path: Path) -> tuple[str, ...]:
 
 
 def _not_reached(tmp_path: Path) -> set[str]:
-    from conformance.records import load
+    from conformance.results.records import load
 
     return {r.column for f in load([tmp_path / "results"]) for r in f.rows if r.status == "not_reached"}
 

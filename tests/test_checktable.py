@@ -1,4 +1,4 @@
-"""The table of checks (``conformance/checktable.py``): every list the suite keeps of its checks is derived from it,
+"""The table of checks (``conformance/checks/table.py``): every list the suite keeps of its checks is derived from it,
 and a new check is one row plus its suite test function."""
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ import textwrap
 import pytest
 from conformance.reports.summarize import FOLDED, KNOWN_COLUMNS, summarize
 
-from conformance import checktable, records
-from conformance.checktable import Check
-from conformance.passes import PASSES
+from conformance.checks import table as checktable
+from conformance.checks.table import Check
+from conformance.model.passes import PASSES
 from conformance.pytest_plugin import LONG_CHECKS
-from conformance.row import Row
+from conformance.results import records
+from conformance.results.row import Row
 
 
 def test_every_suite_test_is_a_row_of_the_table_and_every_row_has_a_test(pytester: pytest.Pytester) -> None:

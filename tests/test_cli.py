@@ -17,9 +17,9 @@ import pytest
 
 import conformance
 from conformance import cli
+from conformance.backends.registry import Registry, add_spec, load_import_path, validate_backend
 from conformance.errors import RegistryError
 from conformance.options import RUN_OPTION_NAMES, add_run_options
-from conformance.registry import Registry, add_spec, load_import_path, validate_backend
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "examples" / "backend_template.py"

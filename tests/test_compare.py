@@ -1,4 +1,4 @@
-"""Tests of ``conformance.compare``: the verdict of one comparison and the exact text of its failure message.
+"""Tests of ``conformance.numerics.compare``: the verdict of one comparison and the exact text of its failure message.
 
 The message anatomy (design note, style section 7.9) follows numpy's ``assert_array_compare`` and torch's
 ``_make_mismatch_msg``: header, "Mismatched elements: n / N (p%)", the worst element ranked by error / bound,
@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from conformance.compare import MAX_LISTED, Verdict, compare, format_verdict
-from conformance.tolerance import Bound
+from conformance.numerics.compare import MAX_LISTED, Verdict, compare, format_verdict
+from conformance.numerics.tolerance import Bound
 
 EXPECTED = np.array([[1.0, 2.0], [3.0, 4.0]])
 K = np.full((2, 2), 3.0)

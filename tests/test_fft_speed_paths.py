@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import scipy.fft as sfft
 
-from conformance import ConvProblem, reference
+from conformance import ConvProblem
+from conformance.numerics import reference
 
 PROBLEMS = [
     ConvProblem(batch=1, c_in=3, c_out=2, h=23, w=19, kh=5, kw=3, padding=2, bias=True, dtype="float64"),

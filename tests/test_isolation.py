@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conformance import Capabilities, ConvProblem
-from conformance.isolation import IsolatedBackend
-from conformance.runner import call
+from conformance.backends.isolation import IsolatedBackend
+from conformance.backends.runner import call
 
 HERE = Path(__file__).resolve().parent
 P = ConvProblem(batch=1, c_in=2, c_out=3, h=5, w=5, kh=3, kw=3, dtype="float64")
@@ -80,13 +80,14 @@ def test_a_prepare_that_raises_is_a_recorded_load_error():
 
 
 def test_a_result_that_is_no_array_is_named_by_its_type():
-    from conformance.checks import _not_c
-    from conformance.runner import Outcome
+    from conformance.backends.runner import Outcome
+    from conformance.checks.differential import unreadable_result
 
-    assert _not_c(Outcome(layouts=["list"]), "forward") == (
+    assert unreadable_result(Outcome(layouts=["list"]), "forward") == (
         "forward returned a list, not a numpy array: results must be C-contiguous NCHW numpy arrays")
-    assert _not_c(Outcome(layouts=["F"]), "backward") is None  # read as it is: the layout is contract's finding
-    assert _not_c(Outcome(layouts=["C", "NoneType"]), "backward") is None
+    # read as it is: the layout is the contract check's finding
+    assert unreadable_result(Outcome(layouts=["F"]), "backward") is None
+    assert unreadable_result(Outcome(layouts=["C", "NoneType"]), "backward") is None
 
 
 def test_values_are_judged_whatever_the_layout_and_dtype_of_the_result():
@@ -94,8 +95,8 @@ def test_values_are_judged_whatever_the_layout_and_dtype_of_the_result():
     contract check names the layout and the dtype); a wrong value in it still fails."""
     from conformance.impls.im2col import Im2col
 
-    from conformance.checks import check_forward
-    from conformance.data import make_inputs
+    from conformance.checks.differential import check_forward
+    from conformance.inputs.data import make_inputs
 
     class Fortran(Im2col):
         name = "fortran"
@@ -158,7 +159,7 @@ def test_reserved_address_space_does_not_count_against_the_memory_limit():
 def test_a_cuda_backend_runs_in_a_worker_under_the_default_memory_limit(spec):
     from conformance.impls.im2col import Im2col
 
-    from conformance.registry import instantiate, load_import_path
+    from conformance.backends.registry import instantiate, load_import_path
 
     backend = instantiate(load_import_path(spec), spec)
     reason = backend.available()

@@ -9,7 +9,7 @@ import pytest
 from helpers import QUICK, run_suite
 
 from conformance.errors import ConformanceError
-from conformance.known import in_force, lookup, parse
+from conformance.results.known import in_force, lookup, parse
 
 NUMPY = md.version("numpy")
 
@@ -144,7 +144,7 @@ def test_an_entry_for_one_dtype_knows_its_failures_and_keeps_the_others_failing(
                                                                                 passes: bool) -> None:
     """``impl::forward[float64]`` records the float64 failures as known and the test goes on (and passes); an entry
     for float32 covers nothing that fails, so the float64 failures still fail the test."""
-    from conformance.records import load
+    from conformance.results.records import load
 
     (tmp_path / "wrong_backend.py").write_text(WRONG_IN_FLOAT64)
     kf = tmp_path / "known.txt"

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import records
-from conformance.layouts import LAYOUTS, arrange, describe, view
+from conformance.model.layouts import LAYOUTS, arrange, describe, view
+from conformance.results import records
 
 SHAPE = (2, 3, 4, 5)
 
@@ -49,7 +49,7 @@ def test_arrange_only_broadcasts_dy() -> None:
 MEMORY_ORDER = textwrap.dedent('''
     import numpy as np
     import conformance
-    from conformance import reference as R
+    from conformance.numerics import reference as R
 
     def _as_if_c(a):
         # reads the buffer in memory order and assumes it is NCHW: right for C-contiguous arrays only

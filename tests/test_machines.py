@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import child_env
 
-from conformance import machine
+from conformance.backends import machine
 
 torch = pytest.importorskip("torch", reason="torch is not installed (the torch extra): no torch kernels to emulate")
 

@@ -21,10 +21,10 @@ import mutants
 import pytest
 from mutants.misbehaving import HangsOnOneProblem, Intermittent, calls_file
 
-from conformance.checktable import COLUMNS as TABLE_COLUMNS
+from conformance.checks.table import COLUMNS as TABLE_COLUMNS
 
 GATE_TIMEOUT = 240.0  #: seconds one gate run may take before the test kills it and fails
-#: the gate's columns: the table's (conformance/checktable.py)
+#: the gate's columns: the table's (conformance/checks/table.py)
 COLUMNS = set(TABLE_COLUMNS)
 
 MUTANTS = mutants.members("mutants")
@@ -139,7 +139,7 @@ def _assert_hang_cost_the_timeout(run: mutants.GateRun, hanging_calls: int) -> N
     calls = {(r.nodeid, r.seed, r.problem_text, r.data_kind) for r in timed_out}
     assert len(calls) == hanging_calls, sorted(calls)
     for r in timed_out:
-        assert 5.0 <= r.seconds < 7.0, f"a timed-out call took {r['seconds']:.1f} s (timeout 5 s)"
+        assert 5.0 <= r.seconds < 7.0, f"a timed-out call took {r.seconds:.1f} s (timeout 5 s)"
     # a gate run without the hang takes 10-90 s (the latter on a loaded 2-core machine); the hang adds ~5 s a call,
     # and the run must not have waited for the 1000-s sleep
     assert run.seconds < 5.0 * hanging_calls + 200.0, f"the gate took {run.seconds:.0f} s"

@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from conformance import reference as R
-from conformance.onnx_golden import _auto_pads, available, cases
+from conformance.inputs.onnx_golden import auto_pads, available, cases
+from conformance.numerics import reference as R
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
 
@@ -30,8 +30,8 @@ def test_the_conv_module_s_cases_are_those_of_onnx_s_public_collector() -> None:
     fresh interpreter: that collector imports every operator's test module and sets its op-type filter for good."""
     script = textwrap.dedent("""
         import pickle, sys
-        from conformance import onnx_golden
-        onnx_golden._conv_exports = lambda: []  # the fallback: onnx's public collector alone
+        from conformance.inputs import onnx_golden
+        onnx_golden.conv_module_exports = lambda: []  # the fallback: onnx's public collector alone
         cases = onnx_golden.cases()
         sys.stdout.buffer.write(pickle.dumps([(c.name, c.problem, c.x, c.w, c.b, c.y) for c in cases]))
     """)
@@ -61,4 +61,4 @@ def test_oracle_matches_onnx(case) -> None:
     ("VALID", 7, 3, 1, 1, (0, 0)),
 ])
 def test_auto_pad(mode: str, size: int, k: int, s: int, d: int, expected: tuple[int, int]) -> None:
-    assert _auto_pads(mode, size, k, s, d) == expected
+    assert auto_pads(mode, size, k, s, d) == expected

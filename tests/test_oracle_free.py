@@ -10,8 +10,9 @@ import pytest
 from conformance.impls.fft import FFTConv
 from conformance.impls.im2col import Im2col
 
-from conformance import ConvProblem, oracle_free, reproduce
-from conformance.repro import run_example
+from conformance import ConvProblem, reproduce
+from conformance.checks import oracle_free
+from conformance.results.repro import run_example
 
 #: its one output reads only padding (a 1-wide image, a kernel tap on each side of it): the exact value is 0 with no
 #: products, and an FFT's rounding still reaches it (found by the ci profile on 2026-11-25: adjoint and

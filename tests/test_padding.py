@@ -14,8 +14,8 @@ import pytest
 from conformance.impls import explicit_padding
 
 from conformance import ConvProblem, InvalidProblem
-from conformance import padding as P
-from conformance import reference as R
+from conformance.numerics import padding as P
+from conformance.numerics import reference as R
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 PADS = [(0, 0, 0, 0), (1, 0, 2, 1), (2, 2, 1, 1), (0, 3, 1, 0), (3, 1, 0, 2)]

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from conformance import records
-from conformance.row import Row
+from conformance.results import records
+from conformance.results.row import Row
 
 SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--conv-profile", "quick"]
 
 BACKENDS = textwrap.dedent('''
     import numpy as np
     import conformance
-    from conformance import reference as R
+    from conformance.numerics import reference as R
 
     class _Base:
         capabilities = conformance.Capabilities(dtypes=("float32", "float64"), groups=True, dilation=True,

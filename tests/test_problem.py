@@ -1,4 +1,4 @@
-"""Tests of ``conformance.problem.ConvProblem``: validation messages, derived shapes, (de)serialisation, repr, the
+"""Tests of ``conformance.model.problem.ConvProblem``: validation messages, derived shapes, (de)serialisation, repr, the
 descriptor (``str`` and ``ConvProblem.parse``, benchdnn's ``operator<<`` and ``str2desc``).
 
 Semantics: ``torch.nn.functional.conv2d`` (https://pytorch.org/docs/stable/generated/torch.nn.functional.conv2d.html).
@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance.backend import Capabilities
+from conformance.backends.backend import Capabilities
 from conformance.errors import ConformanceError, InvalidProblem
-from conformance.golden import shape_examples
-from conformance.problem import DTYPES, PADDING_MODES, ConvProblem
-from conformance.strategies import conv_problems
+from conformance.inputs.golden import shape_examples
+from conformance.inputs.strategies import conv_problems
+from conformance.model.problem import DTYPES, PADDING_MODES, ConvProblem
 
 #: a valid problem; each table row overrides a few fields of it
 BASE: dict[str, Any] = dict(batch=1, c_in=1, c_out=1, h=5, w=5, kh=3, kw=3)

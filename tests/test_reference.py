@@ -1,4 +1,4 @@
-"""Tests of the oracle ``conformance.reference``, validated independently of its own code.
+"""Tests of the oracle ``conformance.numerics.reference``, validated independently of its own code.
 
 Semantics: ``torch.nn.functional.conv2d`` (https://pytorch.org/docs/stable/generated/torch.nn.functional.conv2d.html),
 cross-correlation with zero padding, and the gradients of ``L = sum(conv2d(x, w, b) * dy)``.
@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 
-from conformance import reference as R
-from conformance.golden import golden_case
-from conformance.problem import ConvProblem
-from conformance.strategies import conv_problems, seeds
+from conformance.inputs.golden import golden_case
+from conformance.inputs.strategies import conv_problems, seeds
+from conformance.model.problem import ConvProblem
+from conformance.numerics import reference as R
 
 Nested = list  # nested lists of Python ints, NCHW / OIHW
 
@@ -205,7 +205,7 @@ def test_golden_case_in_every_dtype_in_a_fresh_interpreter() -> None:
     """bfloat16 is ml_dtypes' type, known to numpy by name only once ml_dtypes is imported: the golden case of a
     bfloat16 backend failed with "data type 'bfloat16' not understood" when it was the first test of a run
     (``pytest -k "naive and golden"``) and passed after any other test had imported ml_dtypes."""
-    code = ("import sys; from conformance.golden import golden_case; assert 'ml_dtypes' not in sys.modules; "
+    code = ("import sys; from conformance.inputs.golden import golden_case; assert 'ml_dtypes' not in sys.modules; "
             "print(*(str(golden_case(d)[1].x.dtype) for d in ('float64', 'float32', 'float16', 'bfloat16')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -1,7 +1,8 @@
-"""Tests of ``conformance.registry``: entry-point loading, duplicate names, import paths, availability.
+"""Tests of ``conformance.backends.registry``: entry-point loading, duplicate names, import paths, availability.
 
 Entry points are faked as in pluggy's ``testing/test_pluginmanager.py::test_load_setuptools_instantiation``:
-``conformance.registry.group_entry_points`` is monkeypatched to return ``importlib.metadata.EntryPoint`` objects whose
+``conformance.backends.registry.group_entry_points`` is monkeypatched to return ``importlib.metadata.EntryPoint``
+objects whose
 values point at helper classes in this module (or at a module written to ``tmp_path``). Entry points that need
 a distribution name come from real ``*.dist-info`` folders written to ``tmp_path``.
 """
@@ -18,10 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conformance import registry as reg_mod
-from conformance.backend import Capabilities, Grads
+from conformance.backends import registry as reg_mod
+from conformance.backends.backend import Capabilities, Grads
+from conformance.backends.registry import GROUP, Registry, add_spec, build_registry, load_entry_points, load_import_path
 from conformance.errors import RegistryError
-from conformance.registry import GROUP, Registry, add_spec, build_registry, load_entry_points, load_import_path
 
 HERE = __name__  # the module name entry-point values use to reach the helpers below
 
@@ -467,7 +468,7 @@ def test_torch_backends_report_the_installed_version_whether_torch_is_imported_o
 
     from conformance.impls.torch_cpu import TorchCPU
 
-    from conformance.records import environment
+    from conformance.results.records import environment
 
     try:
         installed = md.version("torch")

@@ -23,9 +23,9 @@ from conftest import recorded_once
 from helpers import QUICK, child_env, run_suite, suite_command
 from markupsafe import escape
 
-from conformance.problem import ConvProblem
-from conformance.records import load
-from conformance.row import Row
+from conformance.model.problem import ConvProblem
+from conformance.results.records import load
+from conformance.results.row import Row
 
 HOSTILE = "<script>alert(1)</script>"
 

@@ -11,13 +11,13 @@ import pytest
 
 from conformance import ConvProblem, reproduce
 from conformance.errors import ConformanceError
-from conformance.reference import grad_input
-from conformance.repro import snippet
+from conformance.numerics.reference import grad_input
+from conformance.results.repro import snippet
 
 STALE = '''
 import numpy as np
 from conformance.impls.im2col import Im2col
-from conformance.reference import grad_input
+from conformance.numerics.reference import grad_input
 
 
 class StaleScratch(Im2col):

@@ -1,4 +1,5 @@
-"""Tests of the shape corpus files (``conformance/data/shapes/*.txt``) and their reader ``conformance.shapes``: each
+"""Tests of the shape corpus files (``conformance/data/shapes/*.txt``) and their reader ``conformance.model.shapes``:
+each
 layer line is ``<name> <descriptor> [count=N]``, the descriptor read by ``ConvProblem.parse``."""
 
 from __future__ import annotations
@@ -7,9 +8,9 @@ import re
 
 import pytest
 
-from conformance import shapes
 from conformance.errors import ConformanceError
-from conformance.problem import ConvProblem
+from conformance.model import shapes
+from conformance.model.problem import ConvProblem
 
 #: layers (lines) and convolutions (the sum of the counts) per corpus
 SIZES = {"resnet50": (24, 53), "mobilenet_v2": (30, 52), "inception_v3": (45, 96), "efficientnet_b0": (46, 81),

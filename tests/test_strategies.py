@@ -1,4 +1,5 @@
-"""Tests of the hypothesis strategies in ``conformance.strategies``: validity, budget, shrinking, reach, capabilities.
+"""Tests of the hypothesis strategies in ``conformance.inputs.strategies``: validity, budget, shrinking, reach,
+capabilities.
 
 Modelled on hypothesis' ``tests/numpy/test_gen_data.py::test_minimise_array_shapes``: a strategy whose
 minimal example is not the smallest problem makes every failure a user sees shrink badly, so the minimal
@@ -14,9 +15,9 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from conformance.backend import Capabilities
-from conformance.problem import ConvProblem
-from conformance.strategies import MAX_MACS, conv_problems, data_kinds
+from conformance.backends.backend import Capabilities
+from conformance.inputs.strategies import MAX_MACS, conv_problems, data_kinds
+from conformance.model.problem import ConvProblem
 
 FIND = settings(database=None, derandomize=True, max_examples=1000, deadline=None,
                 suppress_health_check=list(HealthCheck))

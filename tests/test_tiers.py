@@ -19,16 +19,16 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 from mutants import reach_bugs as rb
 
-from conformance import reference as R
-from conformance import shapes
-from conformance.backend import Capabilities
-from conformance.data import EXTREME_KINDS, HUGE_MARGIN, dtype_range, make_inputs, sum_lengths
-from conformance.options import _choice_list
-from conformance.problem import ConvProblem
-from conformance.records import load
-from conformance.strategies import NEAR_POWERS_OF_TWO, boundary_problems, conv_problems
+from conformance.backends.backend import Capabilities
+from conformance.checks.example import unsupported_check_reason
+from conformance.inputs.data import EXTREME_KINDS, HUGE_MARGIN, dtype_range, make_inputs, sum_lengths
+from conformance.inputs.strategies import NEAR_POWERS_OF_TWO, boundary_problems, conv_problems
+from conformance.model import shapes
+from conformance.model.problem import ConvProblem
+from conformance.numerics import reference as R
+from conformance.options import choice_list
+from conformance.results.records import load
 from conformance.suite import test_scale as scale_tier
-from conformance.suite_support import unsupported_check_reason
 
 REACH = Path(rb.__file__).resolve()
 PLAIN = "test_forward or test_grad"
@@ -189,7 +189,7 @@ def test_reduction_keeps_channel_classes_where_the_budget_allows():
 
 
 def test_shapes_option_takes_corpus_names():
-    parse = _choice_list("shapes", shapes.names())
+    parse = choice_list("shapes", shapes.names())
     assert parse("resnet50,alexnet") == ("resnet50", "alexnet")
     with pytest.raises(argparse.ArgumentTypeError, match="resnet5 not among"):
         parse("resnet5")
@@ -264,7 +264,7 @@ def test_tiny_and_signed_zero_data(p, seed):
 
 
 def test_extreme_kinds_are_data_kinds():
-    assert set(EXTREME_KINDS) <= set(__import__("conformance.data", fromlist=["x"]).DATA_KINDS)
+    assert set(EXTREME_KINDS) <= set(__import__("conformance.inputs.data", fromlist=["x"]).DATA_KINDS)
 
 
 # -- the scale tier ------------------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_contract_rows_record_one_forward_and_one_backward_inside_the_backend() 
 
     from conformance.impls.im2col import Im2col
 
-    from conformance.contract import check_calls
+    from conformance.checks.contract import check_calls
 
     class Slow(Im2col):
         name = "slow"
@@ -317,7 +317,7 @@ def test_contract_rows_record_one_forward_and_one_backward_inside_the_backend() 
 
 FLOAT32_FOLD_FTZ = '''
 import numpy as np
-from conformance.backend import Grads
+from conformance.backends.backend import Grads
 from conformance.impls.naive import NaiveLoops
 
 

@@ -1,4 +1,4 @@
-"""Tests of the error bounds in ``conformance.tolerance``: they hold for correct results and are not vacuous.
+"""Tests of the error bounds in ``conformance.numerics.tolerance``: they hold for correct results and are not vacuous.
 
 The model and its figures are in ``shared/design/tolerance.md`` (Higham 2002, Lemma 3.1; Higham & Mary 2019).
 Correct float32 results come from a direct method written here (numpy, one float32 multiply-add per term,
@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings, target
 
-from conformance.compare import compare, format_verdict
-from conformance.data import INT_RANGE, Inputs, make_inputs
-from conformance.problem import ConvProblem
-from conformance.strategies import conv_problems, data_kinds, seeds
-from conformance.tolerance import PROFILES, Terms, bound, bound_kind, gamma, term_counts, terms
+from conformance.inputs.data import INT_RANGE, Inputs, make_inputs
+from conformance.inputs.strategies import conv_problems, data_kinds, seeds
+from conformance.model.problem import ConvProblem
+from conformance.numerics.compare import compare, format_verdict
+from conformance.numerics.tolerance import PROFILES, Terms, bound, bound_kind, gamma, term_counts, terms
 
 CHECKS = ("forward", "grad_input", "grad_weight", "grad_bias")
 U32 = 2.0**-24

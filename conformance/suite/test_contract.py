@@ -1,5 +1,5 @@
 """The call contract: result types, shapes and C-contiguous layout, inputs left unmodified, and the same
-answer twice (see ``conformance.contract``)."""
+answer twice (see ``conformance.checks.contract``)."""
 
 import pytest
 from hypothesis import given

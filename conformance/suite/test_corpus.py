@@ -1,7 +1,7 @@
 """The corpus tier: the convolution layers of well-known networks and reported regressions
 (``conformance/data/shapes/*.txt``), each reduced to a budget that keeps its stride/padding/dilation remainders and
 run at batch <= 2, every pass; a failure names its layer. ``--conv-shapes resnet50`` runs one network's layers.
-At the quick and ci profiles each geometry class runs once (``conformance.shapes.geometry_class``), at thorough
+At the quick and ci profiles each geometry class runs once (``conformance.model.shapes.geometry_class``), at thorough
 each distinct reduced layer."""
 
 import pytest

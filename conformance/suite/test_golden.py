@@ -5,8 +5,8 @@ Semantics: https://pytorch.org/docs/stable/generated/torch.nn.functional.conv2d.
 
 import pytest
 
-from conformance.golden import golden_case
-from conformance.suite_support import dtypes_for
+from conformance.checks.example import dtypes_for
+from conformance.inputs.golden import golden_case
 
 
 @pytest.mark.conv_check("golden")

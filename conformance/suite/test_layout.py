@@ -1,4 +1,4 @@
-"""Memory layouts (``conformance.layouts``): x, w and dy as channels-last memory, strided slices, negative
+"""Memory layouts (``conformance.model.layouts``): x, w and dy as channels-last memory, strided slices, negative
 strides, and dy broadcast from one value; judged by the same bounds, results still C-contiguous NCHW.
 ``pytest -k channels_last`` selects one layout."""
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.layouts import VIEW_LAYOUTS
+from conformance.model.layouts import VIEW_LAYOUTS
 
 
 @pytest.mark.conv_check("layout")

@@ -1,5 +1,5 @@
 """ONNX's own Conv backend node tests (shipped with the ``onnx`` package) as golden vectors, on every
-implementation that supports their attributes (see ``conformance.onnx_golden``)."""
+implementation that supports their attributes (see ``conformance.inputs.onnx_golden``)."""
 
 import pytest
 

@@ -1,5 +1,5 @@
 """Oracle-free checks in float64: adjoint identity, finite differences, linearity and batch independence of a
-backend's own forward and backward (see ``conformance.oracle_free``)."""
+backend's own forward and backward (see ``conformance.checks.oracle_free``)."""
 
 import pytest
 from hypothesis import given

@@ -13,9 +13,9 @@ import os
 
 import pytest
 
+from conformance.checks.example import dtypes_for
+from conformance.model.problem import ConvProblem
 from conformance.options import DEFAULT_PROFILE
-from conformance.problem import ConvProblem
-from conformance.suite_support import dtypes_for
 
 WIDE = 2**16 + 1  #: one past a 16-bit index
 

@@ -35,8 +35,8 @@ from typing import Any
 
 from helpers import child_env, no_shrink, shrink_from_env
 
-from conformance import records
-from conformance.row import Row
+from conformance.results import records
+from conformance.results.row import Row
 
 HERE = Path(__file__).resolve().parent
 MUTANT_MODULES = ("forward_bugs", "backward_bugs", "precision_bugs", "contract_bugs")

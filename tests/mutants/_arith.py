@@ -7,7 +7,7 @@ to the accumulator before they are added (``fma = False``) or not, subnormal inp
 flushed (``ftz``), the forward's sum rounded to the storage dtype before the bias is added (``mid``), and blocks
 of ``block`` terms summed at ``acc`` bits whose partial sums are added at ``outer`` bits (torch's native
 bfloat16 weight gradient: a float32 GEMM per sample, the batch summed in bfloat16). ``tests/test_arithmetic.py``
-profiles each and checks that ``conformance.arithmetic`` measures what it is.
+profiles each and checks that ``conformance.numerics.arithmetic`` measures what it is.
 
 Every reduction of the three passes goes through ``reduce``: the forward's and grad_input's GEMMs, grad_weight's
 sum over batch and image together (batch-major, as one long reduction), and grad_bias's plain sum.
@@ -28,8 +28,8 @@ except ImportError:  # loaded by file path (the gate's --impl): no package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from mutants._base import Conv
 
-from conformance.backend import Capabilities, Grads
-from conformance.problem import ConvProblem, numpy_dtype
+from conformance.backends.backend import Capabilities, Grads
+from conformance.model.problem import ConvProblem, numpy_dtype
 
 #: (significand bits, log2 of the smallest normal) of each storage dtype
 FORMATS = {"float64": (53, -1022), "float32": (24, -126), "float16": (11, -14), "bfloat16": (8, -126)}

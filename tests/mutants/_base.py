@@ -20,8 +20,8 @@ from conformance.impls import explicit_padding
 from conformance.impls.im2col import Im2col
 from numpy.lib.stride_tricks import as_strided
 
-from conformance.backend import Capabilities, Grads
-from conformance.problem import ConvProblem
+from conformance.backends.backend import Capabilities, Grads
+from conformance.model.problem import ConvProblem
 
 Pair = tuple[int, int]
 

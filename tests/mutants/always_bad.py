@@ -1,7 +1,7 @@
 """Backends that misbehave on every call: they hang, or abort their process. Unlike ``misbehaving`` (one bad call
 each, to test that isolation contains it), these test that the gate's time stays bounded whatever a backend does:
 a crash or timeout is remembered and not replayed while Hypothesis shrinks, the rest of a check is answered "not
-called" after one, and a backend that times out twice in a row is taken for dead (``conformance.isolation``).
+called" after one, and a backend that times out twice in a row is taken for dead (``conformance.backends.isolation``).
 They are gated by ``tests/test_bounded_time.py`` at the default timeout, not by the corpus tests."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Mutants that break the call contract (``conformance.contract``) or carry state between calls: inputs
+"""Mutants that break the call contract (``conformance.checks.contract``) or carry state between calls: inputs
 modified in place, results of the wrong layout or dtype, answers that change from call to call, a declared
 capability that raises, a cache that outlives its data.
 

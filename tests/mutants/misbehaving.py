@@ -1,6 +1,6 @@
 """Backends that misbehave instead of computing a wrong number (issue #4, item 4): they kill their process, hang,
 exhaust memory, raise, or return something that is not an answer. The gate runs every backend in a worker process
-(``conformance.isolation``), so each of these must become a recorded failure of the check that met it, with a
+(``conformance.backends.isolation``), so each of these must become a recorded failure of the check that met it, with a
 message saying what happened, while the run itself carries on to its verdict.
 
 Each misbehaves in ``backward``, on the first problem of the gate run with h == 3 (and only there: an

@@ -1,7 +1,8 @@
 """One result row: what one check of one example found, as recorded and as every reader (report, gate, tests) sees
 it, and the one place that decides a row's status.
 
-A row is written as one JSON line (``conformance.records``). ``Row.from_json`` reads the rows of every schema this
+A row is written as one JSON line (``conformance.results.records``). ``Row.from_json`` reads the rows of every schema
+this
 project has written (schema 1 spelled the oracle-free tier ``oracle-free``); a field it does not know is kept in
 ``extra`` and written back unchanged, so that a newer writer's rows survive an older reader's merge.
 """
@@ -12,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import checktable
+from conformance.checks import table as checktable
 
 #: every status a row can have: passed, failed (a verdict out of bounds), error (no result to judge: it raised,
 #: timed out, crashed), unsupported / unavailable (the backend does not declare it / cannot run here), skipped,
@@ -22,7 +23,7 @@ FAILING = ("failed", "error")
 KNOWN = "xfailed"
 #: why a check's examples did not run; ``not_reached``: a check the run never started (``--max-time``, a signal, -x)
 NOT_RUN = ("unavailable", "unsupported", "skipped", "not_reached")
-#: a failure that follows from an arithmetic finding (``conformance.findings``): shown apart, counted under it
+#: a failure that follows from an arithmetic finding (``conformance.checks.findings``): shown apart, counted under it
 EXPLAINED = "explained"
 
 
@@ -63,7 +64,7 @@ class Row:
     repro: str = ""
     failing_examples_seen: int | None = None
     arithmetic: dict[str, Any] | None = None  #: the arithmetic check's declared vs measured
-    explained_by: str = ""  #: the arithmetic finding this failure follows from (set by conformance.findings)
+    explained_by: str = ""  #: the arithmetic finding this failure follows from (set by conformance.checks.findings)
     # -- set by the recorder ---------------------------------------------------------------------------------
     run_id: str = ""
     worker: str = ""
@@ -79,7 +80,7 @@ class Row:
 
     @property
     def column(self) -> str:
-        """The report and gate column (``conformance.checktable.column``)."""
+        """The report and gate column (``conformance.checks.table.column``)."""
         return checktable.column(self.tier, self.check)
 
     @property

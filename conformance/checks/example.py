@@ -14,23 +14,28 @@ from typing import Any, Sequence
 import numpy as np
 import pytest
 
-from . import arithmetic, checktable, machine, onnx_golden, oracle_free, shapes
-from .backend import Capabilities
-from .checks import CheckResult, check_backward, check_forward
-from .compare import Verdict, format_verdict, worst_verdict
-from .contract import check_calls
-from .data import Inputs, make_inputs
-from .errors import BackendFailure
-from .machine import backend_facts
-from .options import DEFAULT_DATA_KINDS
-from .passes import BACKWARD, FORWARD
-from .problem import ConvProblem
-from .records import Recorder
-from .registry import Entry
-from .repro import snippet
-from .row import Row, example_status
-from .strategies import SIZE_CLASSES, boundary_problems, conv_problems, data_kinds, seeds
-from .tolerance import exact_bits_for
+from conformance.backends import machine
+from conformance.backends.backend import Capabilities
+from conformance.backends.machine import backend_facts
+from conformance.backends.registry import Entry
+from conformance.checks import oracle_free
+from conformance.checks import table as checktable
+from conformance.checks.contract import check_calls
+from conformance.checks.differential import CheckResult, check_backward, check_forward
+from conformance.errors import BackendFailure
+from conformance.inputs import onnx_golden
+from conformance.inputs.data import Inputs, make_inputs
+from conformance.inputs.strategies import SIZE_CLASSES, boundary_problems, conv_problems, data_kinds, seeds
+from conformance.model import shapes
+from conformance.model.passes import BACKWARD, FORWARD
+from conformance.model.problem import ConvProblem
+from conformance.numerics import arithmetic
+from conformance.numerics.compare import Verdict, format_verdict, worst_verdict
+from conformance.numerics.tolerance import exact_bits_for
+from conformance.options import DEFAULT_DATA_KINDS
+from conformance.results.records import Recorder
+from conformance.results.repro import snippet
+from conformance.results.row import Row, example_status
 
 DEFAULT_DTYPES = ("float64", "float32", "float16", "bfloat16")  # each backend gets those it declares
 #: rows kept per test of the failures a dtype's known-failure entry covers (the report shows the worst few)
@@ -44,7 +49,7 @@ def dtypes_for(caps: Capabilities, requested: Sequence[str] | None) -> tuple[str
 
 def unsupported_check_reason(caps: Capabilities, check: str, requested: Sequence[str] | None) -> str | None:
     """Why a backend with ``caps`` cannot be given ``check`` (None: it can): no requested dtype it declares, or
-    what the check's row in the table requires (``conformance.checktable``)."""
+    what the check's row in the table requires (``conformance.checks.table``)."""
     if not dtypes_for(caps, requested):
         wanted = ", ".join(requested or DEFAULT_DTYPES)
         return f"declares dtypes {', '.join(caps.dtypes)}, none of the requested {wanted}"
@@ -172,7 +177,8 @@ class SuiteContext:
             pytest.skip(f"{self.entry.name} supports none of ONNX's {len(onnx_golden.cases())} Conv cases")
 
     def run_corpus(self, networks: Sequence[str] | None, max_macs: int | None, distinct: str = "problem") -> None:
-        """The shape corpus (``conformance.shapes``): the layers of the selected networks, reduced to ``max_macs`` (and
+        """The shape corpus (``conformance.model.shapes``): the layers of the selected networks, reduced to
+        ``max_macs`` (and
         to the backend's own max_macs), each distinct problem (or geometry class) once, in float32 where declared."""
         caps: Capabilities = self.backend.capabilities
         dtypes = dtypes_for(caps, self.dtypes)
@@ -222,7 +228,8 @@ class SuiteContext:
                                  problem=problem.to_dict(), problem_text=str(problem)))
 
     def run_arithmetic(self) -> None:
-        """Probe each declared dtype and pass (``conformance.arithmetic``); one row each, failing where the declared
+        """Probe each declared dtype and pass (``conformance.numerics.arithmetic``); one row each, failing where the
+        declared
         profile is tighter than what was measured. A pass the probes cannot measure (the backend does not answer,
         or gets exact small-integer sums wrong: a bug of values, which the other checks find) is skipped with the
         reason: this check judges declarations, and one deviation is one finding."""

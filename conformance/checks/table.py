@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
 
-from . import onnx_golden
-from .backend import Capabilities
-from .data import EXTREME_KINDS
-from .layouts import VIEW_LAYOUTS
-from .oracle_free import CHECKS as IDENTITIES
-from .passes import BACKWARD, FORWARD
+from conformance.backends.backend import Capabilities
+from conformance.checks.oracle_free import CHECKS as IDENTITIES
+from conformance.inputs import onnx_golden
+from conformance.inputs.data import EXTREME_KINDS
+from conformance.model.layouts import VIEW_LAYOUTS
+from conformance.model.passes import BACKWARD, FORWARD
 
 #: a check's precondition: why a backend with these capabilities cannot be given it (None: it can)
 Requirement = Callable[[Capabilities], "str | None"]
@@ -71,7 +71,7 @@ class Check:
     data_kind: str | None = None
     #: the data kinds it draws from instead of the run's (those of the run among them, if any)
     kinds: tuple[str, ...] = ()
-    #: the problem strategy of a drawn check (``conformance.strategies``)
+    #: the problem strategy of a drawn check (``conformance.inputs.strategies``)
     strategy: Literal["conv", "boundary"] = "conv"
     #: the size classes its problems are drawn from (None: all)
     size_classes: tuple[str, ...] | None = None

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .problem import numpy_dtype
-from .tolerance import Bound
+from conformance.model.problem import numpy_dtype
+from conformance.numerics.tolerance import Bound
 
 MAX_LISTED = 5
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .problem import ConvProblem
+from conformance.model.problem import ConvProblem
 
 MISSING = "onnx is not installed (pip install onnx): its Conv backend node tests are the golden vectors"
 
@@ -40,7 +40,7 @@ def available() -> str | None:
     return None
 
 
-def _auto_pads(mode: str, size: int, k: int, s: int, d: int) -> tuple[int, int]:
+def auto_pads(mode: str, size: int, k: int, s: int, d: int) -> tuple[int, int]:
     if mode in ("", "NOTSET"):
         raise ValueError("explicit pads")
     if mode == "VALID":
@@ -58,7 +58,7 @@ def _problem(name: str, attrs: dict[str, Any], x: np.ndarray, w: np.ndarray, bia
     auto = attrs.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
     if auto not in ("", "NOTSET"):
-        (top, bottom), (left, right) = (_auto_pads(auto, size, k, s, dd) for size, k, s, dd in
+        (top, bottom), (left, right) = (auto_pads(auto, size, k, s, dd) for size, k, s, dd in
                                         ((h, kh, stride[0], dilation[0]), (wd, kw, stride[1], dilation[1])))
     else:
         top, left, bottom, right = attrs.get("pads", (0, 0, 0, 0))
@@ -68,13 +68,13 @@ def _problem(name: str, attrs: dict[str, Any], x: np.ndarray, w: np.ndarray, bia
                        dtype=str(x.dtype), label=f"onnx: {name}")
 
 
-def _conv_exports() -> list[tuple[str, Any, list[tuple[list[Any], list[Any]]]]]:
+def conv_module_exports() -> list[tuple[str, Any, list[tuple[list[Any], list[Any]]]]]:
     """(name, node, data sets) of every case that the export functions of ONNX's ``Conv`` test class pass to
     ``expect``, the sink onnx's own collector gives them (``onnx.backend.test.case.node.expect(node, inputs, outputs,
     name, **kwargs)``). Each function is called as onnx's exporter calls it (numpy's global seed 0, restored after)
     but with its module's names and a collecting ``expect`` of our own, so that no state of onnx's collector is
     read or set (importing the module runs its exports into that collector once, as any import of it does); only
-    the Conv module is imported (every operator's takes seconds, see ``_conv_testcases``)."""
+    the Conv module is imported (every operator's takes seconds, see ``conv_testcases``)."""
     from onnx.backend.test.case.node import conv as onnx_conv
 
     found: list[tuple[str, Any, list[tuple[list[Any], list[Any]]]]] = []
@@ -95,16 +95,16 @@ def _conv_exports() -> list[tuple[str, Any, list[tuple[list[Any], list[Any]]]]]:
     return found
 
 
-def _conv_testcases() -> list[tuple[str, Any, list[tuple[list[Any], list[Any]]]]]:
+def conv_testcases() -> list[tuple[str, Any, list[tuple[list[Any], list[Any]]]]]:
     """(name, node, data sets) of ONNX's Conv node test cases whose graph is that one ``Conv`` node.
 
     onnx's public collector, ``collect_testcases("Conv")``, imports the module of every operator, which runs each
     one's reference code (the pooling ones alone take seconds: 3.7 s against 0.02 s for the Conv module alone,
     onnx 1.23), and the wheel no longer ships the node tests' data files; so the Conv module's own cases are read
-    first (``_conv_exports``), and the public collector runs only where that finds none (an onnx whose Conv test
+    first (``conv_module_exports``), and the public collector runs only where that finds none (an onnx whose Conv test
     module is laid out otherwise). tests/test_onnx.py checks that both give the same cases."""
     try:
-        found = [case for case in _conv_exports() if case[1].op_type == "Conv"]
+        found = [case for case in conv_module_exports() if case[1].op_type == "Conv"]
     except (ImportError, AttributeError):  # no Conv test module, or no Conv class in it
         found = []
     if found:
@@ -132,7 +132,7 @@ def cases() -> tuple[OnnxCase, ...]:
     import onnx
 
     out = []
-    for name, graph_node, data_sets in _conv_testcases():
+    for name, graph_node, data_sets in conv_testcases():
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in graph_node.attribute}
         for inputs, outputs in data_sets:
             x, w = _array(inputs[0]), _array(inputs[1])

@@ -18,9 +18,9 @@ from typing import Any, Sequence
 
 from hypothesis import strategies as st
 
-from .backend import Capabilities
-from .data import DATA_KINDS
-from .problem import ConvProblem
+from conformance.backends.backend import Capabilities
+from conformance.inputs.data import DATA_KINDS
+from conformance.model.problem import ConvProblem
 
 #: the default work budget per example (multiply-adds of one pass): the strategies' ``max_macs=``
 MAX_MACS = 200_000

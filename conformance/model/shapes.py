@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import ConformanceError, InvalidProblem
-from .problem import ConvProblem
+from conformance.errors import ConformanceError, InvalidProblem
+from conformance.model.problem import ConvProblem
 
-SHAPES_DIR = Path(__file__).parent / "data" / "shapes"
+SHAPES_DIR = Path(__file__).parent.parent / "data" / "shapes"
 #: the batch a reduced layer starts from (it drops to 1 before anything else reaches its floor)
 CORPUS_BATCH = 2
 

@@ -9,7 +9,7 @@ check), with ``#`` comments and blank lines ignored::
 
 After ``;``, requirements in pip's syntax (``name`` plus a version specifier, several separated by spaces) say
 where an entry is in force: where every named distribution is installed in a version they allow. A requirement
-``fact=value[,value...]`` (one ``=``) names a machine fact instead (``conformance.machine``: ``cpu_vendor``,
+``fact=value[,value...]`` (one ``=``) names a machine fact instead (``conformance.backends.machine``: ``cpu_vendor``,
 ``arch``, …, and the backend's own ``environment()``: torch CPU's ``torch_bf16`` is ``onednn-amx``,
 ``onednn-avx512bf16``, ``onednn-emulated`` or ``native``), with fnmatch patterns: kernels differ between CPUs, and
 so do their bugs. Elsewhere the entry is inactive: it expects nothing, is never stale, and ``in_force`` says why
@@ -35,9 +35,9 @@ from typing import Callable, Mapping
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from .backend import installed_version
-from .errors import ConformanceError
-from .problem import DTYPES
+from conformance.backends.backend import installed_version
+from conformance.errors import ConformanceError
+from conformance.model.problem import DTYPES
 
 #: a machine-fact requirement: ``name=value[,value...]`` (one ``=``; pip's specifiers have two or a comparison)
 FACT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=([A-Za-z0-9_.*+\-]+(?:,[A-Za-z0-9_.*+\-]+)*)$")

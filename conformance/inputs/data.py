@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .problem import ConvProblem
+from conformance.model.problem import ConvProblem
 
 DATA_KINDS = ("normal", "uniform", "wide", "int", "nonfinite", "huge", "tiny", "signed_zeros")
 EXTREME_KINDS = ("huge", "tiny", "signed_zeros")

@@ -25,8 +25,8 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol, runti
 
 import numpy as np
 
-from .errors import RegistryError
-from .problem import DTYPES, ConvProblem
+from conformance.errors import RegistryError
+from conformance.model.problem import DTYPES, ConvProblem
 
 ERROR_MODELS = ("componentwise", "normwise")
 
@@ -43,7 +43,7 @@ class Grads(NamedTuple):
 class Capabilities:
     """What a backend declares it supports and how it computes.
 
-    ``precision`` names the precision profile per dtype (see ``conformance.tolerance.PROFILES``) where the
+    ``precision`` names the precision profile per dtype (see ``conformance.numerics.tolerance.PROFILES``) where the
     backend computes below its dtype, e.g. ``{"float32": "tf32"}``; a single string applies to every dtype.
     Dtypes it does not name get the IEEE profile of the dtype itself. Where the arithmetic depends on the machine
     (a library that picks other kernels on another CPU), ``precision`` may be a function of no arguments that
@@ -89,7 +89,7 @@ class Capabilities:
     def profile_for(self, dtype: str, check: str | None = None) -> str:
         """The precision-profile name this backend computes ``dtype`` with; a key ``"float16:grad_weight"`` in
         ``precision`` declares one pass apart (torch CPU accumulates float16 backward passes in float16)."""
-        from .tolerance import default_profile
+        from conformance.numerics.tolerance import default_profile
 
         precision = self.resolved_precision
         if isinstance(precision, str):

@@ -13,13 +13,13 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import runner
-from .backend import Capabilities
-from .compare import Verdict, compare
-from .data import Inputs
-from .errors import SuiteBug
-from .problem import ConvProblem
-from .tolerance import FORMULAS, PROFILES, Bound, bound, bound_kind, profiles_of, terms
+from conformance.backends import runner
+from conformance.backends.backend import Capabilities
+from conformance.errors import SuiteBug
+from conformance.inputs.data import Inputs
+from conformance.model.problem import ConvProblem
+from conformance.numerics.compare import Verdict, compare
+from conformance.numerics.tolerance import FORMULAS, PROFILES, Bound, bound, bound_kind, profiles_of, terms
 
 BACKWARD_CHECKS = ("grad_input", "grad_weight", "grad_bias")
 #: known answers that replace the oracle's (the seed notebook's golden values), by check
@@ -68,7 +68,7 @@ def _judge_quietly(impl: str, check: str, actual: Any, p: ConvProblem, inp: Inpu
     return v
 
 
-def _not_c(out: runner.Outcome, what: str) -> str | None:
+def unreadable_result(out: runner.Outcome, what: str) -> str | None:
     """Why the result cannot be judged at all: not an array. An array of another layout is read as it is (the
     contract check alone finds the layout: one deviation, one finding)."""
     odd = [lay for lay in out.layouts if lay not in ("C", "F", "strided", "NoneType")]
@@ -82,8 +82,8 @@ def check_forward(backend: Any, p: ConvProblem, inp: Inputs, data_kind: str, *,
     """The backend gets fresh copies in ``layout`` (a backend that mutates them cannot corrupt the oracle)."""
     caps = backend.capabilities
     out = runner.call(backend, "forward", p, inp.x, inp.w, inp.b, layout=layout)
-    if out.ok and _not_c(out, "forward"):
-        out.error = _not_c(out, "forward")
+    if out.ok and unreadable_result(out, "forward"):
+        out.error = unreadable_result(out, "forward")
     if not out.ok:
         v = _error_verdict(backend.name, "forward", out.error or "", bound_kind(caps.error_model, data_kind),
                            caps.profile_for(p.dtype))
@@ -104,8 +104,8 @@ def check_backward(backend: Any, p: ConvProblem, inp: Inputs, data_kind: str,
                    layout: str = "contiguous") -> CheckResult:
     caps = backend.capabilities
     out = runner.call(backend, "backward", p, inp.x, inp.w, inp.dy, layout=layout)
-    if out.ok and _not_c(out, "backward"):
-        out.error = _not_c(out, "backward")
+    if out.ok and unreadable_result(out, "backward"):
+        out.error = unreadable_result(out, "backward")
     kind, profile = bound_kind(caps.error_model, data_kind), caps.profile_for(p.dtype)
     grads = _unpack_grads(out.value) if out.ok else (out.error or "")
     if isinstance(grads, str):

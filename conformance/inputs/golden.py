@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import Inputs
-from .problem import ConvProblem
+from conformance.inputs.data import Inputs
+from conformance.model.problem import ConvProblem
 
 
 @lru_cache(maxsize=1)

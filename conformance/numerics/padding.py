@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .problem import ConvProblem
+from conformance.model.problem import ConvProblem
 
 
 def index_map(n: int, before: int, after: int, mode: str) -> np.ndarray:

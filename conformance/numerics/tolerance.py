@@ -59,8 +59,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import reference as R
-from .problem import ConvProblem
+from conformance.model.problem import ConvProblem
+from conformance.numerics import reference as R
 
 LAMBDA = 8.0  #: probabilistic constant; Higham & Mary's bound needed <= 2.4 in our measurements
 C_NORM = 1.0  #: normwise constant; measured need 0.26 (scipy.fft), 0.027 (cuDNN FFT/Winograd)

@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from . import oracle_free, runner
-from .checks import check_backward, check_forward
-from .compare import Verdict, format_verdict, worst_verdict
-from .data import make_inputs
-from .problem import ConvProblem
-from .tolerance import exact_bits_for
+from conformance.backends import runner
+from conformance.checks import oracle_free
+from conformance.checks.differential import check_backward, check_forward
+from conformance.inputs.data import make_inputs
+from conformance.model.problem import ConvProblem
+from conformance.numerics.compare import Verdict, format_verdict, worst_verdict
+from conformance.numerics.tolerance import exact_bits_for
 
 
 def snippet(spec: str, problem: ConvProblem, *, seed: int, data_kind: str, check: str,
@@ -37,7 +38,7 @@ def reproduce(spec: str, problem: ConvProblem, *, seed: int, data_kind: str = "n
     """Run one example again and return the verdict text (``passed`` or the failure message). The checked call is
     preceded by one warm-up call of the same problem on garbage-filled operands (``warm_up``), so that a backend
     that returns memory left over from an earlier call fails here as it failed inside the suite's run."""
-    from .registry import add_spec, build_registry
+    from conformance.backends.registry import add_spec, build_registry
 
     reg = build_registry()
     backend = add_spec(reg, spec).backend

@@ -1,6 +1,7 @@
 """Measure a backend's arithmetic with designed inputs: what it does, not what it declares.
 
-Every bound of the suite rests on a declared precision profile (``conformance.tolerance``). This module measures
+Every bound of the suite rests on a declared precision profile (``conformance.numerics.tolerance``). This module
+measures
 the profile instead, black-box, through problems built so that one output element of a pass is a known sum, in
 the manner of Fasi, Higham, Mikaitis & Pranesh ("Numerical behavior of NVIDIA tensor cores", PeerJ CS 2021) and of
 FPRev (Xie, Gao & Xue, 2024). A 1×1 convolution is a dot product over the channels; a 1-D kernel over its taps;
@@ -53,9 +54,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import runner
-from .problem import ConvProblem, numpy_dtype
-from .tolerance import PROFILES, Profile, default_profile, profiles_of
+from conformance.backends import runner
+from conformance.model.problem import ConvProblem, numpy_dtype
+from conformance.numerics.tolerance import PROFILES, Profile, default_profile, profiles_of
 
 PASSES = ("forward", "grad_input", "grad_weight", "grad_bias")
 #: the reductions of each pass a probe can be put on (the first carries the probes that need one axis only)

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import prepare
-from .runner import Caller, Outcome, invoke
+from conformance.backends.backend import prepare
+from conformance.backends.runner import Caller, Outcome, invoke
 
 DEFAULT_TIMEOUT = 60.0
 DEAD_AFTER = 2  #: timeouts in a row, with no answer between them, after which a backend is not called again
@@ -53,7 +53,7 @@ def _worker_main(conn: Any, spec: str, memory_limit: int | None) -> None:
         except (ImportError, ValueError, OSError):
             pass
     try:
-        from .registry import instantiate, load_import_path
+        from conformance.backends.registry import instantiate, load_import_path
 
         backend = instantiate(load_import_path(spec), spec)
     except BaseException as exc:  # noqa: BLE001 - report anything to the parent
@@ -133,7 +133,7 @@ class IsolatedBackend(Caller):
         threads = os.environ.get("CONV_CONFORMANCE_WORKER_THREADS", "1")
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, threads)
-        cmd = [sys.executable, "-m", "conformance.isolation", str(theirs.fileno()), self.spec,
+        cmd = [sys.executable, "-m", "conformance.backends.isolation", str(theirs.fileno()), self.spec,
                str(self.memory_limit or 0)]
         try:
             self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
@@ -218,11 +218,11 @@ class IsolatedBackend(Caller):
         return out
 
     def forward(self, problem: Any, x: Any, w: Any, b: Any) -> Any:  # pragma: no cover - protocol shape only
-        raise RuntimeError("an IsolatedBackend is called through conformance.runner.call")
+        raise RuntimeError("an IsolatedBackend is called through conformance.backends.runner.call")
 
     backward = forward
 
 
-if __name__ == "__main__":  # the worker: python -m conformance.isolation FD SPEC MEMORY_LIMIT
+if __name__ == "__main__":  # the worker: python -m conformance.backends.isolation FD SPEC MEMORY_LIMIT
     _fd, _spec, _limit = sys.argv[1:4]
     _worker_main(Connection(int(_fd)), _spec, int(_limit))

@@ -2,11 +2,12 @@
 
 ``invoke`` runs the call here and watches the contract around it: exceptions (with their traceback), wall time,
 inputs the backend modified, the memory layout of what it returned, and, with ``repeat=2``, a second call with
-the very same objects. ``conformance.isolation`` runs ``invoke`` inside a worker process, which adds timeouts,
+the very same objects. ``conformance.backends.isolation`` runs ``invoke`` inside a worker process, which adds timeouts,
 crashes (a segfault, ``os.abort()``) and a memory budget on top.
 
 The checks call a backend through a ``Caller``: ``DirectCaller`` (the backend in this process: ``invoke`` here) or
-``conformance.isolation.IsolatedBackend`` (its worker process). ``call`` takes either, or a plain backend, which it
+``conformance.backends.isolation.IsolatedBackend`` (its worker process). ``call`` takes either, or a plain backend,
+which it
 calls directly.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .layouts import arrange, describe
+from conformance.model.layouts import arrange, describe
 
 
 @dataclass
@@ -67,7 +68,7 @@ def _aliased(values: list[Any], args: tuple[Any, ...]) -> list[str]:
 
 def invoke(backend: Any, method: str, args: tuple[Any, ...], repeat: int = 1,
            layout: str | None = "contiguous") -> Outcome:
-    """Call ``backend.method(*args)`` on fresh copies of the arrays in ``layout`` (``conformance.layouts``), made
+    """Call ``backend.method(*args)`` on fresh copies of the arrays in ``layout`` (``conformance.model.layouts``), made
     here, where the backend runs (a layout does not survive pickling); ``None`` passes the arrays themselves."""
     fn = getattr(backend, method, None)
     if fn is None:

@@ -20,11 +20,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import reference as R
-from . import runner
-from .compare import Verdict
-from .problem import ConvProblem
-from .tolerance import PROFILES, gamma, norm_bound, term_counts, terms
+from conformance.backends import runner
+from conformance.model.problem import ConvProblem
+from conformance.numerics import reference as R
+from conformance.numerics.compare import Verdict
+from conformance.numerics.tolerance import PROFILES, gamma, norm_bound, term_counts, terms
 
 U64 = 2.0**-53
 CHECKS = ("adjoint", "finite_difference", "linearity", "batch")

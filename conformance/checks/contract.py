@@ -7,7 +7,7 @@ For a forward and a backward call on one problem, made twice with the very same 
 - the second call returns the same bits as the first (a backend declared non-deterministic: within the bound
   of its error model instead).
 
-NaN and Inf propagation is the ``nonfinite`` data kind of the value checks (``conformance.data``): the reference
+NaN and Inf propagation is the ``nonfinite`` data kind of the value checks (``conformance.inputs.data``): the reference
 says which outputs must be NaN or infinite, and ``compare`` holds the backend to it.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from . import runner
-from .compare import Verdict
-from .data import Inputs
-from .problem import ConvProblem
+from conformance.backends import runner
+from conformance.inputs.data import Inputs
+from conformance.model.problem import ConvProblem
+from conformance.numerics.compare import Verdict
 
 CHECK = "contract"
 

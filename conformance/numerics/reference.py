@@ -17,8 +17,8 @@ input), then one matrix product per (sample, group) contracts the ``K = Cg*kh*kw
 
 and ``dxp`` gathers ``dcols`` back tap by tap (``+=`` on the same slices; within one tap the positions are
 distinct). ``dx`` is the adjoint of the padding applied to ``dxp``: the border cropped for zero padding, folded
-back onto the input for reflect, replicate and circular padding (``conformance.padding``). Every function is
-bilinear in its two operands, which ``conformance.tolerance`` uses to get magnitudes (``op(|a|, |b|)``) and
+back onto the input for reflect, replicate and circular padding (``conformance.numerics.padding``). Every function is
+bilinear in its two operands, which ``conformance.numerics.tolerance`` uses to get magnitudes (``op(|a|, |b|)``) and
 term counts (``op(1, 1)``) from the same code. It is validated in ``tests/test_reference.py`` against exact
 integer arithmetic and the seed notebook's golden values.
 """
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import padding
-from .problem import ConvProblem
+from conformance.model.problem import ConvProblem
+from conformance.numerics import padding
 
 
 def _tap_slices(p: ConvProblem, i: int, j: int) -> tuple[slice, slice]:
@@ -44,7 +44,7 @@ def _grouped(a: np.ndarray, groups: int) -> np.ndarray:
 
 
 def _pad(p: ConvProblem, x: np.ndarray) -> np.ndarray:
-    """The padded input in float64 (``conformance.padding``: any padding mode, symmetric or not)."""
+    """The padded input in float64 (``conformance.numerics.padding``: any padding mode, symmetric or not)."""
     return padding.pad(p, x)
 
 

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from . import machine
-from .backend import installed_version
-from .row import Row
+from conformance.backends import machine
+from conformance.backends.backend import installed_version
+from conformance.results.row import Row
 
-#: 2: rows are ``conformance.row.Row`` (the oracle-free tier spelled ``oracle_free``); schema 1 files read the same
+#: 2: rows are ``conformance.results.row.Row`` (the oracle-free tier spelled ``oracle_free``); schema 1 files read the
+#: same
 SCHEMA = 2
 
 

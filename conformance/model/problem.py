@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidProblem
+from conformance.errors import InvalidProblem
 
 Pair = tuple[int, int]
 

@@ -19,9 +19,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator
 
-from .backend import Capabilities, availability
-from .errors import RegistryError
-from .machine import backend_facts
+from conformance.backends.backend import Capabilities, availability
+from conformance.backends.machine import backend_facts
+from conformance.errors import RegistryError
 
 GROUP = "conv_conformance.impls"
 OWN_DISTRIBUTION = "conv-conformance"
@@ -79,7 +79,8 @@ def validate_backend(obj: Any, origin: str) -> None:
 def instantiate(obj: Any, origin: str) -> Any:
     """The backend that ``obj`` names: ``obj()`` if it is a class (a constructor that raises is a RegistryError
     naming ``origin``, where it came from), else ``obj`` itself. The registry and an isolated backend's worker process
-    (``conformance.isolation``, which loads the backend again from its import path) both make backends this way."""
+    (``conformance.backends.isolation``, which loads the backend again from its import path) both make backends this
+    way."""
     if isinstance(obj, type):
         try:
             return obj()

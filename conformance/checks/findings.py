@@ -2,7 +2,8 @@
 
 A backend that declares ``bf16-acc32`` for its bfloat16 weight gradient but sums the batch in bfloat16 fails that
 declaration's bounds in every tier that computes a weight gradient (grad_weight, corpus, boundary, layouts, ...).
-The arithmetic check (``conformance.arithmetic``) measures the accumulator and fails once, naming the declaration
+The arithmetic check (``conformance.numerics.arithmetic``) measures the accumulator and fails once, naming the
+declaration
 to write. ``explain`` marks every other failing row of the same environment, implementation, dtype and pass whose
 result the measured profile accepts (its verdict's ``passes_under``) as ``explained_by`` that finding: the gate and
 the report count them under it instead of as separate failures. The rows stay failures of the declared profile —
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .row import FAILING, Row
+from conformance.results.row import FAILING, Row
 
 
 def _key(row: Row) -> tuple[str, str, str, str]:

@@ -1,0 +1,1 @@
+"""Running backends: the protocol, the registry, calling a backend, worker-process isolation, the machine's facts."""

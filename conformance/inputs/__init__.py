@@ -1,0 +1,1 @@
+"""What the checks feed a backend: operand data, Hypothesis strategies, golden cases from the seed notebook and ONNX."""

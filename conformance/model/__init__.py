@@ -1,0 +1,1 @@
+"""The problem model: a convolution problem, its passes, the shape corpus, operand memory layouts."""

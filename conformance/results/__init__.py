@@ -1,0 +1,1 @@
+"""Results: one row, the JSON-lines records, reproductions, known failures."""

@@ -322,7 +322,8 @@ def test_descriptor_shorthand(text: str, p: ConvProblem) -> None:
 
 
 GRAMMAR = ('expected [mb<n>]ic<n>oc<n>ih<n>[iw<n>]kh<n>[kw<n>][sh<n>[sw<n>]][ph<n>[pw<n>]][eh<n>[ew<n>]][dh<n>[dw<n>]]'
-           '[g<n>][_bias][_zeros|_reflect|_replicate|_circular][_float64|_float32|_float16|_bfloat16][_n"label"], '
+           '[g<n>][_bias][_zeros|_reflect|_replicate|_circular][_float64|_float32|_float16|_bfloat16][_n"label"] '
+           '(3-D: each d key before its h key; 1-D: the w keys alone), '
            'e.g. mb2ic3oc8ih9iw9kh3kw3sh2sw2ph1pw1_bias_float32_n"conv1"')
 
 
@@ -346,8 +347,11 @@ GRAMMAR = ('expected [mb<n>]ic<n>oc<n>ih<n>[iw<n>]kh<n>[kw<n>][sh<n>[sw<n>]][ph<
                  "position 13)", 18, id="bias twice"),
     pytest.param('ic3oc8ih9kh3n"a"n"b"', "'n\"b\"' at position 16 is a second label (the first is 'n\"a\"' at "
                  "position 12)", 16, id="two labels"),
-    pytest.param("ic3oc8ih9kh3sw2", "'sw2' at position 12 without sh: a w key needs its h key (descriptors with w "
-                 "keys only are kept for 1-d problems)", 12, id="w without h"),
+    pytest.param("ic3oc8ih9kh3sw2", "'sw2' at position 12 without sh: a key of an inner axis needs the key of the "
+                 "axis outside it (h-w)", 12, id="w without h"),
+    pytest.param("ic3oc8id4ih9kd3kw2", "'kw2' at position 15 without kh: a key of an inner axis needs the key of the "
+                 "axis outside it (d-h-w)", 15, id="3-d: w without h"),
+    pytest.param("ic3oc8iw9", "missing required key kw", None, id="1-d without a kernel"),
     pytest.param('ic3oc8ih9kh3n"abc', "the label at position 12 has no closing quote", 12, id="unterminated label"),
     pytest.param('ic3oc8ih9kh3n"a\\xb"', "'\\\\x' at position 15: in a label only \\\" and \\\\ are escapes", 15,
                  id="unknown escape"),
@@ -390,3 +394,78 @@ def test_descriptor_geometry_errors_are_the_constructors(text: str, fields: dict
 def test_descriptor_is_a_string() -> None:
     with pytest.raises(InvalidProblem, match=re.escape("a problem descriptor must be a string, not int (5)")):
         ConvProblem.parse(5)  # type: ignore[arg-type]
+
+
+# -- every spatial rank (conv1d, conv3d) ---------------------------------------------------------------------------
+def test_a_problem_of_each_rank_has_torchs_shapes() -> None:
+    p1 = ConvProblem(batch=2, c_in=4, c_out=6, w=16, kw=3, stride=2, padding=1, groups=2)
+    assert (p1.rank, p1.axes, p1.input_shape, p1.weight_shape, p1.output_shape) == (
+        1, ("w",), (2, 4, 16), (6, 2, 3), (2, 6, 8))
+    p3 = ConvProblem(batch=1, c_in=3, c_out=8, d=16, h=56, w=56, kd=3, kh=3, kw=3, stride=(1, 2, 2), padding=1)
+    assert (p3.rank, p3.axes, p3.input_shape, p3.weight_shape, p3.output_shape) == (
+        3, ("d", "h", "w"), (1, 3, 16, 56, 56), (8, 3, 3, 3, 3), (1, 8, 16, 28, 28))
+    assert p3.macs == 16 * 28 * 28 * 8 * 3 * 27
+    same = ConvProblem(batch=1, c_in=1, c_out=1, d=5, h=5, w=5, kd=4, kh=3, kw=2, padding="same")
+    assert same.out_sizes == same.in_sizes and same.padding == (1, 1, 0) and same.pad_end == (2, 1, 1)
+    assert ConvProblem(batch=1, c_in=1, c_out=1, h=6, w=5, kh=3, kw=3).rank == 2  # 2-D as it always was
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(w=0, kw=3), "w=0, but it must be at least 1"),
+    (dict(d=4, w=4, kd=1, kw=1), "h=0, but it must be at least 1"),
+    (dict(w=5, kw=3, stride=(1, 2)), "stride=(1, 2), but it must be an int"),
+    (dict(d=4, h=4, w=4, kd=1, kh=1, kw=1, dilation=(1, 2)),
+     "dilation=(1, 2), but it must be an int or 3 ints (one per axis d, h, w)"),
+    (dict(d=2, h=4, w=4, kd=3, kh=1, kw=1),
+     "dilation*(kd-1)+1=3 exceeds padded depth d+2*padding=2 (d=2, kd=3, padding=0, dilation=1)"),
+    (dict(d=4, h=4, w=4, kd=1, kh=1, kw=1, stride=(1, 0, 1)), "stride=(1, 0, 1) (h=0), but it must be at least 1"),
+    (dict(w=4, kw=3, padding=4, padding_mode="reflect"),
+     "padding_mode='reflect' needs padding < the input size, but padding 4 >= w=4"),
+    (dict(d=3, h=4, w=4, kd=1, kh=1, kw=1, padding=(4, 0, 0), padding_mode="circular"),
+     "padding_mode='circular' needs padding <= the input size (it wraps around once), but padding 4 > d=3"),
+    (dict(w=8, kw=3, stride=2, padding="same"), "padding='same' with stride=2, but 'same' is not supported for "
+                                                "strided convolutions (as in torch)"),
+])
+def test_an_invalid_problem_of_any_rank_names_its_axis(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidProblem, match=f"^{re.escape(message)}$"):
+        ConvProblem(batch=1, c_in=1, c_out=1, **fields)
+
+
+@st.composite
+def nd_problems(draw: Any, rank: int) -> ConvProblem:
+    axes = ("d", "h", "w")[3 - rank:]
+    k = {f"k{a}": draw(st.integers(1, 3)) for a in axes}
+    sizes = {a: draw(st.integers(k[f"k{a}"], 7)) for a in axes}
+    groups = draw(st.sampled_from([1, 2]))
+    padding = tuple(draw(st.integers(0, 2)) for _ in axes)
+    end = draw(st.none() | st.tuples(*[st.integers(0, 2) for _ in axes]))
+    return ConvProblem(batch=draw(st.integers(1, 3)), c_in=2 * groups, c_out=groups * draw(st.integers(1, 2)),
+                       **sizes, **k, stride=tuple(draw(st.integers(1, 3)) for _ in axes), padding=padding,
+                       padding_end=end, groups=groups, bias=draw(st.booleans()),
+                       dtype=draw(st.sampled_from(DTYPES)), label=draw(st.sampled_from(["", "x", 'a "q"'])))
+
+
+@given(data=st.data())
+@settings(max_examples=150, deadline=None)
+def test_the_descriptor_round_trips_in_every_rank(data: Any) -> None:
+    p = data.draw(nd_problems(data.draw(st.sampled_from([1, 3]))))
+    text = str(p)
+    back = ConvProblem.parse(text)
+    assert back == p and back.label == p.label and back.rank == p.rank, text
+    assert ("id" in text) == (p.rank == 3) and ("ih" in text) == (p.rank >= 2)
+
+
+def test_descriptors_of_each_rank_and_their_shorthand() -> None:
+    assert ConvProblem.parse("ic4oc4iw16kw3sw2g2") == ConvProblem(batch=1, c_in=4, c_out=4, w=16, kw=3, stride=2,
+                                                                groups=2)
+    cube = ConvProblem.parse("ic1oc1id8kd3pd1")  # a missing inner axis is the axis outside it
+    assert cube.in_sizes == (8, 8, 8) and cube.kernel == (3, 3, 3) and cube.padding == (1, 1, 1)
+    assert str(ConvProblem(batch=1, c_in=3, c_out=8, d=16, h=56, w=56, kd=3, kh=7, kw=7, stride=(1, 2, 2),
+                           padding=(1, 3, 3))) == "mb1ic3oc8id16ih56iw56kd3kh7kw7sd1sh2sw2pd1ph3pw3_float64"
+
+
+def test_a_backend_declares_its_ranks_and_conv2d_is_the_default() -> None:
+    p1 = ConvProblem.parse("ic1oc1iw5kw3")
+    assert Capabilities().unsupported_reason(p1) == "1-D convolution (conv1d) not declared (ranks=(2,))"
+    assert Capabilities(ranks=(1, 2, 3)).unsupported_reason(p1) is None
+    assert Capabilities().unsupported_reason(ConvProblem.parse("ic1oc1ih5kh3")) is None

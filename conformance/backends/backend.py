@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol, runti
 import numpy as np
 
 from conformance.errors import RegistryError
-from conformance.model.problem import DTYPES, ConvProblem
+from conformance.model.problem import DTYPES, RANKS, ConvProblem
 
 ERROR_MODELS = ("componentwise", "normwise")
 
@@ -65,6 +65,8 @@ class Capabilities:
     padding_modes: tuple[str, ...] = ("zeros",)
     #: whether it takes ONNX-style asymmetric padding (problem.padding_end; also padding="same" with even kernels)
     asymmetric_padding: bool = False
+    #: the spatial ranks it handles: 1 (conv1d, NCL), 2 (conv2d, NCHW), 3 (conv3d, NCDHW); conv2d only by default
+    ranks: tuple[int, ...] = (2,)
     notes: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -76,6 +78,10 @@ class Capabilities:
             raise RegistryError(f"Capabilities(dtypes={self.dtypes!r}), but {bad} are not among {DTYPES}")
         if self.error_model not in ERROR_MODELS:
             raise RegistryError(f"Capabilities(error_model={self.error_model!r}), but it must be one of {ERROR_MODELS}")
+        object.__setattr__(self, "ranks", tuple(self.ranks))
+        if not self.ranks or any(r not in RANKS for r in self.ranks):
+            raise RegistryError(f"Capabilities(ranks={self.ranks!r}), but each rank must be one of {RANKS} "
+                                "(1: conv1d, 2: conv2d, 3: conv3d)")
 
     @property
     def resolved_precision(self) -> Mapping[str, str] | str | None:
@@ -102,11 +108,13 @@ class Capabilities:
 
     def unsupported_reason(self, problem: ConvProblem, *, backward: bool = False) -> str | None:
         """Why this backend does not claim ``problem`` (``None`` when it does)."""
+        if problem.rank not in self.ranks:
+            return f"{problem.rank}-D convolution (conv{problem.rank}d) not declared (ranks={self.ranks})"
         if problem.dtype not in self.dtypes:
             return f"dtype {problem.dtype} not declared (declares {', '.join(self.dtypes)})"
         if problem.groups != 1 and not self.groups:
             return "groups > 1 not declared (groups=False)"
-        if problem.dilation != (1, 1) and not self.dilation:
+        if any(d != 1 for d in problem.dilation) and not self.dilation:
             return "dilation > 1 not declared (dilation=False)"
         if backward and not self.backward:
             return "backward not declared (backward=False)"
@@ -129,6 +137,8 @@ class Capabilities:
             parts.append(f"precision={precision if isinstance(precision, str) else dict(precision)}")
         if self.padding_modes != ("zeros",):
             parts.append("padding=" + "/".join(self.padding_modes))
+        if self.ranks != (2,):
+            parts.append("ranks=" + ",".join(map(str, self.ranks)))
         if self.asymmetric_padding:
             parts.append("asymmetric")
         if not self.deterministic:

@@ -1,11 +1,15 @@
-"""The convolution problem: geometry and dtype of one ``conv2d`` call, its derived shapes, one validator.
+"""The convolution problem: geometry and dtype of one ``conv1d``, ``conv2d`` or ``conv3d`` call, its derived shapes,
+one validator.
 
-Semantics are ``torch.nn.Conv2d``: cross-correlation, NCHW input ``(N, C_in, H, W)``,
-weight ``(C_out, C_in / groups, kh, kw)``, optional bias ``(C_out,)``, padding with ``padding_mode`` zeros, reflect,
-replicate or circular (``torch.nn.Conv2d(padding_mode=...)``). ``padding`` is ``(h, w)`` applied on both sides, as
-torch has it; ONNX-style asymmetric padding gives the far sides in ``padding_end`` (bottom, right), and the strings
-``"same"`` and ``"valid"`` are resolved as torch resolves them (for ``"same"`` the odd extra row/column goes to the
-bottom/right). Along each axis the output size is::
+Semantics are ``torch.nn.Conv1d/2d/3d``: cross-correlation, input ``(N, C_in, *sizes)`` with the spatial axes
+``(w,)``, ``(h, w)`` or ``(d, h, w)`` (NCL, NCHW, NCDHW), weight ``(C_out, C_in / groups, *kernel)``, optional bias
+``(C_out,)``, padding with ``padding_mode`` zeros, reflect, replicate or circular
+(``torch.nn.Conv2d(padding_mode=...)``).
+The rank is given by the axes set: ``w`` and ``kw`` alone is 1-D, with ``h``/``kh`` 2-D, with ``d``/``kd`` too 3-D.
+Per-axis values (stride, padding, dilation) are tuples outermost axis first; an int means every axis. ``padding``
+is applied on both sides, as torch has it; ONNX-style asymmetric padding gives the far sides in ``padding_end``, and
+the strings ``"same"`` and ``"valid"`` are resolved as torch resolves them (for ``"same"`` the odd extra element goes
+to the far side). Along each axis the output size is::
 
     out = (in + pad_begin + pad_end - dilation*(k - 1) - 1) // stride + 1
 
@@ -16,6 +20,7 @@ whose message names the values and the rule (``groups=3 must divide c_in=4``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +30,11 @@ import numpy as np
 from conformance.errors import InvalidProblem
 
 Pair = tuple[int, int]
+#: one int per spatial axis, outermost first
+Axes = tuple[int, ...]
+#: the spatial axes of each rank, outermost first (torch's NCL, NCHW, NCDHW)
+AXIS_NAMES: dict[int, tuple[str, ...]] = {1: ("w",), 2: ("h", "w"), 3: ("d", "h", "w")}
+RANKS = tuple(AXIS_NAMES)
 
 #: dtypes the problem model knows. Which of them a backend supports is its own declaration.
 DTYPES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
@@ -39,18 +49,21 @@ def numpy_dtype(name: str) -> Any:
     return np.dtype(name)
 
 
-def _pair(name: str, value: Any) -> Pair:
+def _axes(name: str, value: Any, rank: int) -> Axes:
+    """``value`` per spatial axis: an int for every axis, or one int per axis (outermost first)."""
+    what = {1: "an int", 2: "an int or a pair of ints"}.get(rank, f"an int or {rank} ints (one per axis "
+                                                                  f"{', '.join(AXIS_NAMES[rank])})")
     if isinstance(value, bool):
-        raise InvalidProblem(f"{name}={value!r}, but it must be an int or a pair of ints")
+        raise InvalidProblem(f"{name}={value!r}, but it must be {what}")
     if isinstance(value, int):
-        return (value, value)
+        return (value,) * rank
     try:
-        a, b = value
-    except (TypeError, ValueError):
-        raise InvalidProblem(f"{name}={value!r}, but it must be an int or a pair of ints") from None
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (a, b)):
-        raise InvalidProblem(f"{name}={value!r}, but it must be an int or a pair of ints")
-    return (int(a), int(b))
+        values = tuple(value)
+    except TypeError:
+        raise InvalidProblem(f"{name}={value!r}, but it must be {what}") from None
+    if len(values) != rank or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise InvalidProblem(f"{name}={value!r}, but it must be {what}")
+    return tuple(int(v) for v in values)
 
 
 def _check_positive(**values: int) -> None:
@@ -61,10 +74,11 @@ def _check_positive(**values: int) -> None:
             raise InvalidProblem(f"{name}={v}, but it must be at least 1")
 
 
-def _check_pair_at_least(name: str, pair: Pair, minimum: int) -> None:
-    for axis, v in zip("hw", pair):
+def _check_axes_at_least(name: str, values: Axes, axes: tuple[str, ...], minimum: int) -> None:
+    for axis, v in zip(axes, values):
         if v < minimum:
-            raise InvalidProblem(f"{name}={pair} ({axis}={v}), but it must be at least {minimum}")
+            shown = values if len(values) > 1 else values[0]
+            raise InvalidProblem(f"{name}={shown} ({axis}={v}), but it must be at least {minimum}")
 
 
 def _check_groups(groups: int, c_in: int, c_out: int) -> None:
@@ -81,19 +95,20 @@ def _check_kernel_fits(axis: str, size: int, k: int, pad: int, dil: int, pad_end
         what = f"{axis}+2*padding={size + 2 * pad}" if end == pad else f"{axis}+padding+padding_end={size + pad + end}"
         pads = f"padding={pad}" if end == pad else f"padding={pad}, padding_end={end}"
         raise InvalidProblem(
-            f"dilation*(k{axis}-1)+1={span} exceeds padded {'height' if axis == 'h' else 'width'} "
+            f"dilation*(k{axis}-1)+1={span} exceeds padded {AXIS_WORDS[axis]} "
             f"{what} ({axis}={size}, k{axis}={k}, {pads}, dilation={dil})"
         )
 
 
+AXIS_WORDS = {"d": "depth", "h": "height", "w": "width"}
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def _check_padding_mode(mode: str, size: Pair, begin: Pair, end: Pair) -> None:
+def _check_padding_mode(mode: str, axes: tuple[str, ...], size: Axes, begin: Axes, end: Axes) -> None:
     """torch's rules: reflect needs every pad < the input size, circular every pad <= it (one wrap at most)."""
     if mode not in PADDING_MODES:
         raise InvalidProblem(f"padding_mode={mode!r}, but it must be one of {', '.join(PADDING_MODES)}")
-    for axis, n, pads in (("h", size[0], (begin[0], end[0])), ("w", size[1], (begin[1], end[1]))):
+    for axis, n, pads in zip(axes, size, zip(begin, end)):
         worst = max(pads)
         if mode == "reflect" and worst >= n:
             raise InvalidProblem(f"padding_mode='reflect' needs padding < the input size, but padding {worst} >= "
@@ -110,45 +125,56 @@ def _check_dtype(dtype: str) -> None:
 
 @dataclass(frozen=True)
 class ConvProblem:
-    """One ``conv2d`` problem. Pairs are ``(h, w)``; an int is accepted for both axes.
+    """One convolution problem of 1, 2 or 3 spatial dimensions. Per-axis values are tuples, outermost axis first
+    (2-D: ``(h, w)``); an int is accepted for every axis. A 2-D problem names ``h, w, kh, kw``; a 1-D one only
+    ``w, kw``; a 3-D one adds ``d, kd``.
 
     >>> p = ConvProblem(batch=1, c_in=1, c_out=1, h=6, w=5, kh=3, kw=3)
     >>> p.output_shape
     (1, 1, 4, 3)
+    >>> ConvProblem(batch=1, c_in=1, c_out=1, w=16, kw=3, stride=2).output_shape
+    (1, 1, 7)
     """
 
     batch: int
     c_in: int
     c_out: int
-    h: int
-    w: int
-    kh: int
-    kw: int
-    stride: Pair = (1, 1)
-    padding: Pair = (0, 0)
-    dilation: Pair = (1, 1)
+    h: int = 0   #: 0 in a 1-D problem (not given)
+    w: int = 0   #: the innermost axis
+    kh: int = 0
+    kw: int = 0
+    stride: Axes = (1, 1)
+    padding: Axes = (0, 0)
+    dilation: Axes = (1, 1)
     groups: int = 1
     bias: bool = False
     dtype: str = "float64"
     padding_mode: str = "zeros"
-    #: (bottom, right) padding where it differs from ``padding`` (top, left); None: symmetric, as torch
-    padding_end: Pair | None = None
+    #: the far-side padding (2-D: bottom, right) where it differs from ``padding``; None: symmetric, as torch
+    padding_end: Axes | None = None
     #: free-form label (a network layer's name, a tier); not part of the geometry
     label: str = field(default="", compare=False)
+    #: the depth axis of a 3-D problem (0 otherwise)
+    d: int = 0
+    kd: int = 0
 
     def __post_init__(self) -> None:
+        rank = self._rank_of_fields()
+        for f in dataclasses.fields(self):  # the defaults are written as 2-D pairs; they hold for every rank
+            if f.name in ("stride", "padding", "dilation") and getattr(self, f.name) == f.default and rank != 2:
+                object.__setattr__(self, f.name, f.default[0])  # type: ignore[index]
         for name in ("stride", "dilation"):
-            object.__setattr__(self, name, _pair(name, getattr(self, name)))
+            object.__setattr__(self, name, _axes(name, getattr(self, name), rank))
         if isinstance(self.padding, str):
-            self._resolve_padding_string()
-        elif isinstance(self.padding, (tuple, list)) and len(self.padding) == 4:
+            self._resolve_padding_string(rank)
+        elif rank == 2 and isinstance(self.padding, (tuple, list)) and len(self.padding) == 4:
             top, bottom, left, right = self.padding  # ONNX's order would be (top, left, bottom, right): see docs
-            object.__setattr__(self, "padding", _pair("padding", (top, left)))
-            object.__setattr__(self, "padding_end", _pair("padding_end", (bottom, right)))
+            object.__setattr__(self, "padding", _axes("padding", (top, left), 2))
+            object.__setattr__(self, "padding_end", _axes("padding_end", (bottom, right), 2))
         else:
-            object.__setattr__(self, "padding", _pair("padding", self.padding))
+            object.__setattr__(self, "padding", _axes("padding", self.padding, rank))
         if self.padding_end is not None:
-            end = _pair("padding_end", self.padding_end)
+            end = _axes("padding_end", self.padding_end, rank)
             object.__setattr__(self, "padding_end", None if end == self.padding else end)
         numpy_type = isinstance(self.dtype, type) and issubclass(self.dtype, np.generic)
         if isinstance(self.dtype, np.dtype) or numpy_type:  # equal to its name, but not the same: store the name
@@ -157,17 +183,23 @@ class ConvProblem:
             raise InvalidProblem(f"bias={self.bias!r}, but it must be True or False")
         self.validate()
 
-    def _resolve_padding_string(self) -> None:
+    def _rank_of_fields(self) -> int:
+        """1, 2 or 3 from the axes given (0: not given): ``d``/``kd`` make it 3-D, else ``h``/``kh`` 2-D, else 1-D;
+        an axis of that rank left 0 is then an invalid size (``validate``)."""
+        return 3 if self.d or self.kd else 2 if self.h or self.kh else 1
+
+    def _resolve_padding_string(self, rank: int) -> None:
         """``"valid"``: no padding. ``"same"``: out = in, total = dilation*(k-1) split as torch splits it."""
         if self.padding == "valid":
-            object.__setattr__(self, "padding", (0, 0))
+            object.__setattr__(self, "padding", (0,) * rank)
             return
         if self.padding != "same":
             raise InvalidProblem(f"padding={self.padding!r}, but a string padding must be 'same' or 'valid'")
-        if self.stride != (1, 1):
-            raise InvalidProblem(f"padding='same' with stride={self.stride}, but 'same' is not supported for "
+        if any(s != 1 for s in self.stride):
+            shown = self.stride if rank > 1 else self.stride[0]
+            raise InvalidProblem(f"padding='same' with stride={shown}, but 'same' is not supported for "
                                  "strided convolutions (as in torch)")
-        totals = [d * (k - 1) for d, k in zip(self.dilation, (self.kh, self.kw))]
+        totals = [d * (k - 1) for d, k in zip(self.dilation, self.kernel)]
         begin = tuple(t // 2 for t in totals)
         end = tuple(t - t // 2 for t in totals)
         object.__setattr__(self, "padding", begin)
@@ -175,29 +207,59 @@ class ConvProblem:
 
     def validate(self) -> None:
         """Raise ``InvalidProblem`` naming the first broken rule."""
-        _check_positive(batch=self.batch, c_in=self.c_in, c_out=self.c_out, h=self.h, w=self.w,
-                        kh=self.kh, kw=self.kw, groups=self.groups)
-        _check_pair_at_least("stride", self.stride, 1)
-        _check_pair_at_least("dilation", self.dilation, 1)
-        _check_pair_at_least("padding", self.padding, 0)
+        axes = self.axes
+        sizes = {a: getattr(self, a) for a in axes} | {f"k{a}": getattr(self, f"k{a}") for a in axes}
+        _check_positive(batch=self.batch, c_in=self.c_in, c_out=self.c_out, **sizes, groups=self.groups)
+        _check_axes_at_least("stride", self.stride, axes, 1)
+        _check_axes_at_least("dilation", self.dilation, axes, 1)
+        _check_axes_at_least("padding", self.padding, axes, 0)
         _check_groups(self.groups, self.c_in, self.c_out)
         if self.padding_end is not None:
-            _check_pair_at_least("padding_end", self.padding_end, 0)
+            _check_axes_at_least("padding_end", self.padding_end, axes, 0)
         end = self.pad_end
-        _check_kernel_fits("h", self.h, self.kh, self.padding[0], self.dilation[0], end[0])
-        _check_kernel_fits("w", self.w, self.kw, self.padding[1], self.dilation[1], end[1])
-        _check_padding_mode(self.padding_mode, (self.h, self.w), self.padding, end)
+        for i, axis in enumerate(axes):
+            _check_kernel_fits(axis, self.in_sizes[i], self.kernel[i], self.padding[i], self.dilation[i], end[i])
+        _check_padding_mode(self.padding_mode, axes, self.in_sizes, self.padding, end)
         _check_dtype(self.dtype)
 
     # -- derived shapes ---------------------------------------------------------------
     @property
-    def pad_end(self) -> Pair:
-        """(bottom, right) padding: ``padding_end`` where given, else ``padding``."""
+    def rank(self) -> int:
+        """The number of spatial dimensions: 1 (conv1d), 2 (conv2d) or 3 (conv3d)."""
+        return self._rank_of_fields()
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """The spatial axes' names, outermost first: ``("w",)``, ``("h", "w")``, ``("d", "h", "w")``."""
+        return AXIS_NAMES[self.rank]
+
+    @property
+    def in_sizes(self) -> Axes:
+        """The input's spatial sizes, outermost first."""
+        return tuple(getattr(self, a) for a in self.axes)
+
+    @property
+    def kernel(self) -> Axes:
+        """The kernel's spatial sizes, outermost first."""
+        return tuple(getattr(self, "k" + a) for a in self.axes)
+
+    @property
+    def out_sizes(self) -> Axes:
+        """The output's spatial sizes: ``(in + pad_begin + pad_end - dilation*(k - 1) - 1) // stride + 1``."""
+        return tuple((n + p + e - d * (k - 1) - 1) // s + 1 for n, k, s, p, e, d in
+                     zip(self.in_sizes, self.kernel, self.stride, self.padding, self.pad_end, self.dilation))
+
+    @property
+    def pad_end(self) -> Axes:
+        """The far-side padding (2-D: bottom, right): ``padding_end`` where given, else ``padding``."""
         return self.padding if self.padding_end is None else self.padding_end
 
     @property
     def pads(self) -> tuple[int, int, int, int]:
-        """(top, bottom, left, right)."""
+        """(top, bottom, left, right) of a 2-D problem."""
+        if self.rank != 2:
+            raise InvalidProblem(f"pads is the 2-D spelling (top, bottom, left, right); this problem is {self.rank}-D: "
+                                 "use padding and pad_end")
         return (self.padding[0], self.pad_end[0], self.padding[1], self.pad_end[1])
 
     @property
@@ -206,13 +268,13 @@ class ConvProblem:
 
     @property
     def out_h(self) -> int:
-        return (self.h + self.padding[0] + self.pad_end[0] - self.dilation[0] * (self.kh - 1) - 1) \
-            // self.stride[0] + 1
+        """The output height (the second innermost axis; 2-D and 3-D)."""
+        return self.out_sizes[-2]
 
     @property
     def out_w(self) -> int:
-        return (self.w + self.padding[1] + self.pad_end[1] - self.dilation[1] * (self.kw - 1) - 1) \
-            // self.stride[1] + 1
+        """The output width (the innermost axis)."""
+        return self.out_sizes[-1]
 
     @property
     def np_dtype(self) -> Any:
@@ -220,31 +282,30 @@ class ConvProblem:
         return numpy_dtype(self.dtype)
 
     @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.c_in, self.h, self.w)
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.c_in, *self.in_sizes)
 
     @property
-    def weight_shape(self) -> tuple[int, int, int, int]:
-        return (self.c_out, self.c_in // self.groups, self.kh, self.kw)
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.c_out, self.c_in // self.groups, *self.kernel)
 
     @property
     def bias_shape(self) -> tuple[int]:
         return (self.c_out,)
 
     @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.c_out, self.out_h, self.out_w)
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.c_out, *self.out_sizes)
 
     @property
     def macs(self) -> int:
         """Multiply-adds of the forward pass (each backward pass has the same count)."""
-        return self.batch * self.c_out * self.out_h * self.out_w * (self.c_in // self.groups) * self.kh * self.kw
+        return self.batch * self.c_out * math.prod(self.out_sizes) * (self.c_in // self.groups) * math.prod(self.kernel)
 
     @property
     def max_elements(self) -> int:
         """The largest operand, in elements."""
-        return max(self.batch * self.c_in * self.h * self.w, self.batch * self.c_out * self.out_h * self.out_w,
-                   self.c_out * (self.c_in // self.groups) * self.kh * self.kw)
+        return max(math.prod(self.input_shape), math.prod(self.output_shape), math.prod(self.weight_shape))
 
     # -- (de)serialisation: records, reproductions --------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -253,9 +314,10 @@ class ConvProblem:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for k in ("stride", "padding", "dilation", "padding_end"):
             d[k] = None if d[k] is None else list(d[k])
-        for k, default in (("label", ""), ("padding_mode", "zeros"), ("padding_end", None)):
+        for k, default in (("label", ""), ("padding_mode", "zeros"), ("padding_end", None), ("d", 0), ("kd", 0),
+                           ("h", 0), ("kh", 0)):
             if d[k] == default:
-                del d[k]  # records and reproductions of plain problems stay as they were
+                del d[k]  # records and reproductions of plain 2-D problems stay as they were; no absent axes
         return d
 
     @classmethod
@@ -310,43 +372,45 @@ class ConvProblem:
 
     def __repr__(self) -> str:
         # a copy-pasteable constructor call, the label only where one is set
-        defaults = {"label": "", "padding_mode": "zeros", "padding_end": None}
-        shown = [f.name for f in dataclasses.fields(self)
-                 if f.name not in defaults or getattr(self, f.name) != defaults[f.name]]
+        defaults = {"label": "", "padding_mode": "zeros", "padding_end": None, "d": 0, "kd": 0, "h": 0, "kh": 0}
+        names = [f.name for f in dataclasses.fields(self)]
+        order = names[:3] + ["d", "h", "w", "kd", "kh", "kw"] + [n for n in names[3:] if n not in "d h w kd kh kw"]
+        shown = [n for n in order if n not in defaults or getattr(self, n) != defaults[n]]
         return "ConvProblem(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in shown) + ")"
 
 
 # -- the descriptor: str(problem) and ConvProblem.parse -------------------------------------------------------------
-#: the spatial axes a descriptor names, outermost first (3-d problems will add "d" in front; 1-d ones have only "w")
-AXES = ("h", "w")
+#: every spatial axis a descriptor can name, outermost first: a 3-D problem has all three, a 2-D one h and w, a
+#: 1-D one w alone (benchdnn's convention)
+AXES = ("d", "h", "w")
 #: per-axis key prefixes in canonical order, what each is, and its default (None: required, or for "e" the begin
-#: padding); a key is the prefix and the axis: ``ih``, ``kw``, ``eh``
+#: padding); a key is the prefix and the axis: ``ih``, ``kw``, ``eh``, ``id``
 AXIS_KEYS: tuple[tuple[str, str, int | None], ...] = (
     ("i", "input size", None), ("k", "kernel", None), ("s", "stride", 1), ("p", "padding (begin)", 0),
     ("e", "padding (end)", None), ("d", "dilation", 1))
 #: the flag words, by what they set (each at most once)
 FLAGS: dict[str, tuple[str, ...]] = {"bias": ("bias",), "padding mode": PADDING_MODES, "dtype": DTYPES}
 _KEYS = ("mb", "ic", "oc", *(f + a for f, _, _ in AXIS_KEYS for a in AXES), "g")
-_REQUIRED = ("ic", "oc", "ih", "kh")
 _FLAG_SLOT = {word: slot for slot, words in FLAGS.items() for word in words}
 #: the grammar, as parse errors show it (canonical order; keys may come in any order)
 GRAMMAR = ("[mb<n>]ic<n>oc<n>"
-           + "".join(f"{f}h<n>[{f}w<n>]" if f + "h" in _REQUIRED else f"[{f}h<n>[{f}w<n>]]" for f, _, _ in AXIS_KEYS)
-           + "[g<n>][_bias][_" + "|_".join(PADDING_MODES) + "][_" + "|_".join(DTYPES) + '][_n"label"]')
+           + "".join(f"{f}h<n>[{f}w<n>]" if f in "ik" else f"[{f}h<n>[{f}w<n>]]" for f, _, _ in AXIS_KEYS)
+           + "[g<n>][_bias][_" + "|_".join(PADDING_MODES) + "][_" + "|_".join(DTYPES) + '][_n"label"]'
+           + " (3-D: each d key before its h key; 1-D: the w keys alone)")
 _EXAMPLE = 'mb2ic3oc8ih9iw9kh3kw3sh2sw2ph1pw1_bias_float32_n"conv1"'
 #: a word (lazy, so that "biasn\"x\"" ends before the label) and its integer
 _WORD = re.compile(r'([a-z]+?)(?=n"|[^a-z]|$)([0-9]*)')
 
 
 def _format(p: ConvProblem) -> str:
-    per_axis = {"i": (p.h, p.w), "k": (p.kh, p.kw), "s": p.stride, "p": p.padding, "e": p.padding_end,
+    per_axis = {"i": p.in_sizes, "k": p.kernel, "s": p.stride, "p": p.padding, "e": p.padding_end,
                 "d": p.dilation}
     out = [f"mb{p.batch}ic{p.c_in}oc{p.c_out}"]
     for prefix, _, default in AXIS_KEYS:
         values = per_axis[prefix]
         # (the end padding is set only where it differs from the begin padding: then it is written)
         if values is not None and (default is None or any(v != default for v in values)):
-            out.append("".join(f"{prefix}{a}{v}" for a, v in zip(AXES, values)))
+            out.append("".join(f"{prefix}{a}{v}" for a, v in zip(p.axes, values)))
     if p.groups != 1:
         out.append(f"g{p.groups}")
     flags = (["bias"] if p.bias else []) + ([p.padding_mode] if p.padding_mode != "zeros" else []) + [p.dtype]
@@ -418,25 +482,32 @@ def _parse(cls: type[ConvProblem], text: str) -> ConvProblem:
             raise _error(text, f"{token!r} at position {start} is a second {slot} (the first is {first_token!r} at "
                                f"position {first})", start)
         given[slot] = (start, token, value)
-    missing = [k for k in _REQUIRED if k not in given]
+    axes = next(AXES[i:] for i, a in enumerate(AXES) if any(f + a in given for f, _, _ in AXIS_KEYS)) \
+        if any(k in given for k in _KEYS[3:-1]) else ("h", "w")
+    required = ("ic", "oc", "i" + axes[0], "k" + axes[0])
+    missing = [k for k in required if k not in given]
     if missing:
         raise _error(text, f"missing required key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     for prefix, _, _ in AXIS_KEYS:
-        outer, inner = prefix + AXES[0], prefix + AXES[1]
-        if inner in given and outer not in given:
-            pos, token, _ = given[inner]
-            raise _error(text, f"{token!r} at position {pos} without {outer}: a w key needs its h key (descriptors "
-                               "with w keys only are kept for 1-d problems)", pos)
+        for outer, inner in zip(axes, axes[1:]):
+            if prefix + inner in given and prefix + outer not in given:
+                pos, token, _ = given[prefix + inner]
+                raise _error(text, f"{token!r} at position {pos} without {prefix + outer}: a key of an inner axis "
+                                   f"needs the key of the axis outside it ({'-'.join(axes)})", pos)
 
     def get(key: str, default: Any) -> Any:
         return given[key][2] if key in given else default
 
-    def pair(prefix: str, default: int) -> Pair:
-        outer = get(prefix + AXES[0], default)
-        return (outer, get(prefix + AXES[1], outer))
+    def per_axis(prefix: str, default: int) -> Axes:
+        values: list[int] = []
+        for a in axes:  # a missing inner axis is the axis outside it (ih5 is 5x5)
+            values.append(get(prefix + a, values[-1] if values else default))
+        return tuple(values)
 
-    (h, w), (kh, kw) = pair("i", 0), pair("k", 0)  # (required: never the default)
-    return cls(batch=get("mb", 1), c_in=get("ic", 0), c_out=get("oc", 0), h=h, w=w, kh=kh, kw=kw,
-               stride=pair("s", 1), padding=pair("p", 0), padding_end=pair("e", 0) if "eh" in given else None,
-               dilation=pair("d", 1), groups=get("g", 1), bias="bias" in given,
+    sizes, kernel = per_axis("i", 0), per_axis("k", 0)  # (required: never the default)
+    spatial = {a: v for a, v in zip(axes, sizes)} | {"k" + a: v for a, v in zip(axes, kernel)}
+    return cls(batch=get("mb", 1), c_in=get("ic", 0), c_out=get("oc", 0), **spatial,
+               stride=per_axis("s", 1), padding=per_axis("p", 0),
+               padding_end=per_axis("e", 0) if "e" + axes[0] in given else None,
+               dilation=per_axis("d", 1), groups=get("g", 1), bias="bias" in given,
                padding_mode=get("padding mode", "zeros"), dtype=get("dtype", "float64"), label=get("label", ""))

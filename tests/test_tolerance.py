@@ -490,3 +490,14 @@ def test_mid_profile_covers_a_bias_added_to_the_rounded_convolution(dtype: str, 
     v = compare("two roundings", "forward", got, t.ref, bound("forward", p, t, plain, "det", inp.x, inp.w, inp.dy),
                 t.k, dtype=dtype)
     assert not v.passed and v.worst_index[2:] == (2, 2), format_verdict(v)
+
+
+def test_the_fft_grid_counts_both_sides_padding_in_every_rank() -> None:
+    from conformance.numerics.tolerance import fft_grid
+
+    sym = ConvProblem(batch=1, c_in=1, c_out=1, h=8, w=6, kh=3, kw=2, padding=(1, 2), dilation=(2, 1))
+    assert fft_grid(sym) == (8 + 2 + 2 * 2) * (6 + 4 + 1)
+    asym = sym.replace(padding_end=(3, 0))  # bottom 3, right 0
+    assert fft_grid(asym) == (8 + 1 + 3 + 2 * 2) * (6 + 2 + 0 + 1)
+    assert fft_grid(ConvProblem(batch=1, c_in=1, c_out=1, w=16, kw=5, padding=2)) == 16 + 4 + 4
+    assert fft_grid(ConvProblem(batch=1, c_in=1, c_out=1, d=4, h=5, w=6, kd=3, kh=1, kw=1)) == 6 * 5 * 6

@@ -272,8 +272,10 @@ def _group_matmul(check: str, p: ConvProblem, lhs: np.ndarray, rhs: np.ndarray) 
 
 
 def fft_grid(p: ConvProblem) -> int:
-    (ph, pw), (dh, dw) = p.padding, p.dilation
-    return (p.h + 2 * ph + dh * (p.kh - 1)) * (p.w + 2 * pw + dw * (p.kw - 1))
+    """The points of the transform grid an FFT convolution of ``p`` needs: per axis the padded input (both sides'
+    padding, asymmetric or not) plus the dilated kernel's extent, over every spatial axis."""
+    return math.prod(n + b + e + d * (k - 1) for n, k, b, e, d in
+                     zip(p.in_sizes, p.kernel, p.padding, p.pad_end, p.dilation))
 
 
 def norm_bound(check: str, p: ConvProblem, t: Terms, prof: Profile, x: np.ndarray, w: np.ndarray,

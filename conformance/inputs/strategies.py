@@ -14,13 +14,14 @@ the 1×1 image with a 1×1 kernel, one channel, stride 1, no padding, groups 1, 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from hypothesis import strategies as st
 
 from conformance.backends.backend import Capabilities
 from conformance.inputs.data import DATA_KINDS
-from conformance.model.problem import ConvProblem
+from conformance.model.problem import AXIS_NAMES, RANKS, ConvProblem
 
 #: the default work budget per example (multiply-adds of one pass): the strategies' ``max_macs=``
 MAX_MACS = 200_000
@@ -42,11 +43,25 @@ def _declared(dtypes: Sequence[str], capabilities: Capabilities | None,
               max_macs: int) -> tuple[Capabilities, list[str], int]:
     """What a backend lets a strategy draw: its capabilities, the requested dtypes it declares (at least one), and
     the work budget capped by its ``max_macs``."""
-    caps = capabilities or Capabilities(dtypes=tuple(dtypes))
+    caps = capabilities or Capabilities(dtypes=tuple(dtypes), ranks=RANKS)  # (a drawn rank: see ``_ranks``)
     allowed = [d for d in dtypes if d in caps.dtypes]
     if not allowed:
         raise ValueError(f"dtypes={tuple(dtypes)}, but the capabilities declare only {caps.dtypes}")
     return caps, allowed, max_macs if caps.max_macs is None else min(max_macs, caps.max_macs)
+
+
+def _ranks(ranks: Sequence[int] | None, caps: Capabilities) -> tuple[int, ...]:
+    """The ranks a strategy draws: those asked for (default: conv2d where declared, else every declared rank) that
+    the capabilities declare."""
+    if ranks is None:
+        return (2,) if 2 in caps.ranks else tuple(caps.ranks)
+    bad = [r for r in ranks if r not in RANKS]
+    if bad or not ranks:
+        raise ValueError(f"ranks={tuple(ranks)}, but each must be one of {RANKS}")
+    allowed = tuple(r for r in ranks if r in caps.ranks)
+    if not allowed:
+        raise ValueError(f"ranks={tuple(ranks)}, but the capabilities declare only ranks={caps.ranks}")
+    return allowed
 
 
 @st.composite
@@ -67,8 +82,11 @@ def conv_problems(
     max_padding: int = 3,
     max_out: int | None = None,
     padding_modes: Sequence[str] | None = None,
+    ranks: Sequence[int] | None = None,
 ) -> ConvProblem:
+    """A valid problem of one of ``ranks`` (1: conv1d, 2: conv2d, 3: conv3d; default 2) within ``max_macs``."""
     caps, allowed, max_macs = _declared(dtypes, capabilities, max_macs)
+    rank = draw(st.sampled_from(_ranks(ranks, caps)))  # (one rank: no choice is drawn)
     unknown = [c for c in size_classes if c not in SIZE_CLASSES]
     if unknown or not size_classes:
         raise ValueError(f"size_classes={tuple(size_classes)}, but they must be among {tuple(SIZE_CLASSES)}")
@@ -83,24 +101,25 @@ def conv_problems(
     groups = draw(st.integers(1, max(1, min(max_groups if caps.groups else 1, max_macs))))
     cin_g = draw(st.integers(1, max(1, min(max_channels_per_group, max_macs // groups))))
     cout_g = draw(st.integers(1, max(1, min(max_channels_per_group, max_macs // (groups * cin_g)))))
-    per_tap = groups * cout_g * cin_g
-    kh = draw(st.integers(1, max(1, min(max_kernel, max_macs // per_tap))))
-    kw = draw(st.integers(1, max(1, min(max_kernel, max_macs // (per_tap * kh)))))
+    left = max_macs // (groups * cout_g * cin_g)  # taps x outputs x batch still affordable
+    kernel: list[int] = []
+    for _ in range(rank):
+        kernel.append(draw(st.integers(1, max(1, min(max_kernel, left // math.prod(kernel) if left else 0)))))
     dil_max = max_dilation if caps.dilation else 1
-    dh = draw(st.integers(1, dil_max if kh > 1 else 1))
-    dw = draw(st.integers(1, dil_max if kw > 1 else 1))
-    sh, sw = draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride))
-    outputs_left = max(1, max_macs // (per_tap * kh * kw))
-    oh = draw(st.integers(1, max(1, min(max_out, outputs_left))))
-    ow = draw(st.integers(1, max(1, min(max_out, outputs_left // oh))))
-    batch = draw(st.integers(1, max(1, min(max_batch, outputs_left // (oh * ow)))))
+    dilation = [draw(st.integers(1, dil_max if k > 1 else 1)) for k in kernel]
+    stride = [draw(st.integers(1, max_stride)) for _ in range(rank)]
+    outputs_left = max(1, left // math.prod(kernel))
+    out: list[int] = []
+    for _ in range(rank):
+        out.append(draw(st.integers(1, max(1, min(max_out, outputs_left // math.prod(out))))))
+    batch = draw(st.integers(1, max(1, min(max_batch, outputs_left // math.prod(out)))))
     modes = [m for m in (padding_modes or caps.padding_modes) if m in caps.padding_modes] or ["zeros"]
     mode = draw(st.sampled_from(sorted(modes, key=lambda m: m != "zeros")))  # shrinks to zeros
     asym = caps.asymmetric_padding and draw(st.booleans())
     sizes, begins, ends = [], [], []
-    for out, k, d, s in ((oh, kh, dh, sh), (ow, kw, dw, sw)):
-        padded = (out - 1) * s + d * (k - 1) + 1 + draw(st.integers(0, s - 1))
-        # zeros: each side up to (padded-1)//2 keeps >= 1 input row; reflect/circular also need every pad below
+    for o, k, d, s in zip(out, kernel, dilation, stride):
+        padded = (o - 1) * s + d * (k - 1) + 1 + draw(st.integers(0, s - 1))
+        # zeros: each side up to (padded-1)//2 keeps >= 1 input element; reflect/circular also need every pad below
         # (at most) the input size, which (padded-1)//3 per side guarantees: in >= padded - 2*(padded-1)//3 > pad
         cap = min(max_padding, (padded - 1) // (2 if mode == "zeros" else 3))
         begin = draw(st.integers(0, cap))
@@ -109,10 +128,12 @@ def conv_problems(
         begins.append(begin)
         ends.append(end)
     has_bias = draw(st.booleans()) if bias is None else bias
-    return ConvProblem(batch=batch, c_in=groups * cin_g, c_out=groups * cout_g, h=sizes[0], w=sizes[1],
-                       kh=kh, kw=kw, stride=(sh, sw), padding=(begins[0], begins[1]), dilation=(dh, dw),
+    axes = AXIS_NAMES[rank]
+    spatial: dict[str, Any] = dict(zip(axes, sizes)) | {"k" + a: k for a, k in zip(axes, kernel)}
+    return ConvProblem(batch=batch, c_in=groups * cin_g, c_out=groups * cout_g, **spatial,
+                       stride=tuple(stride), padding=tuple(begins), dilation=tuple(dilation),
                        groups=groups, bias=has_bias, dtype=dtype, padding_mode=mode,
-                       padding_end=(ends[0], ends[1]) if asym else None)
+                       padding_end=tuple(ends) if asym else None)
 
 
 def data_kinds(kinds: Sequence[str] = ("normal", "uniform", "wide")) -> st.SearchStrategy[str]:

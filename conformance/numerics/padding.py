@@ -1,4 +1,5 @@
-"""Padding of the oracle, and its adjoint: ``torch.nn.Conv2d``'s four padding modes, symmetric or not.
+"""Padding of the oracle, and its adjoint: ``torch.nn.Conv1d/2d/3d``'s four padding modes, symmetric or not, in
+every rank.
 
 Each axis is padded through an index map: padded position ``i`` (``0 <= i < before + n + after``) reads input
 position ``src[i]``, or nothing (a zero) where ``src[i] = -1``. With ``j = i - before`` the unpadded position:
@@ -19,6 +20,8 @@ that pad with ``np.pad`` or ``F.pad`` are checked against an independent derivat
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -42,27 +45,28 @@ def index_map(n: int, before: int, after: int, mode: str) -> np.ndarray:
     raise ValueError(f"padding_mode={mode!r}, but it must be one of zeros, reflect, replicate, circular")
 
 
-def _maps(p: ConvProblem) -> tuple[np.ndarray, np.ndarray]:
-    top, bottom, left, right = p.pads
-    return index_map(p.h, top, bottom, p.padding_mode), index_map(p.w, left, right, p.padding_mode)
+def _maps(p: ConvProblem) -> list[np.ndarray]:
+    """One index map per spatial axis, outermost first."""
+    return [index_map(n, b, e, p.padding_mode) for n, b, e in zip(p.in_sizes, p.padding, p.pad_end)]
 
 
 def pad(p: ConvProblem, x: np.ndarray) -> np.ndarray:
-    """x (N, C, H, W) -> the padded input (N, C, H + top + bottom, W + left + right), float64."""
-    rows, cols = _maps(p)
+    """x (N, C, *sizes) -> the padded input (N, C, *(size + begin + end)), float64."""
     x = np.asarray(x, dtype=np.float64)
-    # append one zero row and column: index -1 then reads a zero
-    xz = np.zeros(x.shape[:2] + (p.h + 1, p.w + 1))
-    xz[:, :, :p.h, :p.w] = x
-    return xz[:, :, rows[:, None], cols[None, :]]
+    # append one zero along every spatial axis: index -1 then reads a zero
+    xz = np.zeros(x.shape[:2] + tuple(n + 1 for n in p.in_sizes))
+    xz[(slice(None), slice(None), *(slice(0, n) for n in p.in_sizes))] = x
+    index: tuple[Any, ...] = (slice(None), slice(None), *np.ix_(*_maps(p)))
+    return xz[index]
 
 
 def pad_adjoint(p: ConvProblem, dxp: np.ndarray) -> np.ndarray:
     """The gradient of ``pad``: each padded position's gradient goes back to the input position it read."""
-    rows, cols = _maps(p)
-    out = np.zeros(dxp.shape[:2] + (p.h + 1, p.w + 1))
-    # fold the columns, then the rows (padding is separable); index -1 collects the zero border, dropped below
-    tmp = np.zeros(dxp.shape[:3] + (p.w + 1,))
-    np.add.at(tmp, (slice(None), slice(None), slice(None), cols), dxp)  # type: ignore[arg-type]  # numpy stubs
-    np.add.at(out, (slice(None), slice(None), rows), tmp)  # type: ignore[arg-type]
-    return out[:, :, :p.h, :p.w]
+    # fold one axis at a time, the innermost first (padding is separable); index -1 collects the zero border,
+    # dropped at the end
+    out = dxp
+    for axis in reversed(range(p.rank)):
+        folded = np.zeros(out.shape[:2 + axis] + (p.in_sizes[axis] + 1,) + out.shape[3 + axis:])
+        np.add.at(folded, (slice(None),) * (2 + axis) + (_maps(p)[axis],), out)  # type: ignore[arg-type]  # stubs
+        out = folded
+    return out[(slice(None), slice(None), *(slice(0, n) for n in p.in_sizes))]

@@ -171,13 +171,18 @@ def _term_counts(check: str, p: ConvProblem) -> np.ndarray:
     ones = {"forward": (p.input_shape, p.weight_shape), "grad_input": (p.output_shape, p.weight_shape),
             "grad_weight": (p.input_shape, p.output_shape)}
     if check == "grad_bias":
-        return np.full(p.bias_shape, p.batch * p.out_h * p.out_w, dtype=np.float64)
+        return np.full(p.bias_shape, p.batch * math.prod(p.out_sizes), dtype=np.float64)
     a, b = (np.ones(s) for s in ones[check])
     k = _op(check)(p, a, b)
     if check == "forward" and p.bias:
         k = k + 1.0
     k.setflags(write=False)
     return k
+
+
+def _spatial(p: ConvProblem) -> tuple[int, ...]:
+    """The spatial axes of an (N, C, *spatial) array of ``p``'s rank."""
+    return tuple(range(2, 2 + p.rank))
 
 
 @dataclass
@@ -195,8 +200,9 @@ def terms(check: str, p: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarra
     """Reference value and magnitudes of pass ``check``, from the (rounded) inputs the backend received."""
     if check == "grad_bias":
         d = np.asarray(dy, dtype=np.float64)
-        return Terms(R.grad_bias(p, d), np.abs(d).sum(axis=(0, 2, 3)), term_counts(check, p),
-                     np.sqrt((d * d).sum(axis=(0, 2, 3))) if want_m2 else None)
+        reduced = (0, *_spatial(p))
+        return Terms(R.grad_bias(p, d), np.abs(d).sum(axis=reduced), term_counts(check, p),
+                     np.sqrt((d * d).sum(axis=reduced)) if want_m2 else None)
     a, c = (np.asarray(v, dtype=np.float64) for v in operands(check, x, w, dy))
     op = _op(check)
     bias = np.asarray(b, dtype=np.float64) if (check == "forward" and b is not None) else None
@@ -241,15 +247,15 @@ def prob_bound(t: Terms, prof: Profile) -> np.ndarray:
 
 def _plane_norm_sum(check: str, p: ConvProblem, a: np.ndarray, c: np.ndarray) -> np.ndarray:
     """S per output plane: Σ over reduced channels of min(‖a‖₂‖c‖₁, ‖a‖₁‖c‖₂), broadcastable to the output."""
-    n1 = lambda v: np.abs(v).sum(axis=(2, 3))  # noqa: E731  (per (outer, channel) plane)
-    n2 = lambda v: np.sqrt((v * v).sum(axis=(2, 3)))  # noqa: E731
+    n1 = lambda v: np.abs(v).sum(axis=_spatial(p))  # noqa: E731  (per (outer, channel) plane)
+    n2 = lambda v: np.sqrt((v * v).sum(axis=_spatial(p)))  # noqa: E731
 
     def grouped(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         # lhs (A, C), rhs (B, C/g or C) -> (A, B) summing the channels each pair shares within a group
         return _group_matmul(check, p, lhs, rhs)
 
     s = np.minimum(grouped(n2(a), n1(c)), grouped(n1(a), n2(c)))
-    return s[:, :, None, None]
+    return s.reshape(s.shape + (1,) * p.rank)
 
 
 def _group_matmul(check: str, p: ConvProblem, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -282,7 +288,7 @@ def norm_bound(check: str, p: ConvProblem, t: Terms, prof: Profile, x: np.ndarra
                dy: np.ndarray | None) -> np.ndarray:
     if check == "grad_bias":
         s = t.m1
-        logf = max(math.log2(max(p.batch * p.out_h * p.out_w, 2)), 1.0)
+        logf = max(math.log2(max(p.batch * math.prod(p.out_sizes), 2)), 1.0)
     else:
         # non-finite inputs are judged where the reference has NaN/Inf (compare's location check); the rounding
         # error of the finite outputs is bounded from the finite inputs (one NaN would void its whole plane's bound)

@@ -21,15 +21,13 @@ def needed(p: ConvProblem) -> bool:
 
 
 def unpadded_problem(p: ConvProblem) -> ConvProblem:
-    """The same convolution on the explicitly padded input, with no padding of its own."""
-    top, bottom, left, right = p.pads
-    return p.replace(h=p.h + top + bottom, w=p.w + left + right, padding=(0, 0), padding_end=None,
-                     padding_mode="zeros")
+    """The same convolution on the explicitly padded input, with no padding of its own (any rank)."""
+    padded = {a: n + b + e for a, n, b, e in zip(p.axes, p.in_sizes, p.padding, p.pad_end)}
+    return p.replace(**padded, padding=(0,) * p.rank, padding_end=None, padding_mode="zeros")
 
 
 def pad_input(p: ConvProblem, x: np.ndarray) -> np.ndarray:
-    top, bottom, left, right = p.pads
-    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=_NUMPY_MODE[p.padding_mode])
+    return np.pad(x, ((0, 0), (0, 0), *zip(p.padding, p.pad_end)), mode=_NUMPY_MODE[p.padding_mode])
 
 
 def _sources(n: int, before: int, after: int, mode: str) -> np.ndarray:
@@ -39,13 +37,14 @@ def _sources(n: int, before: int, after: int, mode: str) -> np.ndarray:
 
 
 def fold(p: ConvProblem, dxp: np.ndarray) -> np.ndarray:
-    """The gradient of ``pad_input``: dxp (on the padded grid) -> dx (on the input)."""
-    top, bottom, left, right = p.pads
-    rows = _sources(p.h, top, bottom, p.padding_mode)
-    cols = _sources(p.w, left, right, p.padding_mode)
-    keep_r, keep_c = rows >= 0, cols >= 0
-    tmp = np.zeros(dxp.shape[:3] + (p.w,), dtype=dxp.dtype)
-    np.add.at(tmp, (slice(None), slice(None), slice(None), cols[keep_c]), dxp[..., keep_c])
-    dx = np.zeros(dxp.shape[:2] + (p.h, p.w), dtype=dxp.dtype)
-    np.add.at(dx, (slice(None), slice(None), rows[keep_r]), tmp[:, :, keep_r])
-    return dx
+    """The gradient of ``pad_input``: dxp (on the padded grid) -> dx (on the input), one axis at a time, the
+    innermost first."""
+    out = dxp
+    for axis in reversed(range(p.rank)):
+        src = _sources(p.in_sizes[axis], p.padding[axis], p.pad_end[axis], p.padding_mode)
+        keep = src >= 0
+        at = (slice(None),) * (2 + axis)
+        folded = np.zeros(out.shape[:2 + axis] + (p.in_sizes[axis],) + out.shape[3 + axis:], dtype=dxp.dtype)
+        np.add.at(folded, at + (src[keep],), out[at + (keep,)])
+        out = folded
+    return out

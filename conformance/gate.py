@@ -15,8 +15,9 @@ from pathlib import Path
 
 from conformance.backends.registry import add_spec, build_registry
 from conformance.checks.findings import explain
+from conformance.model.problem import RANK_IDS
 from conformance.results import records
-from conformance.results.row import Row
+from conformance.results.row import NOT_RUN, Row
 
 IGNORE_REWRITE = "ignore::pytest.PytestAssertRewriteWarning"
 
@@ -42,18 +43,26 @@ class GateResult:
         return json.dumps(asdict(self), indent=2)
 
 
+def finding_name(row: Row, ranked: bool) -> str:
+    """The name a row's finding goes by: its column (``grad_input``), rank first where the backend ran in several
+    ranks (``conv3d:grad_input``), so that a backend that passes conv2d and fails conv3d says so."""
+    return f"{RANK_IDS.get(row.rank, row.rank)}:{row.column}" if ranked else row.column
+
+
 def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool) -> GateResult:
     mine = explain([r.replace() for r in rows if r.impl == impl])
+    ranked = len({r.rank for r in mine if r.status not in NOT_RUN}) > 1
+    name = {id(r): finding_name(r, ranked) for r in mine}
     checks: dict[str, dict[str, int]] = {}
     for r in mine:
-        per = checks.setdefault(r.column, {})
+        per = checks.setdefault(name[id(r)], {})
         per[r.shown_status] = per.get(r.shown_status, 0) + 1
-    failing = sorted({r.column for r in mine if r.failing})
-    explained = sorted({r.column for r in mine if r.explained_by} - set(failing))
-    stale = sorted({r.column for r in mine if r.status == "stale"})
-    not_reached = sorted({r.column for r in mine if r.status == "not_reached"})
+    failing = sorted({name[id(r)] for r in mine if r.failing})
+    explained = sorted({name[id(r)] for r in mine if r.explained_by} - set(failing))
+    stale = sorted({name[id(r)] for r in mine if r.status == "stale"})
+    not_reached = sorted({name[id(r)] for r in mine if r.status == "not_reached"})
     res = GateResult(impl, False, "", checks, failing, stale, pytest_exit, explained=explained,
-                     not_reached=not_reached, messages=failure_messages(mine, failing))
+                     not_reached=not_reached, messages=failure_messages(mine, failing, ranked))
     if not any(r.status == "passed" for r in mine):
         res.reason = "no check ran and passed: the backend declares nothing runnable here, or every check was skipped"
     elif failing:
@@ -71,11 +80,11 @@ def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool) -> Gate
     return res
 
 
-def failure_messages(rows: list[Row], columns: list[str]) -> dict[str, str]:
+def failure_messages(rows: list[Row], columns: list[str], ranked: bool = False) -> dict[str, str]:
     """The message of each failing column's worst failing row: an error first, then the largest error/bound."""
     out = {}
     for col in columns:
-        bad = [r for r in rows if r.column == col and r.failing]
+        bad = [r for r in rows if finding_name(r, ranked) == col and r.failing]
         worst = max(bad, key=lambda r: (r.status == "error", _ratio(r)))
         text = (worst.message or worst.reason).strip()
         where = f"{worst.check or '?'} {worst.dtype}, {worst.problem_text}".strip(", ")

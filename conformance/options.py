@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
+from conformance.errors import InvalidProblem
 from conformance.inputs.data import DATA_KINDS
-from conformance.model.problem import DTYPES
+from conformance.model.problem import DTYPES, RANK_IDS, parse_rank
 from conformance.model.shapes import names as shape_corpora
 
 PROFILE_NAMES = ("quick", "ci", "thorough")
@@ -60,6 +61,16 @@ def _positive_float(option: str) -> Callable[[str], float]:
     return parse
 
 
+def _ranks(text: str) -> tuple[int, ...]:
+    try:
+        ranks = tuple(dict.fromkeys(parse_rank(t) for t in text.split(",") if t.strip()))
+    except InvalidProblem as exc:
+        raise argparse.ArgumentTypeError(f"ranks {text!r}: {exc}") from None
+    if not ranks:
+        raise argparse.ArgumentTypeError(f"ranks {text!r}: nothing given")
+    return tuple(sorted(ranks))
+
+
 def _profile(text: str) -> str:
     if text not in PROFILE_NAMES:
         raise argparse.ArgumentTypeError(f"profile {text!r} must be one of {', '.join(PROFILE_NAMES)}")
@@ -69,7 +80,7 @@ def _profile(text: str) -> str:
 #: the unprefixed names of the run options, in the order they are defined (what ``exclude=`` may name)
 RUN_OPTION_NAMES = ("impl", "profile", "max-examples", "dtypes", "data-kinds", "shapes", "shapes-max-macs", "scale-2g",
                     "results", "known-failures", "strict", "no-isolate", "timeout", "memory-limit", "max-time",
-                    "select", "no-entry-points", "env-name", "run-id")
+                    "select", "no-entry-points", "env-name", "run-id", "ranks")
 
 
 def _leaving_out(addoption: Callable[..., Any], prefix: str, exclude: tuple[str, ...]) -> Callable[..., None]:
@@ -141,3 +152,6 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-", *, exc
     addoption(f"--{prefix}run-id", default=None, dest="conv_run_id", metavar="ID",
               help="the run's id, recorded with every row and naming its results files; pytest-xdist workers get "
                    "their controller's (set by the CLI; default: a new one)")
+    addoption(f"--{prefix}ranks", type=_ranks, default=None, dest="conv_ranks", metavar="LIST",
+              help=f"spatial ranks to check, comma-separated: 1, 2, 3 or {', '.join(RANK_IDS.values())} (default: "
+                   "all; each backend in those it declares, the others recorded as unsupported)")

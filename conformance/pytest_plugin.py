@@ -28,6 +28,7 @@ from conformance.backends.registry import Registry, build_registry, describe
 from conformance.backends.runner import Caller, DirectCaller
 from conformance.checks import table as checktable
 from conformance.checks.example import SuiteContext, unsupported_check_reason
+from conformance.model.problem import RANK_IDS, RANKS
 from conformance.results import known
 from conformance.results.records import Recorder, new_run_id
 from conformance.results.row import Row
@@ -199,6 +200,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                                         f"registered: {', '.join(e.name for e in entries)}")
             entries = [e for e in entries if e.name in select]
         metafunc.parametrize("impl", entries, ids=[e.name for e in entries])
+    if "conv_rank" in metafunc.fixturenames:  # every rank asked for: a backend's undeclared ones skip, saying why
+        ranks = metafunc.config.getoption("conv_ranks") or RANKS
+        metafunc.parametrize("conv_rank", ranks, ids=[RANK_IDS[r] for r in ranks])
 
 
 def _isolated(config: pytest.Config, entry: Any) -> Caller:
@@ -230,6 +234,12 @@ def _impl_items(items: list[pytest.Item]) -> list[tuple[pytest.Item, Any, str]]:
         if callspec is not None and "impl" in callspec.params and check in checktable.BY_NAME:
             out.append((item, callspec.params["impl"], check))
     return out
+
+
+def _rank_of(item: pytest.Item) -> int:
+    """The spatial rank a suite test checks (its ``conv_rank`` parameter; 2 for a test without one)."""
+    callspec = getattr(item, "callspec", None)
+    return int(callspec.params.get("conv_rank", 2)) if callspec is not None else 2
 
 
 #: the checks that take longest (many backend calls per example, or shrinking a known failure) run first: with
@@ -280,7 +290,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if entry.unavailable:
             status, reason = "unavailable", entry.unavailable
         else:
-            status, reason = "unsupported", unsupported_check_reason(entry.backend.capabilities, check, dtypes) or ""
+            status, reason = "unsupported", unsupported_check_reason(entry.backend.capabilities, check, dtypes,
+                                                                     rank=_rank_of(item)) or ""
         if reason:
             item.stash[SKIP_STATUS_KEY] = (status, entry.name, check, reason)
             item.add_marker(pytest.mark.skip(reason=f"{entry.name}: {reason}"))
@@ -294,14 +305,21 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def conv(request: pytest.FixtureRequest, impl: Any) -> Any:
+def conv_rank(request: pytest.FixtureRequest) -> int:
+    """The spatial rank of a suite test's problems, parametrized by ``pytest_generate_tests`` (ids conv1d, conv2d,
+    conv3d: ``pytest -k conv3d`` selects one)."""
+    return int(getattr(request, "param", 2))
+
+
+@pytest.fixture
+def conv(request: pytest.FixtureRequest, impl: Any, conv_rank: int) -> Any:
     """The per-test context: the backend, the run options, and a buffer of rows flushed at teardown."""
     cfg = request.config
     ctx = SuiteContext(entry=impl, recorder=cfg.stash[RECORDER_KEY], nodeid=request.node.nodeid,
                        check=_check_of(request.node) or "", dtypes=cfg.getoption("conv_dtypes"),
                        data_kinds=cfg.getoption("conv_data_kinds"), backend=_isolated(cfg, impl),
                        known=request.node.stash.get(KNOWN_KEY, None),
-                       known_dtypes=request.node.stash.get(KNOWN_DTYPES_KEY, []))
+                       known_dtypes=request.node.stash.get(KNOWN_DTYPES_KEY, []), rank=conv_rank)
     yield ctx
     ctx.flush()
 
@@ -331,7 +349,8 @@ def _test_row(item: pytest.Item, status: str, reason: str) -> Row:
     check = _check_of(item) or ""
     callspec = getattr(item, "callspec", None)
     impl = callspec.params["impl"].name if callspec is not None and "impl" in callspec.params else "?"
-    return Row(status=status, impl=impl, check=check, tier=_tier(check), reason=reason, nodeid=item.nodeid)
+    return Row(status=status, impl=impl, check=check, tier=_tier(check), reason=reason, nodeid=item.nodeid,
+               rank=_rank_of(item))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,28 +1,40 @@
-"""The textbook definition of ``conv2d`` and its three gradients, as nested Python loops.
+"""The textbook definition of ``conv1d``/``conv2d``/``conv3d`` and its three gradients, as nested Python loops.
 
 This backend is the readable oracle: every output is one explicit sum, and every gradient is the adjoint of
-that sum written beside it. With ``sh, sw`` the stride, ``ph, pw`` the padding, ``dh, dw`` the dilation,
-``G`` the groups, ``Cg = C_in / G`` and ``Og = C_out / G``, output channel ``o`` belongs to group
-``g = o // Og`` and reads input channels ``g*Cg .. g*Cg + Cg - 1``::
+that sum written beside it. The layouts are NCL (1-D), NCHW (2-D) and NCDHW (3-D): ``r`` = 1, 2 or 3 spatial
+axes, outermost first. With ``s_a`` the stride, ``pad_a`` the (leading) padding and ``dil_a`` the dilation along
+axis ``a``, ``G`` the groups, ``Cg = C_in / G`` and ``Og = C_out / G``, output channel ``o`` belongs to group
+``g = o // Og`` and reads input channels ``g*Cg .. g*Cg + Cg - 1``. An output position is ``q = (q_1, .., q_r)``,
+a tap ``t = (t_1, .., t_r)`` with ``t_a < k_a``, and::
 
-    y[n, o, i, j] = b[o] + sum_{c < Cg, p < kh, q < kw} x[n, g*Cg + c, ih, iw] * w[o, c, p, q]
-    ih = i*sh - ph + p*dh,   iw = j*sw - pw + q*dw
+    y[n, o, q] = b[o] + sum_{c < Cg} sum_{t} x[n, g*Cg + c, i] * w[o, c, t]
+    i_a = q_a*s_a - pad_a + t_a*dil_a          (along every axis a = 1..r)
 
-A tap with ``ih`` or ``iw`` outside the input reads the zero padding. It is still multiplied, as a 0.0, rather
-than skipped: ``0 * inf`` and ``0 * nan`` are NaN in IEEE arithmetic, and torch (which multiplies the padding)
-propagates them so; skipping the padding would silently turn those NaNs into numbers.
+In 2-D that is ``ih = i*sh - ph + p*dh, iw = j*sw - pw + q*dw``. The taps are summed in C order (the innermost
+axis fastest), channel by channel. A tap with some ``i_a`` outside the input reads the padding: for zero padding
+it is still multiplied, as a 0.0, rather than skipped: ``0 * inf`` and ``0 * nan`` are NaN in IEEE arithmetic,
+and torch (which multiplies the padding) propagates them so; skipping the padding would silently turn those NaNs
+into numbers. reflect, replicate and circular padding read the input element they copy (``_source``).
 Sums are accumulated in Python floats (IEEE double), so a
 float32 problem is computed more accurately than its dtype and rounded once at the end.
+
+To index a position of any rank with one integer, the loops work on the arrays flattened over their spatial axes
+(C order): ``x`` as (N, C_in, prod(in_sizes)), ``w`` as (C_out, Cg, prod(kernel)), ``y`` as (N, C_out,
+prod(out_sizes)).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
 from conformance.backends.backend import Capabilities, Grads
 from conformance.model.problem import ConvProblem
+
+#: one tap of one output position: (flat tap index into w, flat input index into x, whether it reads the input)
+Tap = tuple[int, int, bool]
 
 
 def _source(k: int, n: int, mode: str) -> int | None:
@@ -41,72 +53,92 @@ def _source(k: int, n: int, mode: str) -> int | None:
     return k
 
 
-def _taps(problem: ConvProblem, i: int, j: int) -> Iterator[tuple[int, int, int, int, bool]]:
-    """Every tap ``(p, q)`` of output ``(i, j)`` with the input position ``(ih, iw)`` it reads and whether it
-    reads one at all (False: a zero of the padding)."""
-    (sh, sw), (dh, dw), mode = problem.stride, problem.dilation, problem.padding_mode
-    top, left = problem.padding  # the far sides only matter through the output size
-    for p in range(problem.kh):
-        ih = _source(i * sh - top + p * dh, problem.h, mode)
-        for q in range(problem.kw):
-            iw = _source(j * sw - left + q * dw, problem.w, mode)
-            inside = ih is not None and iw is not None
-            yield p, q, ih or 0, iw or 0, inside
+def _flat(index: Sequence[int], sizes: Sequence[int]) -> int:
+    """The C-order position of ``index`` in an array of shape ``sizes``."""
+    flat = 0
+    for i, n in zip(index, sizes):
+        flat = flat * n + i
+    return flat
+
+
+def _taps(problem: ConvProblem) -> list[list[Tap]]:
+    """For every output position ``q`` (in C order), its taps ``t`` (in C order) with the input position ``i`` each
+    reads (``i_a = q_a*s_a - pad_a + t_a*dil_a``, through ``_source``) and whether it reads one at all (False: a
+    zero of the padding; its input index is then a placeholder, never read)."""
+    mode = problem.padding_mode
+    taps = []
+    for q in itertools.product(*(range(n) for n in problem.out_sizes)):
+        out = []
+        for t in itertools.product(*(range(k) for k in problem.kernel)):
+            # the far sides' padding only matters through the output size
+            i = [_source(q_a * s - pad + t_a * dil, n, mode) for q_a, t_a, s, pad, dil, n
+                 in zip(q, t, problem.stride, problem.padding, problem.dilation, problem.in_sizes)]
+            inside = None not in i
+            out.append((_flat(t, problem.kernel), _flat([i_a or 0 for i_a in i], problem.in_sizes), inside))
+        taps.append(out)
+    return taps
+
+
+def _spatial_flat(a: np.ndarray) -> list[list[list[float]]]:
+    """(A, B, *spatial) -> nested lists [A][B][prod(spatial)] of Python floats (exact copies of the entries)."""
+    return a.reshape(a.shape[0], a.shape[1], -1).tolist()
 
 
 class NaiveLoops:
-    """``conv2d`` as the definition reads: one Python loop per index."""
+    """``conv1d``/``conv2d``/``conv3d`` as the definition reads: one Python loop per index (the spatial ones through
+    ``itertools.product``)."""
 
     name = "naive"
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"), max_macs=50_000,
                                 padding_modes=("zeros", "reflect", "replicate", "circular"), asymmetric_padding=True,
-                                notes="pure Python loops; only small problems")
+                                ranks=(1, 2, 3), notes="pure Python loops; only small problems")
 
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-        xs, ws = x.tolist(), w.tolist()  # nested lists of Python floats: exact copies of the inputs
+        xs, ws = _spatial_flat(x), _spatial_flat(w)
         bs = b.tolist() if b is not None else [0.0] * problem.c_out
         cg, og = problem.c_in // problem.groups, problem.c_out // problem.groups
-        y = np.zeros(problem.output_shape, dtype=np.float64)
+        taps = _taps(problem)
+        y = np.zeros((problem.batch, problem.c_out, len(taps)), dtype=np.float64)
         for n in range(problem.batch):
             for o in range(problem.c_out):
                 first = (o // og) * cg  # first input channel of o's group
-                for i in range(problem.out_h):
-                    for j in range(problem.out_w):
-                        acc = float(bs[o])
-                        for c in range(cg):
-                            for p, q, ih, iw, inside in _taps(problem, i, j):
-                                acc += (xs[n][first + c][ih][iw] if inside else 0.0) * ws[o][c][p][q]
-                        y[n, o, i, j] = acc
-        return np.ascontiguousarray(y, dtype=problem.np_dtype)
+                for q, q_taps in enumerate(taps):
+                    acc = float(bs[o])
+                    for c in range(cg):
+                        xc, wc = xs[n][first + c], ws[o][c]
+                        for t, i, inside in q_taps:
+                            acc += (xc[i] if inside else 0.0) * wc[t]
+                    y[n, o, q] = acc
+        return np.ascontiguousarray(y.reshape(problem.output_shape), dtype=problem.np_dtype)
 
     def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
-        # L = sum(y * dy). Each multiply-add of the forward, y[n,o,i,j] += x[n,first+c,ih,iw] * w[o,c,p,q],
-        # contributes dy[n,o,i,j] * w[o,c,p,q] to dL/dx[n,first+c,ih,iw] and dy[n,o,i,j] * x[...] to
-        # dL/dw[o,c,p,q]; so the backward is the forward's loop nest with the two adjoint updates in its body.
-        # Input positions that no output reads (padding-only taps, rows skipped by a stride that does not
+        # L = sum(y * dy). Each multiply-add of the forward, y[n,o,q] += x[n,first+c,i] * w[o,c,t], contributes
+        # dy[n,o,q] * w[o,c,t] to dL/dx[n,first+c,i] and dy[n,o,q] * x[n,first+c,i] to dL/dw[o,c,t]; so the
+        # backward is the forward's loop nest with the two adjoint updates in its body.
+        # Input positions that no output reads (padding-only taps, positions skipped by a stride that does not
         # divide evenly) are never visited and keep their zero gradient.
-        xs, ws, dys = x.tolist(), w.tolist(), dy.tolist()
-        dx = np.zeros(problem.input_shape).tolist()  # nested lists of 0.0: Python-float accumulators
-        dw = np.zeros(problem.weight_shape).tolist()
+        xs, ws, dys = _spatial_flat(x), _spatial_flat(w), _spatial_flat(dy)
+        dx = _spatial_flat(np.zeros(problem.input_shape))  # nested lists of 0.0: Python-float accumulators
+        dw = _spatial_flat(np.zeros(problem.weight_shape))
         cg, og = problem.c_in // problem.groups, problem.c_out // problem.groups
+        taps = _taps(problem)
         for n in range(problem.batch):
             for o in range(problem.c_out):
                 first = (o // og) * cg
-                for i in range(problem.out_h):
-                    for j in range(problem.out_w):
-                        g = dys[n][o][i][j]
-                        for c in range(cg):
-                            for p, q, ih, iw, inside in _taps(problem, i, j):
-                                if inside:  # a zero of the padding has no input to send its gradient to;
-                                    # a reflected/replicated/wrapped tap sends it to the input it copied
-                                    dx[n][first + c][ih][iw] += g * ws[o][c][p][q]
-                                dw[o][c][p][q] += g * (xs[n][first + c][ih][iw] if inside else 0.0)
-        # The bias is added once to every output of its channel: db[o] = sum over n, i, j of dy[n, o, i, j].
+                for q, q_taps in enumerate(taps):
+                    g = dys[n][o][q]
+                    for c in range(cg):
+                        xc, wc, dxc, dwc = xs[n][first + c], ws[o][c], dx[n][first + c], dw[o][c]
+                        for t, i, inside in q_taps:
+                            if inside:  # a zero of the padding has no input to send its gradient to;
+                                # a reflected/replicated/wrapped tap sends it to the input it copied
+                                dxc[i] += g * wc[t]
+                            dwc[t] += g * (xc[i] if inside else 0.0)
+        # The bias is added once to every output of its channel: db[o] = sum over n and q of dy[n, o, q].
         db = None
         if problem.bias:
-            db = [sum(dys[n][o][i][j] for n in range(problem.batch)
-                      for i in range(problem.out_h) for j in range(problem.out_w))
+            db = [sum(dys[n][o][q] for n in range(problem.batch) for q in range(len(taps)))
                   for o in range(problem.c_out)]
-        return Grads(dx=np.array(dx, dtype=problem.np_dtype),
-                     dw=np.array(dw, dtype=problem.np_dtype),
+        return Grads(dx=np.array(dx, dtype=problem.np_dtype).reshape(problem.input_shape),
+                     dw=np.array(dw, dtype=problem.np_dtype).reshape(problem.weight_shape),
                      db=None if db is None else np.array(db, dtype=problem.np_dtype))

@@ -1,19 +1,24 @@
-"""``conv2d`` from ``scipy.signal.correlate`` / ``convolve`` on 2-D planes, stride and dilation as zeros.
+"""``conv1d``/``conv2d``/``conv3d`` from ``scipy.signal.correlate`` / ``convolve`` on whole 1-D/2-D/3-D signals
+(the spatial part of NCL/NCHW/NCDHW), stride and dilation as zeros.
 
-Along one axis (the other is the same) write ``xp`` for the zero-padded input (length ``Hp = H + 2*ph``),
-``wd`` for the kernel dilated by ``dh`` (``dh - 1`` zeros between taps, length ``K = dh*(kh - 1) + 1``) and
-``dys`` for ``dy`` dilated by the stride (``sh - 1`` zeros between rows, length ``(Ho - 1)*sh + 1``)::
+``scipy.signal`` correlates N-d arrays directly, and the N-d correlation is the 1-D one along every axis at once,
+so it suffices to write one axis ``a`` (the others are the same). Write ``xp`` for the zero-padded input (length
+``P_a = n_a + 2*pad_a``), ``wd`` for the kernel dilated by ``dil_a`` (``dil_a - 1`` zeros between taps, length
+``K_a = dil_a*(k_a - 1) + 1``) and ``dys`` for ``dy`` dilated by the stride (``s_a - 1`` zeros between
+entries, length ``(out_a - 1)*s_a + 1``)::
 
-    y[i]  = sum_p xp[i*sh + p*dh] w[p]        = correlate(xp, wd, "valid")[i*sh]     forward
-    dxp[a] = sum_{i*sh + p*dh = a} dy[i] w[p]  = convolve(dys, wd, "full")[a]        grad input
-    dw[p] = sum_i dy[i] xp[i*sh + p*dh]        = correlate(xp, dys, "valid")[p*dh]   grad weight
+    y[q]   = sum_t xp[q*s + t*dil] w[t]          = correlate(xp, wd, "valid")[q*s]      forward
+    dxp[i] = sum_{q*s + t*dil = i} dy[q] w[t]    = convolve(dys, wd, "full")[i]         grad input
+    dw[t]  = sum_q dy[q] xp[q*s + t*dil]         = correlate(xp, dys, "valid")[t*dil]   grad weight
 
-The full convolution has length ``(Ho - 1)*sh + K <= Hp``; padded rows beyond it are read by no output and
-keep a zero gradient, and cropping ``dxp[ph:ph + H]`` drops the padding. A plane pair is correlated for
-every (sample, output channel, input channel of its group) and the planes are summed over channels.
+with ``q = (q_1..q_r)`` the output position, ``t = (t_1..t_r)`` the tap and ``q*s + t*dil`` the input position
+``q_a*s_a + t_a*dil_a`` along each axis (of the padded input: ``q_a*s_a - pad_a + t_a*dil_a`` of the input).
+The full convolution has length ``(out_a - 1)*s_a + K_a <= P_a``; padded positions beyond it are read by no
+output and keep a zero gradient, and cropping ``dxp[pad_a:pad_a + n_a]`` drops the padding. A signal pair is
+correlated for every (sample, output channel, input channel of its group) and the results are summed over channels.
 
 ``method="direct"`` is pinned in every call: the default ``method="auto"`` silently switches to FFT
-convolution for large enough planes, whose rounding error is normwise rather than per element; this backend
+convolution for large enough signals, whose rounding error is normwise rather than per element; this backend
 declares the componentwise (direct summation) error model, so it must never take that path.
 """
 
@@ -26,26 +31,29 @@ from conformance.backends.backend import Capabilities, Grads
 from conformance.model.problem import ConvProblem
 
 
-def _dilate(a: np.ndarray, step: tuple[int, int]) -> np.ndarray:
-    """``a`` (last two axes) with ``step - 1`` zeros inserted between neighbouring entries."""
-    rows, cols = a.shape[-2], a.shape[-1]
-    out = np.zeros((*a.shape[:-2], (rows - 1) * step[0] + 1, (cols - 1) * step[1] + 1), dtype=a.dtype)
-    out[..., ::step[0], ::step[1]] = a
+def _dilate(a: np.ndarray, step: tuple[int, ...]) -> np.ndarray:
+    """``a`` with ``step_a - 1`` zeros inserted between neighbouring entries along each of its last ``len(step)``
+    axes."""
+    r = len(step)
+    lead, sizes = a.shape[:-r], a.shape[-r:]
+    out = np.zeros((*lead, *((n - 1) * s + 1 for n, s in zip(sizes, step))), dtype=a.dtype)
+    out[(slice(None),) * len(lead) + tuple(slice(None, None, s) for s in step)] = a
     return out
 
 
 def _pad(problem: ConvProblem, x: np.ndarray) -> np.ndarray:
-    (ph, pw) = problem.padding
-    return np.pad(np.asarray(x, dtype=problem.dtype), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    """``x`` with ``pad_a`` zeros on both sides of each spatial axis (symmetric zero padding only)."""
+    return np.pad(np.asarray(x, dtype=problem.dtype), ((0, 0), (0, 0), *((p, p) for p in problem.padding)))
 
 
 class ScipyCorrelate:
-    """One ``scipy.signal`` direct correlation per 2-D plane pair."""
+    """One ``scipy.signal`` direct correlation per pair of 1-D/2-D/3-D signals."""
 
     name = "scipy"
     capabilities = Capabilities(dtypes=("float32", "float64"), max_macs=2_000_000,
                                 padding_modes=("zeros", "reflect", "replicate", "circular"), asymmetric_padding=True,
-                                notes="scipy.signal.correlate per plane, method='direct'; float16/bfloat16: "
+                                ranks=(1, 2, 3),
+                                notes="scipy.signal.correlate per signal, method='direct'; float16/bfloat16: "
                                       "scipy.signal computes them through other precisions")
 
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
@@ -56,19 +64,20 @@ class ScipyCorrelate:
         # registers this backend (the suite's parent; its worker imports it on the first call) need not pay
         xp = _pad(problem, x)
         wd = _dilate(np.asarray(w, dtype=problem.dtype), problem.dilation)
-        (sh, sw) = problem.stride
+        strided = tuple(slice(None, None, s) for s in problem.stride)
         cg, og = problem.c_in // problem.groups, problem.c_out // problem.groups
         y = np.zeros(problem.output_shape, dtype=problem.dtype)
         for n in range(problem.batch):
             for o in range(problem.c_out):
                 first = (o // og) * cg  # first input channel of o's group
                 for c in range(cg):
-                    # The "valid" correlation is the stride-1 output; every sh-th row of it is the strided
-                    # one, and there are exactly Ho of them: ceil((Hp - K + 1) / sh) = (Hp - K) // sh + 1.
+                    # The "valid" correlation is the stride-1 output; every s_a-th entry of it along each axis is
+                    # the strided one, and there are exactly out_a of them: ceil((P_a - K_a + 1) / s_a)
+                    # = (P_a - K_a) // s_a + 1.
                     full = signal.correlate(xp[n, first + c], wd[o, c], mode="valid", method="direct")
-                    y[n, o] += full[::sh, ::sw]
+                    y[n, o] += full[strided]
         if b is not None:
-            y += np.asarray(b, dtype=problem.dtype)[None, :, None, None]
+            y += np.asarray(b, dtype=problem.dtype).reshape((-1,) + (1,) * problem.rank)
         return y
 
     def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
@@ -80,9 +89,10 @@ class ScipyCorrelate:
         xp = _pad(problem, x)
         wd = _dilate(np.asarray(w, dtype=problem.dtype), problem.dilation)
         dys = _dilate(np.asarray(dy, dtype=problem.dtype), problem.stride)
-        (ph, pw), (dil_h, dil_w) = problem.padding, problem.dilation
-        kh_span, kw_span = wd.shape[-2:]
-        rows, cols = dys.shape[-2] + kh_span - 1, dys.shape[-1] + kw_span - 1  # full convolution extent
+        spans = wd.shape[2:]  # K_a, the dilated kernel's extent
+        # the full convolution's extent, (out_a - 1)*s_a + K_a along each axis
+        full = tuple(slice(0, m + k - 1) for m, k in zip(dys.shape[2:], spans))
+        taps = tuple(slice(0, k, d) for k, d in zip(spans, problem.dilation))  # lag t_a*dil_a of each tap
         cg, og = problem.c_in // problem.groups, problem.c_out // problem.groups
         dxp = np.zeros(xp.shape, dtype=problem.dtype)
         dw = np.zeros(problem.weight_shape, dtype=problem.dtype)
@@ -91,12 +101,12 @@ class ScipyCorrelate:
                 first = (o // og) * cg
                 for c in range(cg):
                     # dx: scatter dy back through the kernel = full convolution with the dilated kernel.
-                    dxp[n, first + c, :rows, :cols] += signal.convolve(dys[n, o], wd[o, c], mode="full",
-                                                                       method="direct")
-                    # dw: the correlation of xp with dys at lag a is sum_i dy[i] xp[i*sh + a]; the kernel
-                    # tap p sits at lag p*dh, so only every dh-th lag is a weight gradient.
+                    dxp[n, first + c][full] += signal.convolve(dys[n, o], wd[o, c], mode="full", method="direct")
+                    # dw: the correlation of xp with dys at lag l is sum_q dy[q] xp[q*s + l]; the kernel
+                    # tap t sits at lag t*dil, so only every dil_a-th lag along each axis is a weight gradient.
                     lags = signal.correlate(xp[n, first + c], dys[n, o], mode="valid", method="direct")
-                    dw[o, c] += lags[:kh_span:dil_h, :kw_span:dil_w]
-        dx = np.ascontiguousarray(dxp[:, :, ph:ph + problem.h, pw:pw + problem.w])
-        db = np.asarray(dy, dtype=problem.dtype).sum(axis=(0, 2, 3)) if problem.bias else None
+                    dw[o, c] += lags[taps]
+        crop = tuple(slice(p, p + m) for p, m in zip(problem.padding, problem.in_sizes))
+        dx = np.ascontiguousarray(dxp[(slice(None), slice(None), *crop)])
+        db = np.asarray(dy, dtype=problem.dtype).sum(axis=(0, *range(2, 2 + problem.rank))) if problem.bias else None
         return Grads(dx=dx, dw=dw, db=db)

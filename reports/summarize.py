@@ -1,4 +1,5 @@
-"""Merge recorded results into report cells (environment × implementation × check column) and summarize them.
+"""Merge recorded results into report cells (environment and rank × implementation × check column) and summarize
+them.
 
 A *column* is the check (``forward``, ``grad_input``, ``grad_weight``, ``grad_bias``) of a hypothesis-tier row
 and the tier (``golden``, ``exact``, ``nonfinite``, ``oracle-free``, ``contract``, later ones) of the others. Rows
@@ -21,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 from conformance.checks import table as checktable
 from conformance.checks.findings import explain, is_failing
-from conformance.model.problem import ConvProblem
+from conformance.model.problem import RANK_IDS, ConvProblem
 from conformance.results.records import RunFile, as_float, load
 from conformance.results.row import Row
 
@@ -515,6 +516,13 @@ def _ordered(names: Iterable[str], first: Sequence[str] = ()) -> list[str]:
     return [c for c in first if c in names] + sorted(names - set(first))
 
 
+def setting(env: str, rank: int, ranked: bool) -> str:
+    """A matrix row's setting, beside the implementation: the environment, and where the results hold rows of more
+    than conv2d, the rank (``local · conv3d``), so that a backend's 1-D, 2-D and 3-D verdicts stand apart, never
+    averaged together (the report's "environment" dimension is this setting)."""
+    return f"{env} · {RANK_IDS.get(rank, f'rank {rank}')}" if ranked else env
+
+
 def summarize(source: Sequence[str | Path | RunFile]) -> Report:
     """Read results files or directories (or already loaded ``RunFile``s) and merge them into a ``Report``."""
     runfiles = [s for s in source if isinstance(s, RunFile)]
@@ -552,8 +560,9 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
         run.files.append({"path": str(rf.path), "name": rf.path.name, "worker": head.get("worker", "?"),
                           "rows": len(rf.rows), "new_rows": new, "partial": rf.partial,
                           "exitstatus": rf.end.get("exitstatus") if rf.end else None})
+    ranked = any(r.rank != 2 for r in kept)  # rows of conv1d/conv3d: the rank is a dimension of every row's setting
     for row in explain(kept):  # every row first: an arithmetic finding explains rows of other files too
-        env, impl = row.env, str(row.impl or "?")
+        env, impl = setting(row.env, row.rank, ranked), str(row.impl or "?")
         for col in columns_of(row):
             cells.setdefault((env, impl, col), Cell(env, impl, col)).add(row)
         # the implementation's total over every column: a call is counted once however many rows share it

@@ -41,10 +41,17 @@ def no_shrink(env: dict[str, str]) -> list[str]:
     return ["-p", "_no_shrink"]
 
 
+#: the ranks a child run checks unless its arguments name them: conv2d, which these tests are about; the ranks
+#: themselves are tested where the arguments name them (``--conv-ranks``: tests/test_ranks.py)
+DEFAULT_RANKS = ("--conv-ranks", "2")
+
+
 def suite_command(results: Path, *args: str) -> list[str]:
-    """``pytest --pyargs conformance.suite`` recording its rows under ``results``, then ``args``."""
+    """``pytest --pyargs conformance.suite`` recording its rows under ``results``, then ``args`` (conv2d only, unless
+    they name ``--conv-ranks``)."""
+    ranks = () if any(a.startswith("--conv-ranks") for a in args) else DEFAULT_RANKS
     return [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider",
-            "--conv-results", str(results), *args]
+            "--conv-results", str(results), *ranks, *args]
 
 
 def run_suite(cwd: Path, results: Path, *args: str, timeout: float = 600,

@@ -224,7 +224,7 @@ def test_gate_verbose_lists_each_check(tmp_path: Path) -> None:
     proc = conv("gate", "--impl", f"{TEMPLATE}:MyConv", "-k", "golden", "--max-examples", "2", "-v",
                 "--results", str(tmp_path / "res"), "--out", str(tmp_path / "gate.html"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert re.search(r"test_golden\.py::test_golden\[my-conv\] PASSED", proc.stdout), proc.stdout
+    assert re.search(r"test_golden\.py::test_golden\[my-conv-conv2d\] PASSED", proc.stdout), proc.stdout
 
 
 # -- 6. usage errors in two lines -----------------------------------------------------------------------------------

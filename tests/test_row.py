@@ -20,10 +20,12 @@ def test_a_row_round_trips_through_its_json_line() -> None:
 
 def test_a_newer_writers_fields_survive_and_schema_1_spellings_are_read() -> None:
     old = {"type": "result", "status": "passed", "impl": "naive", "check": "adjoint", "tier": "oracle-free",
-           "message": None, "rank": 3}
+           "message": None, "operation": "conv_transpose"}
     row = Row.from_json(old)
     assert row.tier == "oracle_free" and row.column == "adjoint" and row.message == ""
-    assert row.extra == {"rank": 3} and row.to_json()["rank"] == 3
+    assert row.extra == {"operation": "conv_transpose"} and row.to_json()["operation"] == "conv_transpose"
+    assert row.rank == 2  # rows written before ranks were recorded are conv2d
+    assert Row.from_json({"status": "passed", "impl": "x", "rank": 3}).rank == 3
 
 
 def test_a_status_outside_the_list_is_refused_naming_the_list() -> None:

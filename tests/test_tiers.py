@@ -152,7 +152,9 @@ def test_corpus_files_name_their_sources_and_parse():
         corpus = shapes.load(name)
         assert corpus.sources, name
         text = corpus.path.read_text()
-        assert "torchvision" in text or "github.com" in text, f"{name}: no module path or issue named"
+        assert "arXiv:" in text or "github.com" in text, f"{name}: no paper or issue named"
+        assert "torchvision" in text or "github.com" in text or "/" in " ".join(corpus.sources), \
+            f"{name}: no module path or issue named"
     counts = {n: sum(lay.count for lay in shapes.load(n).layers) for n in ("resnet50", "mobilenet_v2", "alexnet")}
     assert counts == {"resnet50": 53, "mobilenet_v2": 52, "alexnet": 5}  # the networks' convolution counts
 
@@ -167,13 +169,13 @@ def test_reduction_keeps_the_layer_character(budget):
         for layer in corpus.layers:
             full, p = layer.problem(), shapes.reduce(layer, budget)
             assert p.label == f"{corpus.name}:{layer.name}"
-            assert (p.kh, p.kw, p.stride, p.padding, p.dilation) == (full.kh, full.kw, full.stride, full.padding,
-                                                                     full.dilation)
+            assert (p.rank, p.kernel, p.stride, p.padding, p.dilation) == (full.rank, full.kernel, full.stride,
+                                                                           full.padding, full.dilation)
             assert p.batch <= 2
-            for n, n2, k, s, pad, d in ((full.h, p.h, p.kh, p.stride[0], p.padding[0], p.dilation[0]),
-                                        (full.w, p.w, p.kw, p.stride[1], p.padding[1], p.dilation[1])):
+            for n, n2, k, s, pad, d in zip(full.in_sizes, p.in_sizes, p.kernel, p.stride, p.padding, p.dilation):
                 assert _remainder(n, k, s, pad, d) == _remainder(n2, k, s, pad, d), (layer, p)
-            assert min(full.out_h, 2) <= p.out_h <= full.out_h and min(full.out_w, 2) <= p.out_w <= full.out_w
+            for full_out, out in zip(full.out_sizes, p.out_sizes):
+                assert min(full_out, 2) <= out <= full_out, (layer, p)
             if full.groups == full.c_in > 1:  # depthwise stays depthwise, with its channel multiplier
                 assert p.groups == p.c_in > 1 and p.c_out // p.groups == full.c_out // full.groups
             assert p.macs <= budget or p.macs == full.macs, (layer, p, p.macs)
@@ -269,14 +271,18 @@ def test_extreme_kinds_are_data_kinds():
 
 # -- the scale tier ------------------------------------------------------------------------------------------------
 def test_scale_problems_are_wide_and_cheap():
-    for p in scale_tier.SCALE_PROBLEMS:
-        assert p.macs <= 2**16 + 1 and max(p.batch, p.c_in, p.c_out, p.groups, p.w) > 2**16
-    for p in scale_tier.BIG_PROBLEMS:
-        assert p.max_elements > 2**31 and p.macs == p.max_elements
+    for rank in (1, 2, 3):
+        assert {p.rank for p in scale_tier.SCALE_PROBLEMS[rank] + scale_tier.BIG_PROBLEMS[rank]} == {rank}
+        for p in scale_tier.SCALE_PROBLEMS[rank]:
+            assert p.macs <= 2**16 + 1 and max(p.batch, p.c_in, p.c_out, p.groups, *p.in_sizes) > 2**16
+        for p in scale_tier.BIG_PROBLEMS[rank]:
+            assert p.max_elements > 2**31 and p.macs == p.max_elements
+    # every spatial axis past 65536 in its rank: the width in every rank, the depth in conv3d
+    assert [p.label for p in scale_tier.SCALE_PROBLEMS[3] if p.d > 2**16] == ["scale:depth=65537"]
 
 
 def test_scale_2g_skips_with_the_reason():
-    p = scale_tier.BIG_PROBLEMS[0].replace(dtype="float32")
+    p = scale_tier.BIG_PROBLEMS[2][0].replace(dtype="float32")
     assert "opt-in" in scale_tier.big_skip_reason(p, opted_in=False, worker_limit=None, available=2**50)
     assert "GiB available" in scale_tier.big_skip_reason(p, opted_in=True, worker_limit=None, available=2**34)
     assert "--conv-memory-limit 16 GiB" in scale_tier.big_skip_reason(p, opted_in=True, worker_limit=16 * 2**30,

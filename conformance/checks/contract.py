@@ -2,7 +2,7 @@
 
 For a forward and a backward call on one problem, made twice with the very same objects:
 
-- every result is a numpy array of the problem's dtype and shape, C-contiguous NCHW;
+- every result is a numpy array of the problem's dtype and shape, C-contiguous (NCL, NCHW, NCDHW);
 - the inputs are left unmodified, and no result shares memory with an input or with another call's result;
 - the second call returns the same bits as the first (a backend declared non-deterministic: within the bound
   of its error model instead).
@@ -37,7 +37,7 @@ def _shape_dtype(p: ConvProblem, what: str, a: Any, shape: tuple[int, ...]) -> s
     if a.dtype != p.np_dtype:
         return f"{what} has dtype {a.dtype}, expected {p.dtype}"
     if not a.flags.c_contiguous:
-        return f"{what} is not C-contiguous (strides {a.strides}): outputs must be C-contiguous NCHW"
+        return f"{what} is not C-contiguous (strides {a.strides}): outputs must be C-contiguous (N, C, *spatial)"
     return None
 
 
@@ -80,7 +80,7 @@ def check_calls(backend: Any, p: ConvProblem, inp: Inputs) -> tuple[list[Verdict
         for (what, shape), v, layout in zip(shapes, values, layouts):
             why = _shape_dtype(p, f"{method} {what}", v, shape)
             if why is None and layout != "C":  # the worker saw the array before pickling made it contiguous
-                why = f"{method} {what} is {layout}, not C-contiguous: outputs must be C-contiguous NCHW"
+                why = f"{method} {what} is {layout}, not C-contiguous: outputs must be C-contiguous (N, C, *spatial)"
             if why:
                 bad.append(_fail(impl, why))
         if caps.deterministic and out.repeats:

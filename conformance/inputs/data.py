@@ -26,6 +26,7 @@ The extreme kinds (the extreme tier; each judged by the deterministic bound):
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +87,8 @@ def int_density(p: ConvProblem, exact_bits: int) -> float:
     sum of K products has about K·d² non-zero terms. Chosen so K_max·d²·INT_RANGE² <= 2^(p-1); the tier
     then verifies max M1 <= 2^p with the magnitude convolution before it trusts bitwise equality.
     """
-    k_max = max(p.c_in // p.groups * p.kh * p.kw + 1, p.c_out // p.groups * p.kh * p.kw, p.batch * p.out_h * p.out_w)
+    taps, outputs = math.prod(p.kernel), math.prod(p.out_sizes)
+    k_max = max(p.c_in // p.groups * taps + 1, p.c_out // p.groups * taps, p.batch * outputs)
     budget = 2.0 ** (exact_bits - 1) / (k_max * INT_RANGE**2)
     return float(min(1.0, np.sqrt(budget)))
 
@@ -121,10 +123,10 @@ def dtype_range(dtype: str) -> tuple[float, float]:
 
 def sum_lengths(p: ConvProblem) -> dict[str, int]:
     """The longest sum of each operand's passes (an upper bound of every K_i it enters)."""
-    taps = p.kh * p.kw
+    taps = math.prod(p.kernel)
     forward = p.c_in // p.groups * taps + (1 if p.bias else 0)
     grad_input = p.c_out // p.groups * taps
-    grad_weight = p.batch * p.out_h * p.out_w  # grad_bias sums the same count
+    grad_weight = p.batch * math.prod(p.out_sizes)  # grad_bias sums the same count
     return {"x": max(forward, grad_weight), "w": max(forward, grad_input), "dy": max(grad_input, grad_weight)}
 
 

@@ -1,8 +1,15 @@
-"""The seed notebook's golden case: a 6×5 image, a 3×3 Sobel kernel, ``loss = out.sum()``.
+"""The golden cases, one per rank, each with ``loss = out.sum()`` (dy = ones).
 
-``conformance/data/golden.json`` is a copy of ``shared/seed/golden.json``: PyTorch's own answers for the
-forward output, the weight gradient ``[[15,18,25],[21,23,28],[30,31,34]]`` and the input gradient, with the
-notebook's output-shape examples.
+conv2d: the seed notebook's case, a 6×5 image and a 3×3 Sobel kernel. ``conformance/data/golden.json`` is a copy of
+``shared/seed/golden.json``: PyTorch's own answers for the forward output, the weight gradient
+``[[15,18,25],[21,23,28],[30,31,34]]`` and the input gradient, with the notebook's output-shape examples.
+
+conv1d and conv3d (``conformance/data/golden_nd.json``): the central difference ``[1, 0, -1]`` on pi's digits
+``3 1 4 1 5 9 2 6`` with padding 1 (forward ``[-1, -1, 0, -1, -8, 3, 3, 2]``, weight gradient ``[25, 31, 28]``: the
+sums of the padded input's three windows), and a 2×2×2 kernel ``w[a,b,c] = 1 + 2a + b - c`` on the 3×4×4 ramp
+``x[d,h,w] = 3d + 2h + w`` (forward ``16·x[d,h,w] + 62``, weight gradient ``18·(3a + 2b + c) + 81``): values a reader
+can check by hand, derived again in ``tests/test_golden_nd.py``; a kernel that is not symmetric, so a flipped kernel or
+swapped axes (D ≠ H) show; every sum at most 256 in magnitude, so exact in bfloat16 too.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from conformance.inputs.data import Inputs
-from conformance.model.problem import ConvProblem
+from conformance.model.problem import RANK_IDS, ConvProblem
 
 
 @lru_cache(maxsize=1)
@@ -23,8 +30,15 @@ def golden_json() -> dict[str, Any]:
     return json.loads(resources.files("conformance").joinpath("data/golden.json").read_text())
 
 
-def golden_case(dtype: str = "float32") -> tuple[ConvProblem, Inputs, dict[str, np.ndarray]]:
-    """The problem, its operands (dy = ones: the gradient of ``out.sum()``) and the expected answers."""
+@lru_cache(maxsize=1)
+def golden_nd_json() -> dict[str, Any]:
+    return json.loads(resources.files("conformance").joinpath("data/golden_nd.json").read_text())
+
+
+def golden_case(dtype: str = "float32", rank: int = 2) -> tuple[ConvProblem, Inputs, dict[str, np.ndarray]]:
+    """The problem of ``rank``, its operands (dy = ones: the gradient of ``out.sum()``) and the expected answers."""
+    if rank != 2:
+        return _golden_nd(dtype, rank)
     g = golden_json()
     n, c, h, w = g["x_shape"]
     o, _, kh, kw = g["w_shape"]
@@ -51,3 +65,14 @@ def shape_examples() -> list[tuple[ConvProblem, tuple[int, ...]]]:
                         stride=ex["stride"], padding=ex["padding"])
         out.append((p, tuple(ex["expected_output_shape"])))
     return out
+
+
+def _golden_nd(dtype: str, rank: int) -> tuple[ConvProblem, Inputs, dict[str, np.ndarray]]:
+    g = golden_nd_json()[RANK_IDS[rank]]
+    p = ConvProblem.parse(g["descriptor"]).replace(dtype=dtype, label=g["label"])
+    x = np.asarray(g["x"], dtype=p.np_dtype).reshape(p.input_shape)
+    w = np.asarray(g["w"], dtype=p.np_dtype).reshape(p.weight_shape)
+    expected = {"forward": np.asarray(g["expected_out"], dtype=np.float64).reshape(p.output_shape),
+                "grad_weight": np.asarray(g["expected_grad_weight"], dtype=np.float64).reshape(p.weight_shape),
+                "grad_input": np.asarray(g["expected_grad_input"], dtype=np.float64).reshape(p.input_shape)}
+    return p, Inputs(x, w, None, np.ones(p.output_shape, dtype=p.np_dtype)), expected

@@ -149,8 +149,11 @@ def data_kinds(kinds: Sequence[str] = ("normal", "uniform", "wide")) -> st.Searc
 #: than a block (pytorch#19912, #21597, #50042, #54136)
 NEAR_POWERS_OF_TWO = tuple(v for b in (8, 16, 24, 32, 64, 128, 256) for v in (b - 1, b, b + 1))
 #: what one boundary problem puts next to a block boundary. ``crash``: XLA:CPU's backward-data abort (issue #8, item
-#: 6): kernel 2, stride 2, padding 1 on one axis and a kernel longer than the output on the other
-BOUNDARY_FOCI = ("channels", "groups", "depthwise", "width", "height", "crash")
+#: 6): kernel 2, stride 2, padding 1 on one axis and a kernel longer than the output on another. ``height`` needs two
+#: spatial axes, ``depth`` three (the block tails of a conv3d's depth axis)
+BOUNDARY_FOCI = ("channels", "groups", "depthwise", "width", "height", "crash", "depth")
+#: the spatial axis (from the innermost) each axis focus puts at a boundary
+_FOCUS_AXIS = {"width": 1, "height": 2, "depth": 3}
 
 
 def _near(draw: Any, cap: int) -> int:
@@ -174,19 +177,23 @@ def boundary_problems(
     bias: bool | None = None,
     max_macs: int = MAX_MACS,
     max_batch: int = 2,
+    ranks: Sequence[int] | None = None,
 ) -> ConvProblem:
-    """Problems with channel counts, group sizes, channel multipliers, widths or heights next to a block boundary.
+    """Problems with channel counts, group sizes, channel multipliers, widths, heights or depths next to a block
+    boundary.
 
     Each problem has one *focus* (``BOUNDARY_FOCI``): channels (C_in and/or C_out from ``NEAR_POWERS_OF_TWO``),
     groups (many groups narrower than a block, or a few groups whose width sits at a boundary), depthwise (groups =
-    C_in at a boundary, channel multiplier 1 to 4), width or height (the output or the input size of that axis at a
-    boundary), or crash (kernel 2, stride 2, padding 1 on one axis, a kernel of 5 to 9 longer than the output on the
-    other). The other sizes stay small, output sizes sitting at a boundary too where the budget leaves room; like
-    ``conv_problems`` every size is capped by what the work budget leaves, so every problem is valid and within
-    ``max_macs`` by construction (no filtering).
+    C_in at a boundary, channel multiplier 1 to 4), width, height or depth (the output or the input size of that axis
+    at a boundary; height in 2-D and 3-D, depth in 3-D), or crash (kernel 2, stride 2, padding 1 on one axis, a kernel
+    of 5 to 9 longer than the output on another; 2-D and 3-D). The other sizes stay small, output sizes sitting at a
+    boundary too where the budget leaves room; like ``conv_problems`` every size is capped by what the work budget
+    leaves, so every problem is valid and within ``max_macs`` by construction (no filtering).
     """
     caps, allowed, max_macs = _declared(dtypes, capabilities, max_macs)
-    foci = [f for f in BOUNDARY_FOCI if caps.groups or f not in ("groups", "depthwise")]
+    rank = draw(st.sampled_from(_ranks(ranks, caps)))
+    foci = [f for f in BOUNDARY_FOCI if (caps.groups or f not in ("groups", "depthwise"))
+            and _FOCUS_AXIS.get(f, 0) <= rank and (f != "crash" or rank > 1)]
     focus = draw(st.sampled_from(foci))
     dtype = draw(st.sampled_from(allowed))
     budget = max(1, max_macs)
@@ -220,31 +227,33 @@ def boundary_problems(
     per_tap = groups * cin_g * cout_g
     left = max(1, budget // per_tap)  # kernel taps x outputs x batch still affordable
 
-    # -- kernels, strides, dilations -----------------------------------------------------------------------------
-    crash_axis = draw(st.sampled_from((0, 1))) if focus == "crash" else None
-    boundary_axis = {"height": 0, "width": 1}.get(focus)
-    k, s, d = [1, 1], [1, 1], [1, 1]
-    for a in (0, 1):
-        if crash_axis is not None and a == crash_axis:
+    # -- kernels, strides, dilations (per axis, outermost first) -------------------------------------------------
+    crash_axis = draw(st.sampled_from(tuple(range(rank)))) if focus == "crash" else None
+    long_axis = None if crash_axis is None else (1 - crash_axis if crash_axis < 2 else 0)  # the kernel > the output
+    boundary_axis = rank - _FOCUS_AXIS[focus] if focus in _FOCUS_AXIS else None
+    k, s, d = [1] * rank, [1] * rank, [1] * rank
+    for a in range(rank):
+        drawn = math.prod(k[:a]) * (2 if crash_axis is not None and crash_axis > a else 1)  # taps already spent
+        if a == crash_axis:
             k[a], s[a] = 2, 2
-        elif crash_axis is not None:
-            k[a], s[a] = draw(st.integers(5, max(5, min(9, left // 2)))), draw(st.integers(1, 2))
+        elif a == long_axis:
+            k[a], s[a] = draw(st.integers(5, max(5, min(9, left // 2)))), draw(st.integers(1, 2))  # (2: the crash's)
         else:
-            k[a] = draw(st.integers(1, max(1, min(3, left // k[0] if a else left))))
+            k[a] = draw(st.integers(1, max(1, min(3, left // drawn))))
             d[a] = draw(st.integers(1, 2 if (k[a] > 1 and caps.dilation) else 1))
             s[a] = draw(st.integers(1, 3))
-    outputs_left = max(1, left // (k[0] * k[1]))
+    outputs_left = max(1, left // math.prod(k))
 
     # -- output (or input) sizes and padding, per axis -----------------------------------------------------------
-    sizes, pads, out_h = [0, 0], [0, 0], 1
-    for a in (0, 1):
+    sizes, pads, outs = [0] * rank, [0] * rank, [1] * rank
+    for a in range(rank):
         span = d[a] * (k[a] - 1) + 1
-        cap_a = outputs_left if a == 0 else max(1, outputs_left // max(1, out_h))
-        if crash_axis is not None and a == crash_axis:
+        cap_a = max(1, outputs_left // math.prod(outs[:a]))
+        if a == crash_axis:
             out = draw(st.integers(1, max(1, min(4, cap_a))))
             slack = 1 if out == 1 else draw(st.integers(0, 1))  # input = 2*(out - 1) + slack >= 1
             sizes[a], pads[a] = (out - 1) * 2 + 2 + slack - 2, 1
-        elif crash_axis is not None:  # the kernel is longer than the output
+        elif a == long_axis:  # the kernel is longer than the output
             out = draw(st.integers(1, max(1, min(k[a] - 1, cap_a))))
             padded = (out - 1) * s[a] + span + draw(st.integers(0, s[a] - 1))
             pads[a] = draw(st.integers(0, min(2, (padded - 1) // 2)))
@@ -263,11 +272,10 @@ def boundary_problems(
             padded = (out - 1) * s[a] + span + draw(st.integers(0, s[a] - 1))
             pads[a] = draw(st.integers(0, min(2, (padded - 1) // 2)))
             sizes[a] = padded - 2 * pads[a]
-        if a == 0:
-            out_h = out
-    out_w = out
-    batch = draw(st.integers(1, max(1, min(max_batch, outputs_left // (out_h * out_w)))))
+        outs[a] = out
+    batch = draw(st.integers(1, max(1, min(max_batch, outputs_left // math.prod(outs)))))
     has_bias = draw(st.booleans()) if bias is None else bias
-    return ConvProblem(batch=batch, c_in=groups * cin_g, c_out=groups * cout_g, h=sizes[0], w=sizes[1], kh=k[0],
-                       kw=k[1], stride=(s[0], s[1]), padding=(pads[0], pads[1]), dilation=(d[0], d[1]), groups=groups,
-                       bias=has_bias, dtype=dtype)
+    axes = AXIS_NAMES[rank]
+    spatial: dict[str, Any] = dict(zip(axes, sizes)) | {"k" + ax: v for ax, v in zip(axes, k)}
+    return ConvProblem(batch=batch, c_in=groups * cin_g, c_out=groups * cout_g, **spatial, stride=tuple(s),
+                       padding=tuple(pads), dilation=tuple(d), groups=groups, bias=has_bias, dtype=dtype)

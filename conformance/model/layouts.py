@@ -5,15 +5,16 @@ a kernel reads a strided view as if it were C-contiguous, or picks a layout by c
 ambiguous when C = 1, H = W = 1 or C = H = W. The layout tiers pass x, w and dy as
 
 ================  ===========================================================================
-contiguous        C-contiguous NCHW (every other check)
-channels_last     NHWC memory viewed as NCHW (torch.channels_last); 1-D arrays stay contiguous
+contiguous        C-contiguous NCL / NCHW / NCDHW (every other check)
+channels_last     channels innermost in memory, viewed as channels-first: NLC, NHWC (torch.channels_last), NDHWC
+                  (torch.channels_last_3d); 1-D arrays (the bias) stay contiguous
 strided           every other element of an array twice as large in every dimension
 negative          a reversed copy viewed backwards: negative strides in every dimension
 broadcast         dy as one value broadcast to its shape (stride 0), as ``loss = out.sum()`` feeds back; x and w
                   contiguous
 ================  ===========================================================================
 
-Values are unchanged, so results are judged by the same bounds; results must still be C-contiguous NCHW.
+Values are unchanged, so results are judged by the same bounds; results must still be C-contiguous (NCHW in 2-D).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def view(a: np.ndarray, layout: str, *, is_dy: bool = False) -> np.ndarray:
     if layout == "contiguous" or (layout == "broadcast" and not is_dy):
         return np.array(a, order="C", copy=True)
     if layout == "channels_last":
-        if a.ndim != 4:
+        if a.ndim < 3:
             return np.array(a, order="C", copy=True)
-        return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        last = (0, *range(2, a.ndim), 1)  # (N, C, *spatial) -> (N, *spatial, C) in memory
+        return np.ascontiguousarray(a.transpose(last)).transpose(np.argsort(last))
     if layout == "strided":
         big = np.zeros(tuple(2 * s for s in a.shape), dtype=a.dtype)
         index = tuple(slice(None, None, 2) for _ in a.shape)

@@ -35,6 +35,18 @@ Axes = tuple[int, ...]
 #: the spatial axes of each rank, outermost first (torch's NCL, NCHW, NCDHW)
 AXIS_NAMES: dict[int, tuple[str, ...]] = {1: ("w",), 2: ("h", "w"), 3: ("d", "h", "w")}
 RANKS = tuple(AXIS_NAMES)
+#: the name of each rank in test ids, options and reports (``pytest -k conv3d``), as torch names the functions
+RANK_IDS: dict[int, str] = {r: f"conv{r}d" for r in RANKS}
+
+
+def parse_rank(text: str) -> int:
+    """``"3"`` or ``"conv3d"`` -> 3; ``InvalidProblem`` naming the choices otherwise."""
+    t = text.strip().lower()
+    for r, name in RANK_IDS.items():
+        if t in (str(r), name, f"{r}d"):
+            return r
+    raise InvalidProblem(f"rank {text!r}, but it must be one of {', '.join(map(str, RANKS))} or "
+                         f"{', '.join(RANK_IDS.values())}")
 
 #: dtypes the problem model knows. Which of them a backend supports is its own declaration.
 DTYPES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")

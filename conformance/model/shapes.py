@@ -70,7 +70,8 @@ class Corpus:
 
 
 #: the order the corpora run in (the first layer with a geometry names it): networks before the ones built on them
-ORDER = ("resnet50", "mobilenet_v2", "inception_v3", "efficientnet_b0", "alexnet", "deeplab_v3", "regressions")
+ORDER = ("resnet50", "mobilenet_v2", "inception_v3", "efficientnet_b0", "alexnet", "deeplab_v3", "regressions",
+         "wav2vec2", "wavenet", "conformer", "whisper", "c3d", "i3d", "r2plus1d", "slowfast", "unet3d", "vnet")
 
 
 def names() -> tuple[str, ...]:
@@ -226,18 +227,16 @@ def reduce(layer: Layer, max_macs: int | None, *, dtype: str = "float32", batch:
 
 def _reduce_at(layer: Layer, max_macs: int, level: int, channel_level: int, dtype: str, batch: int) -> ConvProblem:
     geo = layer.geometry
-    (sh, sw), (ph, pw), (dh, dw) = geo.stride, geo.padding, geo.dilation
-    out_h, r_h = _axis(geo.h, geo.kh, sh, ph, dh)
-    out_w, r_w = _axis(geo.w, geo.kw, sw, pw, dw)
+    per_axis = list(zip(geo.axes, geo.in_sizes, geo.kernel, geo.stride, geo.padding, geo.dilation))
     g = geo.groups
     cg, og = geo.c_in // g, geo.c_out // g
     depthwise = g > 1 and cg == 1
-    # dims: name -> [value, floor, original]
-    dims: dict[str, list[int]] = {
-        "batch": [batch, 1, batch],
-        "out_h": [out_h, _out_floor(geo.h, geo.kh, sh, ph, dh, level), out_h],
-        "out_w": [out_w, _out_floor(geo.w, geo.kw, sw, pw, dw, level), out_w],
-    }
+    # dims: name -> [value, floor, original]; one output count per spatial axis (out_d, out_h, out_w)
+    dims: dict[str, list[int]] = {"batch": [batch, 1, batch]}
+    remainders = {}
+    for a, n, k, s, pad, d in per_axis:
+        out, remainders[a] = _axis(n, k, s, pad, d)
+        dims[f"out_{a}"] = [out, _out_floor(n, k, s, pad, d, level), out]
     if g > 1:  # grouped: keep it grouped (depthwise stays depthwise, with its multiplier)
         dims["groups"] = [g, max(2, _channel_floor(g, channel_level)), g]
     if not depthwise:
@@ -246,48 +245,50 @@ def _reduce_at(layer: Layer, max_macs: int, level: int, channel_level: int, dtyp
 
     def macs() -> int:
         v = {k: d[0] for k, d in dims.items()}
-        return (v["batch"] * v.get("groups", g) * v.get("og", og) * v["out_h"] * v["out_w"] * v.get("cg", cg)
-                * geo.kh * geo.kw)
+        return (v["batch"] * v.get("groups", g) * v.get("og", og) * math.prod(v[f"out_{a}"] for a in geo.axes)
+                * v.get("cg", cg) * math.prod(geo.kernel))
 
     while macs() > max_macs:
         name, d = max(((k, d) for k, d in dims.items() if d[0] > d[1]), key=lambda kd: kd[1][0] / kd[1][1],
                       default=(None, None))
         if name is None or d is None:
             break
-        if name in ("out_h", "out_w", "batch"):
+        if name.startswith("out_") or name == "batch":
             d[0] = max(d[1], math.ceil(d[0] / 2))
         else:
             d[0] = _channel_down(d[2], d[0], d[1], channel_level)
     v = {k: d[0] for k, d in dims.items()}
     g2 = v.get("groups", g)
-    return geo.replace(batch=v["batch"], c_in=g2 * v.get("cg", cg), c_out=g2 * v.get("og", og),
-                       h=_input_for(v["out_h"], geo.kh, sh, ph, dh, r_h),
-                       w=_input_for(v["out_w"], geo.kw, sw, pw, dw, r_w), groups=g2, dtype=dtype)
+    sizes = {a: _input_for(v[f"out_{a}"], k, s, pad, d, remainders[a]) for a, _, k, s, pad, d in per_axis}
+    return geo.replace(batch=v["batch"], c_in=g2 * v.get("cg", cg), c_out=g2 * v.get("og", og), groups=g2,
+                       dtype=dtype, **sizes)
 
 
 def geometry_class(p: ConvProblem) -> tuple:
-    """What a reduced layer shares with others of its kind: per axis the kernel, stride, padding, dilation, remainder,
-    whether the kernel fits inside the unpadded input and whether there is a single output; dense, grouped or
-    depthwise; whether the channels per group are multiples of 8; the bias. Not the channel counts themselves."""
+    """What a reduced layer shares with others of its kind: its rank; per axis the kernel, stride, padding, dilation,
+    remainder, whether the kernel fits inside the unpadded input and whether there is a single output; dense, grouped
+    or depthwise; whether the channels per group are multiples of 8; the bias. Not the channel counts themselves."""
     def axis(n: int, k: int, s: int, pad: int, d: int, out: int) -> tuple:
         span = d * (k - 1) + 1
         return (k, s, pad, d, (n + 2 * pad - span) % s, span <= n, out == 1)
 
     kind = "depthwise" if p.groups == p.c_in > 1 else "grouped" if p.groups > 1 else "dense"
-    return (axis(p.h, p.kh, p.stride[0], p.padding[0], p.dilation[0], p.out_h),
-            axis(p.w, p.kw, p.stride[1], p.padding[1], p.dilation[1], p.out_w), p.pad_end, kind,
-            p.c_in // p.groups % 8 == 0, p.c_out // p.groups % 8 == 0, p.bias)
+    return (p.rank, *(axis(*a) for a in zip(p.in_sizes, p.kernel, p.stride, p.padding, p.dilation, p.out_sizes)),
+            p.pad_end, kind, p.c_in // p.groups % 8 == 0, p.c_out // p.groups % 8 == 0, p.bias)
 
 
 def corpus_problems(selected: Sequence[str] | None, max_macs: int | None, *, dtype: str = "float32",
-                    distinct: str = "problem") -> list[ConvProblem]:
-    """The reduced problems of the selected corpora, in order, the first layer with a given problem (``distinct=
-    "problem"``) or geometry class (``"geometry"``, see ``geometry_class``: the cheaper set) naming it."""
+                    distinct: str = "problem", ranks: Sequence[int] | None = None) -> list[ConvProblem]:
+    """The reduced problems of the selected corpora (of ``ranks``: None, every rank), in order, the first layer with
+    a given problem (``distinct="problem"``) or geometry class (``"geometry"``, see ``geometry_class``: the cheaper
+    set) naming it."""
     key = {"problem": lambda p: p, "geometry": geometry_class}[distinct]
     seen: set = set()
     out = []
     for corpus in load_all(selected):
         for layer in corpus.layers:
+            if ranks is not None and layer.geometry.rank not in ranks:
+                continue
             p = reduce(layer, max_macs, dtype=dtype)
             if key(p) in seen:
                 continue

@@ -52,6 +52,9 @@ class Row:
     reason: str = ""     #: why it did not run, or a known failure's note
     message: str = ""    #: a failure's verdict and reproduction
     dtype: str = ""
+    #: the spatial rank of the problems it checked: 1 (conv1d), 2 (conv2d), 3 (conv3d); rows written before ranks
+    #: were recorded are conv2d
+    rank: int = 2
     problem: dict[str, Any] | None = None
     problem_text: str = ""
     data_kind: str = ""

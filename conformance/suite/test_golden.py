@@ -1,4 +1,5 @@
-"""The seed notebook's golden values (Sobel 6×5, ``loss = out.sum()``) on every implementation.
+"""The golden values on every implementation, in its rank (conv2d: the seed notebook's Sobel 6×5; conv1d, conv3d:
+``conformance.inputs.golden``), ``loss = out.sum()``.
 
 Semantics: https://pytorch.org/docs/stable/generated/torch.nn.functional.conv2d.html
 """
@@ -13,5 +14,5 @@ from conformance.inputs.golden import golden_case
 def test_golden(conv):
     caps = conv.backend.capabilities
     for dtype in dtypes_for(caps, conv.dtypes):
-        problem, inputs, expected = golden_case(dtype)
+        problem, inputs, expected = golden_case(dtype, conv.rank)
         conv.run(problem, seed=0, kind="int", inputs=inputs, expected=expected)

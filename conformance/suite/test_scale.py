@@ -1,8 +1,9 @@
 """The scale tier: problems wide in one index but cheap in work, where 16-bit and 32-bit offsets wrap (pytorch#129207:
 output channel 65536 lands on channel 0; pytorch#84488: wrong results past 2^31 elements).
 
-By default: C_out, C_in, groups and the width past 65536 on a 1x1 image or kernel, and a batch of 65537 summed by
-the weight gradient, every pass, each at most 65537 multiply-adds. Opt-in (``--conv-profile thorough`` or
+By default: C_out, C_in, groups and each spatial axis past 65536 on a 1-element image or kernel, and a batch of 65537
+summed by the weight gradient, every pass, each at most 65537 multiply-adds, in every rank (conv1d: NCL, conv3d: the
+depth axis too). Opt-in (``--conv-profile thorough`` or
 ``--conv-scale-2g``): operands of more than 2^31 elements, run only where the memory suffices and skipped, with the
 numbers, where it does not. A backend's ``max_macs`` shows as unsupported, with the reason, never as a pass.
 """
@@ -19,17 +20,25 @@ from conformance.options import DEFAULT_PROFILE
 
 WIDE = 2**16 + 1  #: one past a 16-bit index
 
-SCALE_PROBLEMS = (
-    ConvProblem(batch=1, c_in=1, c_out=WIDE, h=1, w=1, kh=1, kw=1, bias=True, label="scale:c_out=65537"),
-    ConvProblem(batch=1, c_in=WIDE, c_out=1, h=1, w=1, kh=1, kw=1, label="scale:c_in=65537"),
-    ConvProblem(batch=1, c_in=WIDE, c_out=WIDE, h=1, w=1, kh=1, kw=1, groups=WIDE, label="scale:groups=65537"),
-    ConvProblem(batch=WIDE, c_in=1, c_out=1, h=1, w=1, kh=1, kw=1, bias=True, label="scale:batch=65537"),
-    ConvProblem(batch=1, c_in=1, c_out=1, h=1, w=WIDE, kh=1, kw=1, label="scale:width=65537"),
-)
-#: x, y, dx and dy of 2^31 + 32768 elements each (1x1 kernel: the work is one multiply-add per element)
-BIG_PROBLEMS = (
-    ConvProblem(batch=1, c_in=1, c_out=1, h=2**15, w=WIDE, kh=1, kw=1, label="scale:2^31+ elements"),
-)
+#: per rank, each problem's descriptor with ``{W}`` for 65537 (conformance.model.problem.ConvProblem.parse)
+_SCALE = {
+    1: {"c_out": "ic1oc{W}iw1kw1_bias", "c_in": "ic{W}oc1iw1kw1", "groups": "ic{W}oc{W}iw1kw1g{W}",
+        "batch": "mb{W}ic1oc1iw1kw1_bias", "width": "ic1oc1iw{W}kw1"},
+    2: {"c_out": "ic1oc{W}ih1kh1_bias", "c_in": "ic{W}oc1ih1kh1", "groups": "ic{W}oc{W}ih1kh1g{W}",
+        "batch": "mb{W}ic1oc1ih1kh1_bias", "width": "ic1oc1ih1iw{W}kh1kw1"},
+    3: {"c_out": "ic1oc{W}id1kd1_bias", "c_in": "ic{W}oc1id1kd1", "groups": "ic{W}oc{W}id1kd1g{W}",
+        "batch": "mb{W}ic1oc1id1kd1_bias", "width": "ic1oc1id1ih1iw{W}kd1kh1kw1",
+        "depth": "ic1oc1id{W}ih1iw1kd1kh1kw1"},
+}
+SCALE_PROBLEMS = {rank: tuple(ConvProblem.parse(d.format(W=WIDE)).replace(label=f"scale:{what}=65537")
+                              for what, d in problems.items()) for rank, problems in _SCALE.items()}
+#: x, y, dx and dy of more than 2^31 elements each (1-element kernel: the work is one multiply-add per element):
+#: 8 GiB per operand in float32 (``big_skip_reason`` states the need where the memory lacks)
+BIG_PROBLEMS = {
+    1: (ConvProblem.parse(f"ic1oc1iw{2**31 + 1}kw1", ).replace(label="scale:2^31+ elements"),),
+    2: (ConvProblem(batch=1, c_in=1, c_out=1, h=2**15, w=WIDE, kh=1, kw=1, label="scale:2^31+ elements"),),
+    3: (ConvProblem.parse(f"ic1oc1id{2**11}ih{2**10}iw{2**10 + 1}kd1kh1kw1").replace(label="scale:2^31+ elements"),),
+}
 #: bytes per element of the largest operand the suite itself holds while it judges one problem of BIG_PROBLEMS (the
 #: inputs, the float64 reference, magnitudes, term counts and bound, comparison temporaries): about 90 measured (peak
 #: RSS, the same shape at 2^22 elements, float32), with room for the results' transfer from an isolated worker
@@ -80,8 +89,8 @@ def test_scale(conv, request):
     big_dtype = _dtype(caps, conv.dtypes, ("float32", "float64"))  # the index matters there, not the precision
     opted_in = cfg.getoption("conv_scale_2g") or (cfg.getoption("conv_profile") or DEFAULT_PROFILE) == "thorough"
     limit = cfg.getoption("conv_memory_limit") * 2**30 if cfg.getoption("conv_isolate") else None
-    run, skipped = [p.replace(dtype=dtype) for p in SCALE_PROBLEMS], []
-    for p in (b.replace(dtype=big_dtype) for b in BIG_PROBLEMS):
+    run, skipped = [p.replace(dtype=dtype) for p in SCALE_PROBLEMS[conv.rank]], []
+    for p in (b.replace(dtype=big_dtype) for b in BIG_PROBLEMS[conv.rank]):
         skip = None if caps.unsupported_reason(p) else big_skip_reason(  # unsupported: run_cases records why
             p, opted_in=opted_in, worker_limit=limit, available=available_memory())
         if skip:

@@ -17,7 +17,7 @@ from conformance.backends.registry import add_spec, build_registry
 from conformance.checks.findings import explain
 from conformance.model.problem import RANK_IDS
 from conformance.results import records
-from conformance.results.row import NOT_RUN, Row
+from conformance.results.row import Row
 
 IGNORE_REWRITE = "ignore::pytest.PytestAssertRewriteWarning"
 
@@ -43,16 +43,16 @@ class GateResult:
         return json.dumps(asdict(self), indent=2)
 
 
-def finding_name(row: Row, ranked: bool) -> str:
-    """The name a row's finding goes by: its column (``grad_input``), rank first where the backend ran in several
-    ranks (``conv3d:grad_input``), so that a backend that passes conv2d and fails conv3d says so."""
-    return f"{RANK_IDS.get(row.rank, row.rank)}:{row.column}" if ranked else row.column
+def finding_name(row: Row) -> str:
+    """The name a row's finding goes by: its column (``grad_input``) in conv2d, the default rank; in another rank
+    the rank first (``conv3d:grad_input``), so that a backend that passes conv2d and fails conv3d says so, and a
+    conv2d backend's findings read as they always have."""
+    return row.column if row.rank == 2 else f"{RANK_IDS.get(row.rank, row.rank)}:{row.column}"
 
 
 def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool) -> GateResult:
     mine = explain([r.replace() for r in rows if r.impl == impl])
-    ranked = len({r.rank for r in mine if r.status not in NOT_RUN}) > 1
-    name = {id(r): finding_name(r, ranked) for r in mine}
+    name = {id(r): finding_name(r) for r in mine}
     checks: dict[str, dict[str, int]] = {}
     for r in mine:
         per = checks.setdefault(name[id(r)], {})
@@ -62,7 +62,7 @@ def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool) -> Gate
     stale = sorted({name[id(r)] for r in mine if r.status == "stale"})
     not_reached = sorted({name[id(r)] for r in mine if r.status == "not_reached"})
     res = GateResult(impl, False, "", checks, failing, stale, pytest_exit, explained=explained,
-                     not_reached=not_reached, messages=failure_messages(mine, failing, ranked))
+                     not_reached=not_reached, messages=failure_messages(mine, failing))
     if not any(r.status == "passed" for r in mine):
         res.reason = "no check ran and passed: the backend declares nothing runnable here, or every check was skipped"
     elif failing:
@@ -80,11 +80,11 @@ def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool) -> Gate
     return res
 
 
-def failure_messages(rows: list[Row], columns: list[str], ranked: bool = False) -> dict[str, str]:
+def failure_messages(rows: list[Row], columns: list[str]) -> dict[str, str]:
     """The message of each failing column's worst failing row: an error first, then the largest error/bound."""
     out = {}
     for col in columns:
-        bad = [r for r in rows if finding_name(r, ranked) == col and r.failing]
+        bad = [r for r in rows if finding_name(r) == col and r.failing]
         worst = max(bad, key=lambda r: (r.status == "error", _ratio(r)))
         text = (worst.message or worst.reason).strip()
         where = f"{worst.check or '?'} {worst.dtype}, {worst.problem_text}".strip(", ")

@@ -58,7 +58,8 @@ def test_corpus_is_complete_and_well_formed():
     assert len(VARIANTS) >= 4, "the issue asks for several correct variants"
     for _, cls in everyone:
         assert (cls.__doc__ or "").strip(), f"{cls.__name__} needs a docstring saying which bug it models"
-        unknown = [c for c in cls.expected if c not in COLUMNS and not c.startswith("layout-")]
+        columns = [e.split(":")[-1] for e in cls.expected]  # conv3d:grad_input: a column of another rank
+        unknown = [c for c in columns if c not in COLUMNS and not c.startswith("layout-")]
         assert not unknown, f"{cls.__name__}.expected names unknown checks {unknown}"
     for _, cls in MUTANTS + MISBEHAVING:
         assert cls.expected, f"{cls.__name__} is a mutant: it must name the check(s) that reject it"
@@ -85,6 +86,12 @@ def test_gate_rejects_mutant(path, cls, tmp_path):
     assert run.returncode == 1, f"{cls.name} was not rejected: {_describe(run)}"
     missing = [c for c in cls.expected if c not in run.failing_checks]
     assert not missing, f"{cls.name} was rejected, but without naming {missing}: {_describe(run)}"
+    ranks = {c.split(":")[0] for c in cls.expected if ":" in c}
+    if ranks:  # a bug of one rank is that rank's finding: conv2d (and any other rank) stays green
+        other = [c for c in run.failing_checks if c.split(":")[0] not in ranks]
+        assert not other, f"{cls.name}: a bug of {ranks} also failed {other}: {_describe(run)}"
+    if getattr(cls, "only", False):  # the plain tiers it ran beside its own must not find it
+        assert run.failing_checks == list(cls.expected), f"{cls.name}: {_describe(run)}"
 
 
 # -- correct variants: accepted ----------------------------------------------------------------------------------

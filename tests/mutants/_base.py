@@ -15,6 +15,8 @@ Class attributes every corpus member sets:
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from conformance.impls import explicit_padding
 from conformance.impls.im2col import Im2col
@@ -179,3 +181,72 @@ def kahan_matmul(a: np.ndarray, b: np.ndarray, *, finite_guard: bool = True) -> 
                 c[~np.isfinite(c)] = 0
             s = t
     return s
+
+
+class NdConv:
+    """A correct direct convolution of any rank (conv1d, conv2d, conv3d): zero padding, then one tensor contraction
+    per kernel tap over the channels of each group. With ``t`` a tap, ``reads(t)`` the strided window of the padded
+    input it reads (one slice per spatial axis)::
+
+        y[n, g, o, *out]       += sum_c xp[n, g, c, reads(t)] * w[g, o, c, t]
+        dxp[n, g, c, reads(t)] += sum_o dy[n, g, o, *out] * w[g, o, c, t]
+        dw[g, o, c, t]          = sum_{n, out} xp[n, g, c, reads(t)] * dy[n, g, o, *out]
+
+    The rank-generic base of the corpus' rank mutants (``rank_bugs``) and rank variants: each overrides one step."""
+
+    name = "corpus-nd-base"
+    capabilities = Capabilities(dtypes=("float32", "float64"), ranks=(1, 2, 3), notes="tests/mutants corpus member")
+    expected: tuple[str, ...] = ()
+    known_failures: str | None = None
+
+    # -- the steps -------------------------------------------------------------------------------------
+    def _padded(self, p: ConvProblem, x: np.ndarray) -> np.ndarray:
+        """The zero-padded input as (N, G, Cg, *padded), in float64: every sum is accumulated in float64 and
+        rounded once to the problem's dtype."""
+        xp = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), (0, 0), *zip(p.padding, p.pad_end)))
+        return xp.reshape(p.batch, p.groups, p.c_in // p.groups, *xp.shape[2:])
+
+    def _reads(self, p: ConvProblem, tap: tuple[int, ...], stride: tuple[int, ...] | None = None) -> tuple:
+        """The window of the padded input tap ``tap`` reads: along axis a, ``tap_a*dil_a + s_a*o_a``."""
+        stride = stride or p.stride
+        return tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
+                     for t, d, s, o in zip(tap, p.dilation, stride, p.out_sizes))
+
+    def _taps(self, p: ConvProblem):  # type: ignore[no-untyped-def]
+        return itertools.product(*(range(k) for k in p.kernel))
+
+    def _weight(self, p: ConvProblem, w: np.ndarray) -> np.ndarray:
+        return np.asarray(w, dtype=np.float64).reshape(p.groups, p.c_out // p.groups, p.c_in // p.groups, *p.kernel)
+
+    def _forward_batch(self, p: ConvProblem, xp: np.ndarray, wg: np.ndarray) -> np.ndarray:
+        y = np.zeros((xp.shape[0], p.groups, p.c_out // p.groups, *p.out_sizes))
+        for tap in self._taps(p):
+            window = xp[(slice(None),) * 3 + self._reads(p, tap)]
+            y += np.einsum("ngc...,goc->ngo...", window, wg[(slice(None),) * 3 + tap])
+        return y
+
+    def forward(self, p: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        y = self._forward_batch(p, self._padded(p, x), self._weight(p, w)).reshape(p.output_shape)
+        if b is not None:
+            y += np.asarray(b, dtype=np.float64).reshape((-1,) + (1,) * p.rank)
+        return np.ascontiguousarray(y, dtype=p.dtype)
+
+    def _scatter_stride(self, p: ConvProblem) -> tuple[int, ...]:
+        """The stride of backward-data's scatter (the forward's)."""
+        return p.stride
+
+    def backward(self, p: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        xp, wg = self._padded(p, x), self._weight(p, w)
+        dyg = np.asarray(dy, dtype=np.float64).reshape(p.batch, p.groups, p.c_out // p.groups, *p.out_sizes)
+        dxp, dw = np.zeros(xp.shape), np.zeros(wg.shape)
+        for tap in self._taps(p):
+            at = (slice(None),) * 3
+            window = xp[at + self._reads(p, tap)]
+            flat = (p.batch, p.groups, -1, int(np.prod(p.out_sizes)))
+            dw[at + tap] = np.einsum("ngcl,ngol->goc", window.reshape(flat), dyg.reshape(flat))
+            dxp[at + self._reads(p, tap, self._scatter_stride(p))] += np.einsum("ngo...,goc->ngc...", dyg, wg[at + tap])
+        crop = tuple(slice(b, b + n) for b, n in zip(p.padding, p.in_sizes))
+        dx = np.ascontiguousarray(dxp.reshape(p.batch, p.c_in, *dxp.shape[3:])[(slice(None),) * 2 + crop],
+                                  dtype=p.dtype)
+        db = dyg.sum(axis=(0, *range(3, 3 + p.rank))).reshape(-1).astype(p.dtype) if p.bias else None
+        return Grads(dx=dx, dw=np.ascontiguousarray(dw.reshape(p.weight_shape), dtype=p.dtype), db=db)

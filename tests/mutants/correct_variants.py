@@ -10,13 +10,13 @@ import numpy as np
 from conformance.impls.fft import FFTConv
 
 try:
-    from ._base import Conv, PaddingModes, kahan_matmul
+    from ._base import Conv, NdConv, PaddingModes, kahan_matmul
 except ImportError:  # loaded by file path (the gate's --impl tests/mutants/correct_variants.py:Name): no package
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from mutants._base import Conv, PaddingModes, kahan_matmul
+    from mutants._base import Conv, NdConv, PaddingModes, kahan_matmul
 
 
 class ReversedSummationOrder(Conv):
@@ -120,3 +120,55 @@ class ExplicitPaddingModes(PaddingModes):
 
     name = "ok-explicit-padding-modes"
     expected = ()
+
+
+# -- other ranks (issue #16): conv1d and conv3d decomposed into conv2d, as libraries without the rank do --------
+class Conv1dAsConv2d(NdConv):
+    """A correct variant: conv1d done as conv2d on the (N, C, 1, L) view with the stride, padding and dilation
+    given to the length axis (what torch does for conv1d)."""
+
+    name = "ok-rank-conv1d-as-conv2d"
+    expected: tuple[str, ...] = ()
+    gate_args = ("--ranks", "1")
+
+    def forward(self, p, x, w, b):
+        if p.rank != 1:
+            return super().forward(p, x, w, b)
+        return super().forward(_as_2d(p), x[:, :, None], w[:, :, None], b)[:, :, 0]
+
+    def backward(self, p, x, w, dy):
+        if p.rank != 1:
+            return super().backward(p, x, w, dy)
+        g = super().backward(_as_2d(p), x[:, :, None], w[:, :, None], dy[:, :, None])
+        return type(g)(dx=np.ascontiguousarray(g.dx[:, :, 0]), dw=np.ascontiguousarray(g.dw[:, :, 0]), db=g.db)
+
+
+class Conv3dAsConv2dPerDepth(NdConv):
+    """A correct variant: conv3d as a sum of conv2d calls, one per (output depth, depth tap) pair, each on one depth
+    slice of the padded input (the decomposition of the "(2+1)D" and of libraries without a 3-D kernel)."""
+
+    name = "ok-rank-conv3d-as-conv2d-per-depth"
+    expected: tuple[str, ...] = ()
+    gate_args = ("--ranks", "3")
+
+    def _forward_batch(self, p, xp, wg):
+        if p.rank != 3:
+            return super()._forward_batch(p, xp, wg)
+        p2 = _drop_depth(p)
+        y = np.zeros((xp.shape[0], p.groups, p.c_out // p.groups, *p.out_sizes))
+        for od in range(p.out_sizes[0]):
+            for t in range(p.kernel[0]):
+                src = od * p.stride[0] + t * p.dilation[0]
+                y[:, :, :, od] += super()._forward_batch(p2, xp[:, :, :, src], wg[:, :, :, t])
+        return y
+
+
+def _as_2d(p):
+    return p.replace(h=1, kh=1, w=p.w, kw=p.kw, stride=(1, p.stride[0]), padding=(0, p.padding[0]),
+                     padding_end=None if p.padding_end is None else (0, p.padding_end[0]),
+                     dilation=(1, p.dilation[0]))
+
+
+def _drop_depth(p):
+    return p.replace(d=0, kd=0, stride=p.stride[1:], padding=p.padding[1:],
+                     padding_end=None if p.padding_end is None else p.padding_end[1:], dilation=p.dilation[1:])

@@ -260,13 +260,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if unknown:
         raise pytest.UsageError(f"conv_check markers naming no check of the table: {', '.join(unknown)}; the checks "
                                 f"are {', '.join(checktable.BY_NAME)} (conformance/checks/table.py)")
-    collected = [(entry.name, check) for _, entry, check in _impl_items(items)]
+    collected = [(entry.name, check, _rank_of(item)) for item, entry, check in _impl_items(items)]
     if not collected:  # no suite test here (another project's run): the plugin stays out of it
         return
     items.sort(key=_longest_first)  # stable: the collection order within each group, the same in every worker
     entries = _known_failures(config)[0]
     # every entry, in force or not, must name something collected: a misspelt name is found in any environment
-    unmatched = [str(e) for e in entries if not any(e.matches(i, c) for i, c in collected)]
+    unmatched = [str(e) for e in entries if not any(e.matches(i, c, r) for i, c, r in collected)]
     if unmatched:
         config.issue_config_time_warning(pytest.PytestWarning(
             f"known-failure entries that match no collected test: {', '.join(unmatched)}"), stacklevel=2)
@@ -296,8 +296,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             item.stash[SKIP_STATUS_KEY] = (status, entry.name, check, reason)
             item.add_marker(pytest.mark.skip(reason=f"{entry.name}: {reason}"))
             continue
-        item.stash[KNOWN_DTYPES_KEY] = [e for e in known_entries if e.dtypes and e.matches(entry.name, check)]
-        kf = known.lookup(known_entries, entry.name, check)
+        rank = _rank_of(item)
+        item.stash[KNOWN_DTYPES_KEY] = [e for e in known_entries if e.dtypes and e.matches(entry.name, check, rank)]
+        kf = known.lookup(known_entries, entry.name, check, rank=rank)
         if kf is not None:
             item.stash[KNOWN_KEY] = kf
             item.add_marker(pytest.mark.xfail(reason=f"known: {kf.reason} ({kf.source})",

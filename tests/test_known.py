@@ -163,3 +163,16 @@ def test_an_entry_for_one_dtype_knows_its_failures_and_keeps_the_others_failing(
         assert ("float64", "failed") in statuses and ("float64", "xfailed") not in statuses
         # the float32 examples all passed: the entry is stale, and says so
         assert any(r.status == "stale" and "no longer fails" in r.reason for r in rows), statuses
+
+
+def test_an_entry_names_the_rank_of_its_check() -> None:
+    """conv2d's checks are named as the gate names them (``nonfinite``); another rank's are prefixed with it
+    (``conv3d:nonfinite``), and a pattern covers several."""
+    from conformance.results.known import lookup, parse
+
+    plain, deep, every = parse("fft::nonfinite  # 2-D\nfft::conv3d:grad_input  # 3-D\nscipy::*nonfinite  # all\n")
+    assert plain.matches("fft", "nonfinite") and not plain.matches("fft", "nonfinite", rank=3)
+    assert deep.matches("fft", "grad_input", rank=3) and not deep.matches("fft", "grad_input", rank=2)
+    assert all(every.matches("scipy", "nonfinite", rank=r) for r in (1, 2, 3))
+    assert lookup([plain, deep], "fft", "grad_input", rank=3) is deep
+    assert lookup([plain, deep], "fft", "nonfinite", rank=1) is None

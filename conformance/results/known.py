@@ -15,6 +15,10 @@ where an entry is in force: where every named distribution is installed in a ver
 so do their bugs. Elsewhere the entry is inactive: it expects nothing, is never stale, and ``in_force`` says why
 (the run's header lists it), so one file serves every environment of a tox matrix and every machine.
 
+``<check>`` is a check of conv2d, as the gate names its findings; a check of another rank is prefixed with it,
+``conv1d:nonfinite``, ``conv3d:grad_input`` (``*:nonfinite`` or ``conv?d:nonfinite``: every rank), so that an entry of
+one rank neither hides another rank's failure nor goes stale where that rank passes.
+
 ``<impl>::<check>[dtype,...]`` limits an entry to the examples of those dtypes: their failing rows are recorded as
 known (``xfailed``) and the test goes on, so that a bfloat16-only bug of one library does not hide a float32 failure
 of the same check.
@@ -37,7 +41,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from conformance.backends.backend import installed_version
 from conformance.errors import ConformanceError
-from conformance.model.problem import DTYPES
+from conformance.model.problem import DTYPES, RANK_IDS
 
 #: a machine-fact requirement: ``name=value[,value...]`` (one ``=``; pip's specifiers have two or a comparison)
 FACT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=([A-Za-z0-9_.*+\-]+(?:,[A-Za-z0-9_.*+\-]+)*)$")
@@ -53,8 +57,10 @@ class KnownFailure:
     facts: tuple[tuple[str, tuple[str, ...]], ...] = ()  #: and machine facts: (name, allowed value patterns)
     dtypes: tuple[str, ...] = ()  #: only the examples of these dtypes (empty: the whole check)
 
-    def matches(self, impl: str, check: str) -> bool:
-        return fnmatch.fnmatchcase(impl, self.impl) and fnmatch.fnmatchcase(check, self.check)
+    def matches(self, impl: str, check: str, rank: int = 2) -> bool:
+        """Whether the entry covers ``check`` of ``impl`` in ``rank`` (the check of another rank than conv2d is
+        spelled ``conv3d:check``, as the gate's findings)."""
+        return fnmatch.fnmatchcase(impl, self.impl) and fnmatch.fnmatchcase(ranked_check(check, rank), self.check)
 
     @cached_property  # the environment does not change during a run; asked by the header, the rows, the summary
     def inactive(self) -> str | None:
@@ -149,7 +155,13 @@ def in_force(entries: list[KnownFailure], facts_of: Callable[[str], Mapping[str,
     return active, inactive
 
 
-def lookup(entries: list[KnownFailure], impl: str, check: str, dtype: str | None = None) -> KnownFailure | None:
+def ranked_check(check: str, rank: int) -> str:
+    """A check as entries name it: ``grad_input`` in conv2d, ``conv3d:grad_input`` in another rank."""
+    return check if rank == 2 else f"{RANK_IDS.get(rank, rank)}:{check}"
+
+
+def lookup(entries: list[KnownFailure], impl: str, check: str, dtype: str | None = None,
+           rank: int = 2) -> KnownFailure | None:
     """The entry for the whole check (``dtype`` None: entries without dtypes), or for its examples of ``dtype``."""
-    return next((e for e in entries if e.matches(impl, check) and (
+    return next((e for e in entries if e.matches(impl, check, rank) and (
         not e.dtypes if dtype is None else dtype in e.dtypes)), None)

@@ -6,6 +6,8 @@ Semantics are ``torch.nn.functional.conv2d``: cross-correlation, NCHW input ``x`
 weight ``w`` of shape ``problem.weight_shape`` = ``(C_out, C_in / groups, kh, kw)``, optional bias ``b`` of shape
 ``(C_out,)``; ``problem.stride``, ``problem.padding`` and ``problem.dilation`` are ``(h, w)`` int pairs. Return
 C-contiguous numpy arrays of ``problem.dtype``; never modify the inputs (they may be non-contiguous views).
+This template is conv2d only (the default ``Capabilities(ranks=(2,))``); ``examples/backend_ranks.py`` is a conv1d
+and conv3d backend and lists the problem fields of every rank.
 
 This template delegates to a plain numpy reference so that it passes as it stands; replace the bodies with calls
 into your kernel (convert the arrays to your framework's tensors and back).

@@ -24,8 +24,8 @@ library
 whose threads wait on each other (OpenMP barriers) loses most when a core is taken away; the one-thread run
 compares the code per core; with ``--clock cpu`` it also leaves out the time other processes held the core
 (the least noisy comparison on a shared machine). The load average before and after the run is printed:
-compare ratios, not times, across runs. The issue's targets (#6) are evaluated at the end from this run's
-ratios.
+compare ratios, not times, across runs. The issues' targets (#6; #16 for conv1d and conv3d) are evaluated at the
+end from this run's ratios.
 
 ``--keep-freed-memory`` (diagnosis) starts the process with glibc told to keep freed memory. By default glibc may
 give a large freed array back to the kernel, and the next temporary of that size is then zero-filled again page
@@ -97,6 +97,12 @@ PROBLEMS: list[tuple[str, ConvProblem]] = [
                          label="tiny images, batch 32")),
     ("resnet-f64", ConvProblem(batch=1, c_in=64, c_out=64, h=56, w=56, kh=3, kw=3, padding=1, dtype=F64,
                                label="resnet 3x3 float64")),
+    # conv3d and conv1d (#16): a C3D block, the wav2vec 2.0 feature encoder's first two layers, FFT-sized 3-D kernels
+    ("c3d", ConvProblem.parse("ic64oc64id16ih56kd3pd1_float32").replace(label="C3D 3x3x3 64ch 16x56x56")),
+    ("w2v-k10", ConvProblem.parse("ic1oc512iw16000kw10sw5_float32").replace(label="wav2vec k10 s5 16000")),
+    ("w2v-k3", ConvProblem.parse("ic512oc512iw3199kw3sw2_float32").replace(label="wav2vec k3 s2 512ch")),
+    ("fft3d-7-32", ConvProblem.parse("ic8oc8id32ih32kd7pd3_float32").replace(label="7x7x7 on 32^3")),
+    ("fft3d-7-48", ConvProblem.parse("ic8oc8id48ih48kd7pd3_float32").replace(label="7x7x7 on 48^3")),
 ]
 BASE = "torch-cpu"
 
@@ -211,6 +217,13 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for d in ("fwd", "bwd"):
         add(f"oracle {d} on resnet float64: <= 2x torch float64 time", ("resnet 3x3 float64", "oracle"), d,
             lambda v: v >= 0.5, ">= 0.50")
+    for label in ("C3D 3x3x3 64ch 16x56x56", "wav2vec k10 s5 16000", "wav2vec k3 s2 512ch"):  # issue #16
+        for d in ("fwd", "bwd"):
+            add(f"im2col {d} on {label}: >= 0.5x torch throughput", (label, "im2col"), d, lambda v: v >= 0.5,
+                ">= 0.50")
+    for label in ("7x7x7 on 32^3", "7x7x7 on 48^3"):
+        for d in ("fwd", "bwd"):
+            add(f"fft {d} on {label}: >= 1.0x torch throughput", (label, "fft"), d, lambda v: v >= 1.0, ">= 1.00")
     return out
 
 

@@ -287,7 +287,7 @@ def main() -> None:
     load1 = os.getloadavg()
     print(f"load average {load1[0]:.1f} at the end\n")
     verdicts = targets(rows)
-    print("targets (issue #6), from this run:")
+    print("targets (issues #6, #16), from this run:")
     for t in verdicts:
         if t["measured"] is None:
             continue

@@ -1,8 +1,10 @@
-"""``torch.nn.functional.conv2d`` and autograd on the CPU: the library whose semantics the suite tests.
+"""``torch.nn.functional.conv1d/conv2d/conv3d`` (by the problem's rank) and autograd on the CPU: the library whose
+semantics the suite tests.
 
 The gradients are torch's own: ``torch.autograd.grad`` of ``conv2d(x, w, b)`` with ``grad_outputs=dy`` is
-exactly ``d sum(conv2d(x, w, b) * dy)``. The bias gradient does not depend on the bias values, so backward
-builds a zero bias that requires grad, which makes torch compute ``db`` through its own bias path.
+exactly ``d sum(conv2d(x, w, b) * dy)`` (conv1d and conv3d alike). The bias gradient does not depend on the bias
+values, so backward builds a zero bias that requires grad, which makes torch compute ``db`` through its own bias
+path.
 
 The inputs go in as given (``torch.from_numpy``, strides and all), so non-contiguous layouts reach torch's
 kernels too. Two exceptions need a copy or a guard: torch has no negative strides (a reversed view is
@@ -71,7 +73,12 @@ def precision_here() -> dict[str, str]:
     dtype, onto an already rounded gradient, up to four times at a corner (more than one intermediate rounding,
     so -acc16, not -mid16); torch's native kernels also sum a kernel's taps of grad_input in the storage dtype.
     native: the weight and bias gradients are summed across the batch in the storage dtype (a float32 GEMM per
-    sample; the bias only on the dilated path, which is enough to need the profile)."""
+    sample; the bias only on the dilated path, which is enough to need the profile).
+
+    The same profiles hold in every rank (checked against the oracle in 1-D and 3-D on the onednn-avx512bf16,
+    onednn-emulated and native paths, the last two by ONEDNN_MAX_CPU_ISA): conv1d runs conv2d's kernels on a height
+    of 1; conv3d runs oneDNN where conv2d does, and otherwise torch's slow_conv3d / slow_conv_dilated3d, whose
+    errors stay within the native profiles."""
     out = {"bfloat16:grad_input": "bf16-acc16", "float16:grad_input": "fp16-acc16"}
     if half_kernels("bfloat16") == "native":
         out |= {"bfloat16:grad_weight": "bf16-acc16", "bfloat16:grad_bias": "bf16-acc16"}
@@ -92,7 +99,7 @@ def cpu_facts() -> dict[str, str]:
 
 
 class TorchCPU:
-    """torch's ``conv2d`` forward and autograd backward, on ``device`` (``"cpu"`` here)."""
+    """torch's ``conv1d``/``conv2d``/``conv3d`` forward and autograd backward, on ``device`` (``"cpu"`` here)."""
 
     name = "torch-cpu"
     # torch picks its bfloat16/float16 kernels by the CPU: oneDNN where it takes the dtype (AVX-512 with bf16 support;
@@ -100,7 +107,8 @@ class TorchCPU:
     # that); each path's profiles were measured with `python -m conformance profile --impl torch-cpu` (README)
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
                                 padding_modes=("zeros", "reflect", "replicate", "circular"), asymmetric_padding=True,
-                                precision=precision_here, notes="torch.nn.functional.conv2d + autograd")
+                                precision=precision_here, ranks=(1, 2, 3),
+                                notes="torch.nn.functional.conv1d/conv2d/conv3d + autograd")
     device = "cpu"
 
     def available(self) -> str | None:
@@ -159,16 +167,17 @@ class TorchCPU:
     def _conv(self, problem: ConvProblem, x: Any, w: Any, b: Any) -> Any:
         from torch.nn import functional
 
+        conv = (functional.conv1d, functional.conv2d, functional.conv3d)[problem.rank - 1]
         padding: Any = problem.padding
         if problem.padding_mode != "zeros" or problem.asymmetric:
-            # what torch.nn.Conv2d does for padding_mode != "zeros": F.pad first, then a conv without padding;
-            # F.pad takes (left, right, top, bottom), which also expresses ONNX's asymmetric pads
-            top, bottom, left, right = problem.pads
+            # what torch.nn.Conv1d/2d/3d do for padding_mode != "zeros": F.pad first, then a conv without padding;
+            # F.pad takes (begin, end) pairs from the last axis back ((left, right, top, bottom) in 2-D), which also
+            # expresses ONNX's asymmetric pads
+            pads = tuple(n for begin_end in reversed(tuple(zip(problem.padding, problem.pad_end))) for n in begin_end)
             mode = "constant" if problem.padding_mode == "zeros" else problem.padding_mode
-            x = functional.pad(x, (left, right, top, bottom), mode=mode)
+            x = functional.pad(x, pads, mode=mode)
             padding = 0
-        return functional.conv2d(x, w, b, stride=problem.stride, padding=padding,
-                                 dilation=problem.dilation, groups=problem.groups)
+        return conv(x, w, b, stride=problem.stride, padding=padding, dilation=problem.dilation, groups=problem.groups)
 
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         import torch

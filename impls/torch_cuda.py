@@ -1,7 +1,10 @@
-"""``conv2d`` with torch on a CUDA GPU, twice: every fast path off (strict), and as a user gets it (default).
+"""``conv1d``/``conv2d``/``conv3d`` with torch on a CUDA GPU, twice: every fast path off (strict), and as a user
+gets it (default).
 
-Both reuse ``TorchCPU`` (inputs as given, autograd with ``grad_outputs=dy``) with the tensors moved to
-``cuda`` and the results copied back; they differ only in the flags held while torch computes.
+Both reuse ``TorchCPU`` (inputs as given, autograd with ``grad_outputs=dy``, ``F.conv1d/2d/3d`` by the problem's
+rank, padding modes through ``F.pad``) with the tensors moved to ``cuda`` and the results copied back; they differ
+only in the flags held while torch computes. The profiles below were measured on conv2d; conv1d and conv3d declare
+the same ones, to be confirmed on a GPU (torch routes conv1d through its 2-D kernels; conv3d has kernels of its own).
 
 - ``torch-cuda-strict``: cuDNN disabled, so torch uses its own im2col + cuBLAS GEMM convolution, and TF32 off
   for both cuDNN and cuBLAS matmuls (that GEMM is a cuBLAS matmul, governed by
@@ -119,6 +122,7 @@ class TorchCudaStrict(_TorchCuda):
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
                                 precision={**HALF_MID16, **HALF_ACC16_GRADS},
                                 deterministic=False, padding_modes=ALL_PADDING_MODES, asymmetric_padding=True,
+                                ranks=(1, 2, 3),
                                 notes="cuDNN off, TF32 off (cuDNN and cuBLAS), no half-precision split-K reduction")
     cudnn_flags: ClassVar[dict[str, bool]] = {"enabled": False, "allow_tf32": False, "benchmark": False,
                                               "deterministic": False}
@@ -134,7 +138,7 @@ class TorchCudaDefault(_TorchCuda):
                                 precision={"float32": "tf32", **HALF_MID16, "float16:grad_input": "fp16-acc16",
                                            "bfloat16:grad_input": "bf16-acc16"},
                                 error_model="normwise", deterministic=False, padding_modes=ALL_PADDING_MODES,
-                                asymmetric_padding=True,
+                                asymmetric_padding=True, ranks=(1, 2, 3),
                                 notes="cuDNN on, TF32 convolutions (torch's defaults)")
     cudnn_flags: ClassVar[dict[str, bool]] = {"enabled": True, "allow_tf32": True, "benchmark": False,
                                               "deterministic": False}

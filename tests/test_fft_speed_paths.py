@@ -83,6 +83,28 @@ def test_the_plain_method_gives_the_reference(plain: fft.FFTConv, p: ConvProblem
     _close(dw, reference.grad_weight(p, x, dy), p.dtype)
 
 
+#: conv1d and conv3d problems (#16): the same method over one or three axes
+ND_PROBLEMS = [ConvProblem.parse(d) for d in (
+    "ic3oc2iw23kw5pw2_bias_float64", "mb2ic4oc6iw17kw4sw3pw2dw2g2_float64", "ic2oc3iw9kw2sw1pw4_float64",
+    "ic3oc2id7ih9iw8kd3kh2kw3pd1ph2pw1_float64",
+    "mb2ic4oc2id9ih6iw7kd2kh3kw2sd2sh1sw3pd2ph0pw1dd2dh1dw2g2_float64",
+    "ic2oc2id5ih5iw5kd2kh2kw2sd3sh2sw1pd3ph4pw2_float64", "ic8oc8id12ih12iw12kd5kh5kw5pd2ph2pw2_float32")]
+
+
+@pytest.mark.parametrize("p", ND_PROBLEMS, ids=lambda p: str(p))
+def test_every_tiling_gives_the_plain_method_in_1d_and_3d(monkeypatch, plain: fft.FFTConv, p: ConvProblem) -> None:
+    x, w, b, dy = _data(p)
+    want = [plain.forward(p, x, w, b), *plain.backward(p, x, w, dy)[:2]]
+    for got, ref in zip(want, [reference.forward(p, x, w, b), reference.grad_input(p, dy, w),
+                               reference.grad_weight(p, x, dy)]):
+        _close(got, ref, p.dtype)
+    for tile in [(1,) * p.rank, (2,) * p.rank, (3, 1, 2)[:p.rank], (1000,) * p.rank]:
+        monkeypatch.setattr(tiled, "_plan", _forced(tile))
+        got = [tiled.forward(p, x, w, b), *tiled.backward(p, x, w, dy)[:2]]
+        for g, v in zip(got, want):
+            _close(g, v, p.dtype)
+
+
 def test_large_problems_take_the_tiles(monkeypatch) -> None:
     small, large = PROBLEMS[0], PROBLEMS[-1]
     assert small.macs < fft.TILED_FROM_MACS <= large.macs

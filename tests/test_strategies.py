@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
 from conformance.backends.backend import Capabilities
-from conformance.inputs.strategies import MAX_MACS, conv_problems, data_kinds
+from conformance.inputs.strategies import MAX_MACS, boundary_problems, conv_problems, data_kinds
 from conformance.model.problem import ConvProblem
 
 FIND = settings(database=None, derandomize=True, max_examples=1000, deadline=None,
@@ -187,3 +187,38 @@ def test_data_kinds() -> None:
     assert find(data_kinds(("wide", "int")), lambda k: True) == "wide"
     with pytest.raises(ValueError, match=r"data kinds \['gaussian'\], but they must be among"):
         data_kinds(("normal", "gaussian"))
+
+
+# -- every rank (#16) ------------------------------------------------------------------------------------------------
+EVERY_RANK = Capabilities(dtypes=("float64", "float32"), ranks=(1, 2, 3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), rank=st.sampled_from((1, 3)), max_macs=st.integers(48, 50_000))
+def test_every_rank_is_valid_and_within_budget(data: st.DataObject, rank: int, max_macs: int) -> None:
+    for strategy in (conv_problems, boundary_problems):
+        p = data.draw(strategy(capabilities=EVERY_RANK, ranks=(rank,), max_macs=max_macs), label=strategy.__name__)
+        assert p.rank == rank and 1 <= p.macs <= max_macs
+        assert ConvProblem.parse(str(p)) == p
+
+
+@pytest.mark.parametrize("rank, minimal", [(1, "mb1ic1oc1iw1kw1_float64"), (3, "mb1ic1oc1id1ih1iw1kd1kh1kw1_float64")])
+def test_each_rank_shrinks_to_its_1_element_problem(rank: int, minimal: str) -> None:
+    assert find(conv_problems(capabilities=EVERY_RANK, ranks=(rank,)), lambda p: True) == ConvProblem.parse(minimal)
+    # a feature of the depth axis shrinks to the smallest problem that has it, the other axes minimal
+    deep = _minimal(conv_problems(capabilities=EVERY_RANK, ranks=(3,)), lambda p: p.stride[0] == 2 and p.rank == 3)
+    assert (deep.in_sizes, deep.kernel, deep.stride) == ((1, 1, 1), (1, 1, 1), (2, 1, 1))
+
+
+def test_ranks_outside_the_capabilities_are_an_error() -> None:
+    with pytest.raises(ValueError, match=r"ranks=\(3,\), but the capabilities declare only ranks=\(2,\)"):
+        find(conv_problems(capabilities=Capabilities(), ranks=(3,)), lambda p: True)
+
+
+def test_the_boundary_tier_reaches_the_depth_axis() -> None:
+    """conv3d's depth is a focus of its own: block tails on the depth axis (issue #16)."""
+    from conformance.inputs.strategies import NEAR_POWERS_OF_TWO
+
+    found = _minimal(boundary_problems(capabilities=EVERY_RANK, ranks=(3,)),
+                     lambda p: p.out_sizes[0] in NEAR_POWERS_OF_TWO or p.d in NEAR_POWERS_OF_TWO)
+    assert found.rank == 3 and (found.out_sizes[0] in NEAR_POWERS_OF_TWO or found.d in NEAR_POWERS_OF_TWO)

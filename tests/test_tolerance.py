@@ -501,3 +501,24 @@ def test_the_fft_grid_counts_both_sides_padding_in_every_rank() -> None:
     assert fft_grid(asym) == (8 + 1 + 3 + 2 * 2) * (6 + 2 + 0 + 1)
     assert fft_grid(ConvProblem(batch=1, c_in=1, c_out=1, w=16, kw=5, padding=2)) == 16 + 4 + 4
     assert fft_grid(ConvProblem(batch=1, c_in=1, c_out=1, d=4, h=5, w=6, kd=3, kh=1, kw=1)) == 6 * 5 * 6
+
+
+def test_term_counts_and_magnitudes_in_1d_and_3d() -> None:
+    """K and M1 per rank (#16): an interior output of a conv3d sums Cg*kd*kh*kw products (one more with a bias),
+    grad_bias N*prod(out_sizes); M1 of all-ones data is K; the normwise bound is built per plane of any rank."""
+    from conformance.numerics.tolerance import PROFILES, norm_bound, term_counts, terms
+
+    p3 = ConvProblem.parse("mb2ic4oc2id5ih6iw7kd3kh2kw3g2_bias")
+    k = term_counts("forward", p3)
+    assert k.shape == p3.output_shape and k.max() == k.min() == 2 * 3 * 2 * 3 + 1  # no padding: every output alike
+    assert term_counts("grad_bias", p3).tolist() == [2 * 3 * 5 * 5] * 2
+    p1 = ConvProblem.parse("mb3ic2oc2iw9kw3pw1")
+    k1 = term_counts("forward", p1)[0, 0]
+    assert k1.tolist() == [4] + [6] * 7 + [4]  # the ends read one zero of padding each
+    ones = [np.ones(s) for s in (p1.input_shape, p1.weight_shape, p1.output_shape)]
+    t = terms("forward", p1, ones[0], ones[1], None, ones[2])
+    assert np.array_equal(t.m1, t.k) and np.array_equal(t.ref, t.k)
+    b = norm_bound("forward", p3, terms("forward", p3, *(np.ones(s) for s in (p3.input_shape, p3.weight_shape)),
+                                        np.ones(p3.bias_shape), np.ones(p3.output_shape)),
+                   PROFILES["fp32"], np.ones(p3.input_shape), np.ones(p3.weight_shape), np.ones(p3.output_shape))
+    assert b.shape == p3.output_shape and np.all(b > 0)

@@ -322,7 +322,8 @@ def test_descriptor_shorthand(text: str, p: ConvProblem) -> None:
 
 
 GRAMMAR = ('expected [mb<n>]ic<n>oc<n>ih<n>[iw<n>]kh<n>[kw<n>][sh<n>[sw<n>]][ph<n>[pw<n>]][eh<n>[ew<n>]][dh<n>[dw<n>]]'
-           '[g<n>][_bias][_zeros|_reflect|_replicate|_circular][_float64|_float32|_float16|_bfloat16][_n"label"] '
+           '[oph<n>[opw<n>]][g<n>][_bias][_transposed][_zeros|_reflect|_replicate|_circular]'
+           '[_float64|_float32|_float16|_bfloat16][_n"label"] '
            '(3-D: each d key before its h key; 1-D: the w keys alone), '
            'e.g. mb2ic3oc8ih9iw9kh3kw3sh2sw2ph1pw1_bias_float32_n"conv1"')
 

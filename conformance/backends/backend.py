@@ -67,6 +67,8 @@ class Capabilities:
     asymmetric_padding: bool = False
     #: the spatial ranks it handles: 1 (conv1d, NCL), 2 (conv2d, NCHW), 3 (conv3d, NCDHW); conv2d only by default
     ranks: tuple[int, ...] = (2,)
+    #: whether it implements transposed convolution too (conv_transpose1d/2d/3d, in its ranks): ``problem.transposed``
+    transposed: bool = False
     notes: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -110,6 +112,8 @@ class Capabilities:
         """Why this backend does not claim ``problem`` (``None`` when it does)."""
         if problem.rank not in self.ranks:
             return f"{problem.rank}-D convolution (conv{problem.rank}d) not declared (ranks={self.ranks})"
+        if problem.transposed and not self.transposed:
+            return f"transposed convolution ({problem.operation}) not declared (transposed=False)"
         if problem.dtype not in self.dtypes:
             return f"dtype {problem.dtype} not declared (declares {', '.join(self.dtypes)})"
         if problem.groups != 1 and not self.groups:
@@ -139,6 +143,8 @@ class Capabilities:
             parts.append("padding=" + "/".join(self.padding_modes))
         if self.ranks != (2,):
             parts.append("ranks=" + ",".join(map(str, self.ranks)))
+        if self.transposed:
+            parts.append("transposed")
         if self.asymmetric_padding:
             parts.append("asymmetric")
         if not self.deterministic:

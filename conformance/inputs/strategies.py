@@ -83,8 +83,12 @@ def conv_problems(
     max_out: int | None = None,
     padding_modes: Sequence[str] | None = None,
     ranks: Sequence[int] | None = None,
+    transposed: bool = False,
 ) -> ConvProblem:
-    """A valid problem of one of ``ranks`` (1: conv1d, 2: conv2d, 3: conv3d; default 2) within ``max_macs``."""
+    """A valid problem of one of ``ranks`` (1: conv1d, 2: conv2d, 3: conv3d; default 2) within ``max_macs``;
+    ``transposed``: a transposed convolution, whose *input* sizes are drawn where a convolution's output sizes are
+    (the work is N·C_in·prod(in)·C_out/G·prod(kernel)), then padding that leaves at least one output element and an
+    output padding below the stride or the dilation (torch's rule), zero padding only."""
     caps, allowed, max_macs = _declared(dtypes, capabilities, max_macs)
     rank = draw(st.sampled_from(_ranks(ranks, caps)))  # (one rank: no choice is drawn)
     unknown = [c for c in size_classes if c not in SIZE_CLASSES]
@@ -113,6 +117,9 @@ def conv_problems(
     for _ in range(rank):
         out.append(draw(st.integers(1, max(1, min(max_out, outputs_left // math.prod(out))))))
     batch = draw(st.integers(1, max(1, min(max_batch, outputs_left // math.prod(out)))))
+    if transposed:
+        return _transposed(draw, caps, rank, groups, cin_g, cout_g, kernel, dilation, stride, out, batch, dtype,
+                           max_padding, bias)
     modes = [m for m in (padding_modes or caps.padding_modes) if m in caps.padding_modes] or ["zeros"]
     mode = draw(st.sampled_from(sorted(modes, key=lambda m: m != "zeros")))  # shrinks to zeros
     asym = caps.asymmetric_padding and draw(st.booleans())
@@ -134,6 +141,29 @@ def conv_problems(
                        stride=tuple(stride), padding=tuple(begins), dilation=tuple(dilation),
                        groups=groups, bias=has_bias, dtype=dtype, padding_mode=mode,
                        padding_end=tuple(ends) if asym else None)
+
+
+def _transposed(draw: Any, caps: Capabilities, rank: int, groups: int, cin_g: int, cout_g: int, kernel: list[int],
+                dilation: list[int], stride: list[int], sizes: list[int], batch: int, dtype: str, max_padding: int,
+                bias: bool | None) -> ConvProblem:
+    """The rest of a transposed problem: the drawn sizes are its input; per axis the padding on each side at most
+    half of the uncropped output (so at least one element stays), and an output padding below max(stride,
+    dilation); everything shrinks towards 0."""
+    asym = caps.asymmetric_padding and draw(st.booleans())
+    begins, ends, extra = [], [], []
+    for n, k, d, s in zip(sizes, kernel, dilation, stride):
+        full = (n - 1) * s + d * (k - 1) + 1
+        cap = min(max_padding, (full - 1) // 2)
+        begin = draw(st.integers(0, cap))
+        begins.append(begin)
+        ends.append(draw(st.integers(0, cap)) if asym else begin)
+        extra.append(draw(st.integers(0, max(s, d) - 1)))
+    has_bias = draw(st.booleans()) if bias is None else bias
+    axes = AXIS_NAMES[rank]
+    spatial: dict[str, Any] = dict(zip(axes, sizes)) | {"k" + a: k for a, k in zip(axes, kernel)}
+    return ConvProblem(batch=batch, c_in=groups * cin_g, c_out=groups * cout_g, **spatial, stride=tuple(stride),
+                       padding=tuple(begins), dilation=tuple(dilation), groups=groups, bias=has_bias, dtype=dtype,
+                       padding_end=tuple(ends) if asym else None, transposed=True, output_padding=tuple(extra))
 
 
 def data_kinds(kinds: Sequence[str] = ("normal", "uniform", "wide")) -> st.SearchStrategy[str]:

@@ -112,6 +112,35 @@ def _check_kernel_fits(axis: str, size: int, k: int, pad: int, dil: int, pad_end
         )
 
 
+def _shown(values: Axes) -> Any:
+    return values if len(values) > 1 else values[0]
+
+
+def _check_transposed(p: "ConvProblem", axes: tuple[str, ...]) -> None:
+    """torch's rules of a transposed convolution, per axis: output padding smaller than the stride or the dilation,
+    an output of at least one element; zero padding only."""
+    for axis, op, s, d in zip(axes, p.output_padding, p.stride, p.dilation):
+        if op >= s and op >= d:
+            raise InvalidProblem(f"output_padding={_shown(p.output_padding)} ({axis}={op}), but output padding must be "
+                                 f"smaller than either the stride ({s}) or the dilation ({d}) (as in torch)")
+    for axis, n, k, s, b, e, d, op in zip(axes, p.in_sizes, p.kernel, p.stride, p.padding, p.pad_end, p.dilation,
+                                          p.output_padding):
+        out = (n - 1) * s - b - e + d * (k - 1) + op + 1
+        if out < 1:
+            raise InvalidProblem(f"the transposed output along {axis} is (in-1)*stride - padding - padding_end + "
+                                 f"dilation*(k-1) + output_padding + 1 = {out} ({axis}={n}, k{axis}={k}, stride={s}, "
+                                 f"padding={b}, padding_end={e}, dilation={d}, output_padding={op}), but it must be at "
+                                 "least 1")
+    if p.padding_mode != "zeros":
+        raise InvalidProblem(f"padding_mode={p.padding_mode!r} with transposed=True, but a transposed convolution "
+                             "pads with zeros only (as torch's ConvTranspose)")
+
+
+def operation_name(rank: int, transposed: bool) -> str:
+    """``conv2d``, ``conv_transpose3d``: torch's function for a rank and a kind."""
+    return f"conv{'_transpose' if transposed else ''}{rank}d"
+
+
 AXIS_WORDS = {"d": "depth", "h": "height", "w": "width"}
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -169,13 +198,19 @@ class ConvProblem:
     #: the depth axis of a 3-D problem (0 otherwise)
     d: int = 0
     kd: int = 0
+    #: a transposed convolution (``torch.nn.functional.conv_transpose1d/2d/3d``, ONNX ConvTranspose): the adjoint of
+    #: the convolution of the same geometry, weight ``(C_in, C_out / groups, *kernel)``
+    transposed: bool = False
+    #: the extra elements at the far end of a transposed convolution's output, per axis (torch's ``output_padding``)
+    output_padding: Axes = (0, 0)
 
     def __post_init__(self) -> None:
         rank = self._rank_of_fields()
         for f in dataclasses.fields(self):  # the defaults are written as 2-D pairs; they hold for every rank
-            if f.name in ("stride", "padding", "dilation") and getattr(self, f.name) == f.default and rank != 2:
+            if f.name in ("stride", "padding", "dilation", "output_padding") and getattr(self, f.name) == f.default \
+                    and rank != 2:
                 object.__setattr__(self, f.name, f.default[0])  # type: ignore[index]
-        for name in ("stride", "dilation"):
+        for name in ("stride", "dilation", "output_padding"):
             object.__setattr__(self, name, _axes(name, getattr(self, name), rank))
         if isinstance(self.padding, str):
             self._resolve_padding_string(rank)
@@ -193,6 +228,8 @@ class ConvProblem:
             object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
         if not isinstance(self.bias, bool):
             raise InvalidProblem(f"bias={self.bias!r}, but it must be True or False")
+        if not isinstance(self.transposed, bool):
+            raise InvalidProblem(f"transposed={self.transposed!r}, but it must be True or False")
         self.validate()
 
     def _rank_of_fields(self) -> int:
@@ -207,6 +244,9 @@ class ConvProblem:
             return
         if self.padding != "same":
             raise InvalidProblem(f"padding={self.padding!r}, but a string padding must be 'same' or 'valid'")
+        if self.transposed:
+            raise InvalidProblem("padding='same' with transposed=True, but a transposed convolution takes numbers "
+                                 "(as torch's conv_transpose; ONNX's auto_pad SAME_UPPER/SAME_LOWER resolve to pads)")
         if any(s != 1 for s in self.stride):
             shown = self.stride if rank > 1 else self.stride[0]
             raise InvalidProblem(f"padding='same' with stride={shown}, but 'same' is not supported for "
@@ -229,8 +269,15 @@ class ConvProblem:
         if self.padding_end is not None:
             _check_axes_at_least("padding_end", self.padding_end, axes, 0)
         end = self.pad_end
-        for i, axis in enumerate(axes):
-            _check_kernel_fits(axis, self.in_sizes[i], self.kernel[i], self.padding[i], self.dilation[i], end[i])
+        _check_axes_at_least("output_padding", self.output_padding, axes, 0)
+        if self.transposed:
+            _check_transposed(self, axes)
+        else:
+            if any(self.output_padding):
+                raise InvalidProblem(f"output_padding={_shown(self.output_padding)}, but output padding applies to "
+                                     "a transposed convolution only (transposed=False)")
+            for i, axis in enumerate(axes):
+                _check_kernel_fits(axis, self.in_sizes[i], self.kernel[i], self.padding[i], self.dilation[i], end[i])
         _check_padding_mode(self.padding_mode, axes, self.in_sizes, self.padding, end)
         _check_dtype(self.dtype)
 
@@ -257,9 +304,20 @@ class ConvProblem:
 
     @property
     def out_sizes(self) -> Axes:
-        """The output's spatial sizes: ``(in + pad_begin + pad_end - dilation*(k - 1) - 1) // stride + 1``."""
+        """The output's spatial sizes: ``(in + pad_begin + pad_end - dilation*(k - 1) - 1) // stride + 1``; of a
+        transposed convolution ``(in - 1)*stride - pad_begin - pad_end + dilation*(k - 1) + output_padding + 1``."""
+        if self.transposed:
+            return tuple((n - 1) * s - p - e + d * (k - 1) + op + 1 for n, k, s, p, e, d, op in
+                         zip(self.in_sizes, self.kernel, self.stride, self.padding, self.pad_end, self.dilation,
+                             self.output_padding))
         return tuple((n + p + e - d * (k - 1) - 1) // s + 1 for n, k, s, p, e, d in
                      zip(self.in_sizes, self.kernel, self.stride, self.padding, self.pad_end, self.dilation))
+
+    @property
+    def operation(self) -> str:
+        """torch's name of the call: ``conv1d``/``conv2d``/``conv3d``, ``conv_transpose1d``/``2d``/``3d``; test ids,
+        options and reports name a problem's kind by it."""
+        return operation_name(self.rank, self.transposed)
 
     @property
     def pad_end(self) -> Axes:
@@ -299,6 +357,9 @@ class ConvProblem:
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
+        """``(C_out, C_in / groups, *kernel)``; transposed: ``(C_in, C_out / groups, *kernel)``, as torch has it."""
+        if self.transposed:
+            return (self.c_in, self.c_out // self.groups, *self.kernel)
         return (self.c_out, self.c_in // self.groups, *self.kernel)
 
     @property
@@ -312,6 +373,9 @@ class ConvProblem:
     @property
     def macs(self) -> int:
         """Multiply-adds of the forward pass (each backward pass has the same count)."""
+        if self.transposed:  # every input element meets every tap of its group's output channels
+            return self.batch * self.c_in * math.prod(self.in_sizes) * (self.c_out // self.groups) \
+                * math.prod(self.kernel)
         return self.batch * self.c_out * math.prod(self.out_sizes) * (self.c_in // self.groups) * math.prod(self.kernel)
 
     @property
@@ -324,12 +388,14 @@ class ConvProblem:
         # the fields are ints, strs and tuples of ints: a shallow read (dataclasses.asdict deep-copies every value,
         # which costs more than a whole small example's comparison)
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for k in ("stride", "padding", "dilation", "padding_end"):
+        for k in ("stride", "padding", "dilation", "padding_end", "output_padding"):
             d[k] = None if d[k] is None else list(d[k])
         for k, default in (("label", ""), ("padding_mode", "zeros"), ("padding_end", None), ("d", 0), ("kd", 0),
-                           ("h", 0), ("kh", 0)):
+                           ("h", 0), ("kh", 0), ("transposed", False)):
             if d[k] == default:
                 del d[k]  # records and reproductions of plain 2-D problems stay as they were; no absent axes
+        if not any(d["output_padding"]):
+            del d["output_padding"]
         return d
 
     @classmethod
@@ -355,13 +421,16 @@ class ConvProblem:
 
             descriptor := token { ["_"] token }          (an "_" may separate any two tokens; it means nothing)
             token      := key INT | flag | 'n"' label '"'
-            key        := mb ic oc  ih iw  kh kw  sh sw  ph pw  eh ew  dh dw  g
-            flag       := bias | zeros | reflect | replicate | circular | float64 | float32 | float16 | bfloat16
+            key        := mb ic oc  ih iw  kh kw  sh sw  ph pw  eh ew  dh dw  oph opw  g
+            flag       := bias | transposed | zeros | reflect | replicate | circular | float64 | float32 | float16
+                          | bfloat16
 
         ``mb`` is the batch, ``ic``/``oc`` the input/output channels, then per spatial axis (``h``, ``w``) the
         input size ``i``, kernel ``k``, stride ``s``, begin (top/left) padding ``p``, end (bottom/right) padding
         ``e`` where it differs from the begin padding (ONNX-style asymmetric), dilation ``d`` (torch's: 1 is none;
-        benchdnn's 0 is an error here), then ``g`` the groups. ``bias`` adds a bias; the padding mode and the dtype
+        benchdnn's 0 is an error here), output padding ``op`` (a transposed convolution's), then ``g`` the groups.
+        ``transposed`` makes it a transposed convolution (``ic512oc256ih8kh4sh2ph1_transposed``: DCGAN's 8x8 to
+        16x16). ``bias`` adds a bias; the padding mode and the dtype
         are words. ``n"..."`` is the label (``\\"`` and ``\\\\`` escape a quote and a backslash in it).
 
         Required: ``ic oc ih kh``. Defaults: ``mb1`` (benchdnn's is 2), ``sh1 ph0 dh1 g1``, no end padding (as the
@@ -384,7 +453,8 @@ class ConvProblem:
 
     def __repr__(self) -> str:
         # a copy-pasteable constructor call, the label only where one is set
-        defaults = {"label": "", "padding_mode": "zeros", "padding_end": None, "d": 0, "kd": 0, "h": 0, "kh": 0}
+        defaults = {"label": "", "padding_mode": "zeros", "padding_end": None, "d": 0, "kd": 0, "h": 0, "kh": 0,
+                    "transposed": False, "output_padding": (0,) * self.rank}
         names = [f.name for f in dataclasses.fields(self)]
         order = names[:3] + ["d", "h", "w", "kd", "kh", "kw"] + [n for n in names[3:] if n not in "d h w kd kh kw"]
         shown = [n for n in order if n not in defaults or getattr(self, n) != defaults[n]]
@@ -399,15 +469,16 @@ AXES = ("d", "h", "w")
 #: padding); a key is the prefix and the axis: ``ih``, ``kw``, ``eh``, ``id``
 AXIS_KEYS: tuple[tuple[str, str, int | None], ...] = (
     ("i", "input size", None), ("k", "kernel", None), ("s", "stride", 1), ("p", "padding (begin)", 0),
-    ("e", "padding (end)", None), ("d", "dilation", 1))
+    ("e", "padding (end)", None), ("d", "dilation", 1), ("op", "output padding (transposed)", 0))
 #: the flag words, by what they set (each at most once)
-FLAGS: dict[str, tuple[str, ...]] = {"bias": ("bias",), "padding mode": PADDING_MODES, "dtype": DTYPES}
+FLAGS: dict[str, tuple[str, ...]] = {"bias": ("bias",), "transposed": ("transposed",), "padding mode": PADDING_MODES,
+                                     "dtype": DTYPES}
 _KEYS = ("mb", "ic", "oc", *(f + a for f, _, _ in AXIS_KEYS for a in AXES), "g")
 _FLAG_SLOT = {word: slot for slot, words in FLAGS.items() for word in words}
 #: the grammar, as parse errors show it (canonical order; keys may come in any order)
 GRAMMAR = ("[mb<n>]ic<n>oc<n>"
            + "".join(f"{f}h<n>[{f}w<n>]" if f in "ik" else f"[{f}h<n>[{f}w<n>]]" for f, _, _ in AXIS_KEYS)
-           + "[g<n>][_bias][_" + "|_".join(PADDING_MODES) + "][_" + "|_".join(DTYPES) + '][_n"label"]'
+           + "[g<n>][_bias][_transposed][_" + "|_".join(PADDING_MODES) + "][_" + "|_".join(DTYPES) + '][_n"label"]'
            + " (3-D: each d key before its h key; 1-D: the w keys alone)")
 _EXAMPLE = 'mb2ic3oc8ih9iw9kh3kw3sh2sw2ph1pw1_bias_float32_n"conv1"'
 #: a word (lazy, so that "biasn\"x\"" ends before the label) and its integer
@@ -416,7 +487,7 @@ _WORD = re.compile(r'([a-z]+?)(?=n"|[^a-z]|$)([0-9]*)')
 
 def _format(p: ConvProblem) -> str:
     per_axis = {"i": p.in_sizes, "k": p.kernel, "s": p.stride, "p": p.padding, "e": p.padding_end,
-                "d": p.dilation}
+                "d": p.dilation, "op": p.output_padding}
     out = [f"mb{p.batch}ic{p.c_in}oc{p.c_out}"]
     for prefix, _, default in AXIS_KEYS:
         values = per_axis[prefix]
@@ -425,7 +496,8 @@ def _format(p: ConvProblem) -> str:
             out.append("".join(f"{prefix}{a}{v}" for a, v in zip(p.axes, values)))
     if p.groups != 1:
         out.append(f"g{p.groups}")
-    flags = (["bias"] if p.bias else []) + ([p.padding_mode] if p.padding_mode != "zeros" else []) + [p.dtype]
+    flags = (["bias"] if p.bias else []) + (["transposed"] if p.transposed else []) \
+        + ([p.padding_mode] if p.padding_mode != "zeros" else []) + [p.dtype]
     out.extend("_" + f for f in flags)
     if p.label:
         out.append('_n"' + p.label.replace("\\", "\\\\").replace('"', '\\"') + '"')
@@ -521,5 +593,6 @@ def _parse(cls: type[ConvProblem], text: str) -> ConvProblem:
     return cls(batch=get("mb", 1), c_in=get("ic", 0), c_out=get("oc", 0), **spatial,
                stride=per_axis("s", 1), padding=per_axis("p", 0),
                padding_end=per_axis("e", 0) if "e" + axes[0] in given else None,
-               dilation=per_axis("d", 1), groups=get("g", 1), bias="bias" in given,
+               dilation=per_axis("d", 1), output_padding=per_axis("op", 0), transposed="transposed" in given,
+               groups=get("g", 1), bias="bias" in given,
                padding_mode=get("padding mode", "zeros"), dtype=get("dtype", "float64"), label=get("label", ""))

@@ -23,9 +23,10 @@ and ``dxp`` gathers ``dcols`` back tap by tap (``+=`` on the same slices; within
 distinct). ``dx`` is the adjoint of the padding applied to ``dxp``: the border cropped for zero padding, folded
 back onto the input for reflect, replicate and circular padding (``conformance.numerics.padding``). Every function is
 bilinear in its two operands, which ``conformance.numerics.tolerance`` uses to get magnitudes (``op(|a|, |b|)``) and
-term counts (``op(1, 1)``) from the same code. It is validated in ``tests/test_reference.py`` (2-D) and
-``tests/test_reference_nd.py`` (1-D, 3-D) against exact integer arithmetic, torch float64 and the seed notebook's
-golden values.
+term counts (``op(1, 1)``) from the same code. A transposed problem (``p.transposed``) goes to its own oracle,
+``conformance.numerics.transposed``, written from the scatter definition. It is validated in
+``tests/test_reference.py`` (2-D) and ``tests/test_reference_nd.py`` (1-D, 3-D) against exact integer arithmetic,
+torch float64 and the seed notebook's golden values.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import itertools
 import numpy as np
 
 from conformance.model.problem import ConvProblem
-from conformance.numerics import padding
+from conformance.numerics import padding, transposed
 
 
 def _taps(p: ConvProblem):  # type: ignore[no-untyped-def]
@@ -72,6 +73,8 @@ def _unfold(p: ConvProblem, xp: np.ndarray) -> np.ndarray:
 
 
 def forward(p: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    if p.transposed:  # each function serves both operations: conformance.numerics.transposed has its own derivation
+        return transposed.forward(p, x, w, b)
     # y[n, g] = W[g] @ cols[n, g]: (G, Og, K) @ (N, G, K, L) -> (N, G, Og, L), one product per (n, g)
     y = (_weight_matrix(p, w) @ _unfold(p, _pad(p, x))).reshape(p.output_shape)
     if b is not None:
@@ -80,6 +83,8 @@ def forward(p: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None =
 
 
 def grad_input(p: ConvProblem, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    if p.transposed:
+        return transposed.grad_input(p, dy, w)
     # dcols[n, g] = W[g]^T @ dy[n, g]: the gradient of every entry of cols, (N, G, K, L)
     dcols = _weight_matrix(p, w).swapaxes(-1, -2) @ _grouped(np.asarray(dy, dtype=np.float64), p.groups)
     dcols = dcols.reshape(p.batch, p.c_in, *p.kernel, *p.out_sizes)
@@ -92,6 +97,8 @@ def grad_input(p: ConvProblem, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def grad_weight(p: ConvProblem, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    if p.transposed:
+        return transposed.grad_weight(p, x, dy)
     # dW[g] = sum_n dy[n, g] @ cols[n, g]^T: (N, G, Og, L) @ (N, G, L, K), summed over the batch
     cols = _unfold(p, _pad(p, x))
     dyg = _grouped(np.asarray(dy, dtype=np.float64), p.groups)

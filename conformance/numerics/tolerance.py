@@ -61,6 +61,7 @@ import numpy as np
 
 from conformance.model.problem import ConvProblem
 from conformance.numerics import reference as R
+from conformance.numerics.transposed import grid as transposed_grid
 
 LAMBDA = 8.0  #: probabilistic constant; Higham & Mary's bound needed <= 2.4 in our measurements
 C_NORM = 1.0  #: normwise constant; measured need 0.26 (scipy.fft), 0.027 (cuDNN FFT/Winograd)
@@ -245,13 +246,18 @@ def prob_bound(t: Terms, prof: Profile) -> np.ndarray:
     return _zero_where_untouched(b, t.k)
 
 
-def _plane_norm_sum(check: str, p: ConvProblem, a: np.ndarray, c: np.ndarray) -> np.ndarray:
+def plane_norm_sum(check: str, p: ConvProblem, a: np.ndarray, c: np.ndarray) -> np.ndarray:
     """S per output plane: Σ over reduced channels of min(‖a‖₂‖c‖₁, ‖a‖₁‖c‖₂), broadcastable to the output."""
     n1 = lambda v: np.abs(v).sum(axis=_spatial(p))  # noqa: E731  (per (outer, channel) plane)
     n2 = lambda v: np.sqrt((v * v).sum(axis=_spatial(p)))  # noqa: E731
 
     def grouped(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         # lhs (A, C), rhs (B, C/g or C) -> (A, B) summing the channels each pair shares within a group
+        if p.transposed:  # each pass is a convolution's pass with C_in and C_out exchanged (weight (C_in, Og, k))
+            dual = p.replace(c_in=p.c_out, c_out=p.c_in)
+            if check == "grad_weight":  # dW (C_in, Og) = the convolution's dW with x and dy exchanged
+                return _group_matmul("grad_weight", dual, rhs, lhs)
+            return _group_matmul({"forward": "grad_input", "grad_input": "forward"}[check], dual, lhs, rhs)
         return _group_matmul(check, p, lhs, rhs)
 
     s = np.minimum(grouped(n2(a), n1(c)), grouped(n1(a), n2(c)))
@@ -279,7 +285,10 @@ def _group_matmul(check: str, p: ConvProblem, lhs: np.ndarray, rhs: np.ndarray) 
 
 def fft_grid(p: ConvProblem) -> int:
     """The points of the transform grid an FFT convolution of ``p`` needs: per axis the padded input (both sides'
-    padding, asymmetric or not) plus the dilated kernel's extent, over every spatial axis."""
+    padding, asymmetric or not) plus the dilated kernel's extent, over every spatial axis; of a transposed one, the
+    uncropped scatter grid (the stride-dilated input's full convolution with the dilated kernel)."""
+    if p.transposed:
+        return math.prod(transposed_grid(p))
     return math.prod(n + b + e + d * (k - 1) for n, k, b, e, d in
                      zip(p.in_sizes, p.kernel, p.padding, p.pad_end, p.dilation))
 
@@ -294,7 +303,7 @@ def norm_bound(check: str, p: ConvProblem, t: Terms, prof: Profile, x: np.ndarra
         # error of the finite outputs is bounded from the finite inputs (one NaN would void its whole plane's bound)
         a, c = (np.asarray(v, dtype=np.float64) for v in operands(check, x, w, dy))
         a, c = (np.where(np.isfinite(v), v, 0.0) for v in (a, c))
-        s = _plane_norm_sum(check, p, a, c)
+        s = plane_norm_sum(check, p, a, c)
         logf = max(math.log2(fft_grid(p)), 1.0)
     # rounding stages: two forward transforms, the pointwise product, one inverse transform
     stages = 3 * logf + 1

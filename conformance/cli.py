@@ -214,6 +214,8 @@ def pytest_args_for_run(args: argparse.Namespace, results_dir: Path) -> list[str
             pa += [opt, ",".join(getattr(args, dest))]
     if getattr(args, "conv_ranks", None):
         pa += ["--conv-ranks", ",".join(map(str, args.conv_ranks))]
+    if getattr(args, "conv_ops", None):
+        pa += ["--conv-ops", ",".join(args.conv_ops)]
     if args.conv_shapes_max_macs is not None:
         pa += ["--conv-shapes-max-macs", str(args.conv_shapes_max_macs)]
     if args.conv_scale_2g:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from conformance.backends.registry import add_spec, build_registry
 from conformance.checks.findings import explain
-from conformance.model.problem import RANK_IDS
 from conformance.results import records
 from conformance.results.row import Row
 
@@ -44,10 +43,10 @@ class GateResult:
 
 
 def finding_name(row: Row) -> str:
-    """The name a row's finding goes by: its column (``grad_input``) in conv2d, the default rank; in another rank
-    the rank first (``conv3d:grad_input``), so that a backend that passes conv2d and fails conv3d says so, and a
-    conv2d backend's findings read as they always have."""
-    return row.column if row.rank == 2 else f"{RANK_IDS.get(row.rank, row.rank)}:{row.column}"
+    """The name a row's finding goes by: its column (``grad_input``) in conv2d, the default operation; in another
+    the operation first (``conv3d:grad_input``, ``conv_transpose2d:forward``), so that a backend that passes conv2d
+    and fails conv3d says so, and a conv2d backend's findings read as they always have."""
+    return row.column if (row.rank, row.transposed) == (2, False) else f"{row.operation}:{row.column}"
 
 
 def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool) -> GateResult:

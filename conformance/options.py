@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from conformance.errors import InvalidProblem
 from conformance.inputs.data import DATA_KINDS
-from conformance.model.problem import DTYPES, RANK_IDS, parse_rank
+from conformance.model.problem import DTYPES, KINDS, RANK_IDS, parse_rank
 from conformance.model.shapes import names as shape_corpora
 
 PROFILE_NAMES = ("quick", "ci", "thorough")
@@ -80,7 +80,7 @@ def _profile(text: str) -> str:
 #: the unprefixed names of the run options, in the order they are defined (what ``exclude=`` may name)
 RUN_OPTION_NAMES = ("impl", "profile", "max-examples", "dtypes", "data-kinds", "shapes", "shapes-max-macs", "scale-2g",
                     "results", "known-failures", "strict", "no-isolate", "timeout", "memory-limit", "max-time",
-                    "select", "no-entry-points", "env-name", "run-id", "ranks")
+                    "select", "no-entry-points", "env-name", "run-id", "ranks", "ops")
 
 
 def _leaving_out(addoption: Callable[..., Any], prefix: str, exclude: tuple[str, ...]) -> Callable[..., None]:
@@ -155,3 +155,6 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-", *, exc
     addoption(f"--{prefix}ranks", type=_ranks, default=None, dest="conv_ranks", metavar="LIST",
               help=f"spatial ranks to check, comma-separated: 1, 2, 3 or {', '.join(RANK_IDS.values())} (default: "
                    "all; each backend in those it declares, the others recorded as unsupported)")
+    addoption(f"--{prefix}ops", type=choice_list("ops", KINDS), default=None, dest="conv_ops", metavar="LIST",
+              help="operations to check, comma-separated: conv (convolution), conv_transpose (transposed "
+                   "convolution) (default: both; a backend's transposed convolution where it declares it)")

@@ -28,7 +28,7 @@ from conformance.backends.registry import Registry, build_registry, describe
 from conformance.backends.runner import Caller, DirectCaller
 from conformance.checks import table as checktable
 from conformance.checks.example import SuiteContext, unsupported_check_reason
-from conformance.model.problem import RANK_IDS, RANKS
+from conformance.model.problem import KINDS, RANKS, operation_name, operation_of
 from conformance.results import known
 from conformance.results.records import Recorder, new_run_id
 from conformance.results.row import Row
@@ -200,9 +200,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                                         f"registered: {', '.join(e.name for e in entries)}")
             entries = [e for e in entries if e.name in select]
         metafunc.parametrize("impl", entries, ids=[e.name for e in entries])
-    if "conv_rank" in metafunc.fixturenames:  # every rank asked for: a backend's undeclared ones skip, saying why
+    if "conv_op" in metafunc.fixturenames:  # every operation asked for: a backend's undeclared ones skip, saying why
         ranks = metafunc.config.getoption("conv_ranks") or RANKS
-        metafunc.parametrize("conv_rank", ranks, ids=[RANK_IDS[r] for r in ranks])
+        kinds = metafunc.config.getoption("conv_ops") or KINDS
+        ops = [operation_name(r, kind == "conv_transpose") for kind in KINDS if kind in kinds for r in ranks]
+        metafunc.parametrize("conv_op", ops, ids=ops)
 
 
 def _isolated(config: pytest.Config, entry: Any) -> Caller:
@@ -236,10 +238,11 @@ def _impl_items(items: list[pytest.Item]) -> list[tuple[pytest.Item, Any, str]]:
     return out
 
 
-def _rank_of(item: pytest.Item) -> int:
-    """The spatial rank a suite test checks (its ``conv_rank`` parameter; 2 for a test without one)."""
+def _op_of(item: pytest.Item) -> tuple[int, bool]:
+    """(rank, transposed) of the operation a suite test checks (its ``conv_op`` parameter; conv2d for a test without
+    one)."""
     callspec = getattr(item, "callspec", None)
-    return int(callspec.params.get("conv_rank", 2)) if callspec is not None else 2
+    return operation_of(callspec.params.get("conv_op", "conv2d") if callspec is not None else "conv2d")
 
 
 #: the checks that take longest (many backend calls per example, or shrinking a known failure) run first: with
@@ -260,13 +263,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if unknown:
         raise pytest.UsageError(f"conv_check markers naming no check of the table: {', '.join(unknown)}; the checks "
                                 f"are {', '.join(checktable.BY_NAME)} (conformance/checks/table.py)")
-    collected = [(entry.name, check, _rank_of(item)) for item, entry, check in _impl_items(items)]
+    collected = [(entry.name, check, *_op_of(item)) for item, entry, check in _impl_items(items)]
     if not collected:  # no suite test here (another project's run): the plugin stays out of it
         return
     items.sort(key=_longest_first)  # stable: the collection order within each group, the same in every worker
     entries = _known_failures(config)[0]
     # every entry, in force or not, must name something collected: a misspelt name is found in any environment
-    unmatched = [str(e) for e in entries if not any(e.matches(i, c, r) for i, c, r in collected)]
+    unmatched = [str(e) for e in entries if not any(e.matches(i, c, r, t) for i, c, r, t in collected)]
     if unmatched:
         config.issue_config_time_warning(pytest.PytestWarning(
             f"known-failure entries that match no collected test: {', '.join(unmatched)}"), stacklevel=2)
@@ -290,15 +293,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if entry.unavailable:
             status, reason = "unavailable", entry.unavailable
         else:
+            rank, transposed = _op_of(item)
             status, reason = "unsupported", unsupported_check_reason(entry.backend.capabilities, check, dtypes,
-                                                                     rank=_rank_of(item)) or ""
+                                                                     rank=rank, transposed=transposed) or ""
         if reason:
             item.stash[SKIP_STATUS_KEY] = (status, entry.name, check, reason)
             item.add_marker(pytest.mark.skip(reason=f"{entry.name}: {reason}"))
             continue
-        rank = _rank_of(item)
-        item.stash[KNOWN_DTYPES_KEY] = [e for e in known_entries if e.dtypes and e.matches(entry.name, check, rank)]
-        kf = known.lookup(known_entries, entry.name, check, rank=rank)
+        rank, transposed = _op_of(item)
+        item.stash[KNOWN_DTYPES_KEY] = [e for e in known_entries
+                                        if e.dtypes and e.matches(entry.name, check, rank, transposed)]
+        kf = known.lookup(known_entries, entry.name, check, rank=rank, transposed=transposed)
         if kf is not None:
             item.stash[KNOWN_KEY] = kf
             item.add_marker(pytest.mark.xfail(reason=f"known: {kf.reason} ({kf.source})",
@@ -306,21 +311,22 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def conv_rank(request: pytest.FixtureRequest) -> int:
-    """The spatial rank of a suite test's problems, parametrized by ``pytest_generate_tests`` (ids conv1d, conv2d,
-    conv3d: ``pytest -k conv3d`` selects one)."""
-    return int(getattr(request, "param", 2))
+def conv_op(request: pytest.FixtureRequest) -> str:
+    """The operation of a suite test's problems, parametrized by ``pytest_generate_tests``: torch's names, conv1d,
+    conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d (``pytest -k conv3d`` selects one,
+    ``-k conv_transpose`` the transposed ones)."""
+    return str(getattr(request, "param", "conv2d"))
 
 
 @pytest.fixture
-def conv(request: pytest.FixtureRequest, impl: Any, conv_rank: int) -> Any:
+def conv(request: pytest.FixtureRequest, impl: Any, conv_op: str) -> Any:
     """The per-test context: the backend, the run options, and a buffer of rows flushed at teardown."""
     cfg = request.config
     ctx = SuiteContext(entry=impl, recorder=cfg.stash[RECORDER_KEY], nodeid=request.node.nodeid,
                        check=_check_of(request.node) or "", dtypes=cfg.getoption("conv_dtypes"),
                        data_kinds=cfg.getoption("conv_data_kinds"), backend=_isolated(cfg, impl),
                        known=request.node.stash.get(KNOWN_KEY, None),
-                       known_dtypes=request.node.stash.get(KNOWN_DTYPES_KEY, []), rank=conv_rank)
+                       known_dtypes=request.node.stash.get(KNOWN_DTYPES_KEY, []), operation=conv_op)
     yield ctx
     ctx.flush()
 
@@ -350,8 +356,9 @@ def _test_row(item: pytest.Item, status: str, reason: str) -> Row:
     check = _check_of(item) or ""
     callspec = getattr(item, "callspec", None)
     impl = callspec.params["impl"].name if callspec is not None and "impl" in callspec.params else "?"
+    rank, transposed = _op_of(item)
     return Row(status=status, impl=impl, check=check, tier=_tier(check), reason=reason, nodeid=item.nodeid,
-               rank=_rank_of(item))
+               rank=rank, transposed=transposed)
 
 
 @pytest.hookimpl(hookwrapper=True)

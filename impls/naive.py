@@ -18,14 +18,31 @@ into numbers. reflect, replicate and circular padding read the input element the
 Sums are accumulated in Python floats (IEEE double), so a
 float32 problem is computed more accurately than its dtype and rounded once at the end.
 
+The transposed convolution (``conv_transpose1d/2d/3d``, ``problem.transposed``) is the same sum read the other
+way round: every input element scatters through every tap of its group's output channels. The weight is
+``(C_in, Og, *kernel)``, input channel ``g*Cg + c`` belongs to group ``g`` and writes output channels
+``g*Og .. g*Og + Og - 1``, the padding crops the near side of the result and the output padding extends its far
+side::
+
+    y[n, g*Og + o, q] += x[n, g*Cg + c, i] * w[g*Cg + c, o, t]      (only where q lies inside the output)
+    q_a = i_a*s_a - pad_a + t_a*dil_a          (along every axis a = 1..r)
+
+so the same index relation links input, tap and output position; only which side the sum runs over changes. A
+contribution that lands outside the output (cropped by the padding) is dropped. Its gradients gather where the
+forward scattered: ``dx[n, g*Cg + c, i] = sum_{o, t} dy[n, g*Og + o, q] * w[g*Cg + c, o, t]`` and
+``dw[g*Cg + c, o, t] = sum_{n, i} x[n, g*Cg + c, i] * dy[n, g*Og + o, q]``, where a ``q`` outside the output
+reads a zero (the gradient of a cropped element), multiplied as the convolution's padding is. Sums accumulate in
+Python floats, rounded once, as the convolution's.
+
 To index a position of any rank with one integer, the loops work on the arrays flattened over their spatial axes
-(C order): ``x`` as (N, C_in, prod(in_sizes)), ``w`` as (C_out, Cg, prod(kernel)), ``y`` as (N, C_out,
-prod(out_sizes)).
+(C order): ``x`` as (N, C_in, prod(in_sizes)), ``w`` as (C_out, Cg, prod(kernel)) (transposed: (C_in, Og,
+prod(kernel))), ``y`` as (N, C_out, prod(out_sizes)).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -79,6 +96,23 @@ def _taps(problem: ConvProblem) -> list[list[Tap]]:
     return taps
 
 
+def _scatter_taps(problem: ConvProblem) -> list[list[Tap]]:
+    """Transposed: for every input position ``i`` (in C order), its taps ``t`` (in C order) with the output position
+    ``q`` each writes (``q_a = i_a*s_a - pad_a + t_a*dil_a``) and whether ``q`` lies inside the output (False:
+    cropped by the padding, or past the output; its output index is then a placeholder, never used). The far side's
+    padding and the output padding enter through the output size."""
+    taps = []
+    for i in itertools.product(*(range(n) for n in problem.in_sizes)):
+        out = []
+        for t in itertools.product(*(range(k) for k in problem.kernel)):
+            q = [i_a * s - pad + t_a * dil for i_a, t_a, s, pad, dil
+                 in zip(i, t, problem.stride, problem.padding, problem.dilation)]
+            inside = all(0 <= q_a < m for q_a, m in zip(q, problem.out_sizes))
+            out.append((_flat(t, problem.kernel), _flat(q, problem.out_sizes) if inside else 0, inside))
+        taps.append(out)
+    return taps
+
+
 def _spatial_flat(a: np.ndarray) -> list[list[list[float]]]:
     """(A, B, *spatial) -> nested lists [A][B][prod(spatial)] of Python floats (exact copies of the entries)."""
     return a.reshape(a.shape[0], a.shape[1], -1).tolist()
@@ -91,9 +125,11 @@ class NaiveLoops:
     name = "naive"
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"), max_macs=50_000,
                                 padding_modes=("zeros", "reflect", "replicate", "circular"), asymmetric_padding=True,
-                                ranks=(1, 2, 3), notes="pure Python loops; only small problems")
+                                ranks=(1, 2, 3), transposed=True, notes="pure Python loops; only small problems")
 
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        if problem.transposed:
+            return self._transposed_forward(problem, x, w, b)
         xs, ws = _spatial_flat(x), _spatial_flat(w)
         bs = b.tolist() if b is not None else [0.0] * problem.c_out
         cg, og = problem.c_in // problem.groups, problem.c_out // problem.groups
@@ -117,6 +153,8 @@ class NaiveLoops:
         # backward is the forward's loop nest with the two adjoint updates in its body.
         # Input positions that no output reads (padding-only taps, positions skipped by a stride that does not
         # divide evenly) are never visited and keep their zero gradient.
+        if problem.transposed:
+            return self._transposed_backward(problem, x, w, dy)
         xs, ws, dys = _spatial_flat(x), _spatial_flat(w), _spatial_flat(dy)
         dx = _spatial_flat(np.zeros(problem.input_shape))  # nested lists of 0.0: Python-float accumulators
         dw = _spatial_flat(np.zeros(problem.weight_shape))
@@ -139,6 +177,60 @@ class NaiveLoops:
         if problem.bias:
             db = [sum(dys[n][o][q] for n in range(problem.batch) for q in range(len(taps)))
                   for o in range(problem.c_out)]
+        return Grads(dx=np.array(dx, dtype=problem.np_dtype).reshape(problem.input_shape),
+                     dw=np.array(dw, dtype=problem.np_dtype).reshape(problem.weight_shape),
+                     db=None if db is None else np.array(db, dtype=problem.np_dtype))
+
+    def _transposed_forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray,
+                            b: np.ndarray | None) -> np.ndarray:
+        # The scatter: every input element, through every tap, into every output channel of its group.
+        xs, ws = _spatial_flat(x), _spatial_flat(w)
+        bs = b.tolist() if b is not None else [0.0] * problem.c_out
+        cg, og = problem.c_in // problem.groups, problem.c_out // problem.groups
+        taps = _scatter_taps(problem)
+        size = math.prod(problem.out_sizes)
+        # Python-float accumulators, each starting at its channel's bias; rounded once at the end
+        y = [[[float(bs[o])] * size for o in range(problem.c_out)] for _ in range(problem.batch)]
+        for n in range(problem.batch):
+            for ci in range(problem.c_in):
+                first = (ci // cg) * og  # first output channel of ci's group
+                xc = xs[n][ci]
+                for i, i_taps in enumerate(taps):
+                    v = xc[i]
+                    for o in range(og):
+                        yo, wo = y[n][first + o], ws[ci][o]
+                        for t, q, inside in i_taps:
+                            if inside:  # a contribution cropped by the padding lands nowhere
+                                yo[q] += v * wo[t]
+        return np.array(y, dtype=problem.np_dtype).reshape(problem.output_shape)
+
+    def _transposed_backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        # The forward's loop nest again: its multiply-add y[n, first+o, q] += x[n, ci, i] * w[ci, o, t] contributes
+        # dy[n, first+o, q] * w[ci, o, t] to dL/dx[n, ci, i] (the gather: dx sums over o and t) and
+        # dy[n, first+o, q] * x[n, ci, i] to dL/dw[ci, o, t]. A cropped q (outside the output) has the gradient 0.0,
+        # still multiplied (0 * inf is NaN, as in the padding of the convolution's backward).
+        xs, ws, dys = _spatial_flat(x), _spatial_flat(w), _spatial_flat(dy)
+        dx = _spatial_flat(np.zeros(problem.input_shape))
+        dw = _spatial_flat(np.zeros(problem.weight_shape))
+        cg, og = problem.c_in // problem.groups, problem.c_out // problem.groups
+        taps = _scatter_taps(problem)
+        for n in range(problem.batch):
+            for ci in range(problem.c_in):
+                first = (ci // cg) * og
+                xc, dxc = xs[n][ci], dx[n][ci]
+                for i, i_taps in enumerate(taps):
+                    v, acc = xc[i], dxc[i]
+                    for o in range(og):
+                        dyo, wo, dwo = dys[n][first + o], ws[ci][o], dw[ci][o]
+                        for t, q, inside in i_taps:
+                            g = dyo[q] if inside else 0.0
+                            acc += g * wo[t]
+                            dwo[t] += g * v
+                    dxc[i] = acc
+        db = None
+        if problem.bias:
+            size = len(dys[0][0])
+            db = [sum(dys[n][o][q] for n in range(problem.batch) for q in range(size)) for o in range(problem.c_out)]
         return Grads(dx=np.array(dx, dtype=problem.np_dtype).reshape(problem.input_shape),
                      dw=np.array(dw, dtype=problem.np_dtype).reshape(problem.weight_shape),
                      db=None if db is None else np.array(db, dtype=problem.np_dtype))

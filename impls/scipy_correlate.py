@@ -17,6 +17,22 @@ The full convolution has length ``(out_a - 1)*s_a + K_a <= P_a``; padded positio
 output and keep a zero gradient, and cropping ``dxp[pad_a:pad_a + n_a]`` drops the padding. A signal pair is
 correlated for every (sample, output channel, input channel of its group) and the results are summed over channels.
 
+The transposed convolution (``problem.transposed``, weight ``(C_in, Og, *kernel)``) scatters input position ``i``
+through tap ``t`` to ``i*s + t*dil - pad``. Write ``xs`` for the input dilated by the stride (the zero
+insertion, length ``(n_a - 1)*s_a + 1``) and ``dyg`` for ``dy`` placed at ``[pad_a, pad_a + out_a)`` of a zero
+grid (the uncropped result, ``G_a = (n_a - 1)*s_a + K_a`` long, longer where the output padding reaches past
+it)::
+
+    yg[j]  = sum_{i*s + t*dil = j} x[i] w[t]     = convolve(xs, wd, "full")[j]          forward, uncropped
+    y[q]   = yg[q + pad]                                                                 the crop
+    dx[i]  = sum_t dyg[i*s + t*dil] w[t]         = correlate(dyg, wd, "valid")[i*s]     grad input
+    dw[t]  = sum_i x[i] dyg[i*s + t*dil]         = correlate(dyg, xs, "valid")[t*dil]   grad weight
+
+(the convolution's three rows with the roles of ``x`` and ``dy`` exchanged: the transposed convolution is the
+convolution's input gradient). The full convolution is ``(n_a - 1)*s_a + K_a`` long; output padding past it
+reads zeros of the grid. The far side's padding (``pad_end``, asymmetric) enters only through ``out_a``. Input
+channel ``g*Cg + c`` pairs with every output channel ``g*Og + o`` of its group.
+
 ``method="direct"`` is pinned in every call: the default ``method="auto"`` silently switches to FFT
 convolution for large enough signals, whose rounding error is normwise rather than per element; this backend
 declares the componentwise (direct summation) error model, so it must never take that path.
@@ -41,6 +57,19 @@ def _dilate(a: np.ndarray, step: tuple[int, ...]) -> np.ndarray:
     return out
 
 
+def _grid(problem: ConvProblem) -> tuple[int, ...]:
+    """Transposed: per axis the uncropped result, ``(n_a - 1)*s_a + K_a``, or ``pad_a + out_a`` where the output
+    padding reaches past it."""
+    return tuple(max((n - 1) * s + d * (k - 1) + 1, p + m) for n, s, d, k, p, m in
+                 zip(problem.in_sizes, problem.stride, problem.dilation, problem.kernel, problem.padding,
+                     problem.out_sizes))
+
+
+def _window(problem: ConvProblem) -> tuple[slice, ...]:
+    """Transposed: the output's place in the grid, ``[pad_a, pad_a + out_a)`` per spatial axis."""
+    return tuple(slice(p, p + m) for p, m in zip(problem.padding, problem.out_sizes))
+
+
 def _pad(problem: ConvProblem, x: np.ndarray) -> np.ndarray:
     """``x`` with ``pad_a`` zeros on both sides of each spatial axis (symmetric zero padding only)."""
     return np.pad(np.asarray(x, dtype=problem.dtype), ((0, 0), (0, 0), *((p, p) for p in problem.padding)))
@@ -52,11 +81,13 @@ class ScipyCorrelate:
     name = "scipy"
     capabilities = Capabilities(dtypes=("float32", "float64"), max_macs=2_000_000,
                                 padding_modes=("zeros", "reflect", "replicate", "circular"), asymmetric_padding=True,
-                                ranks=(1, 2, 3),
+                                ranks=(1, 2, 3), transposed=True,
                                 notes="scipy.signal.correlate per signal, method='direct'; float16/bfloat16: "
                                       "scipy.signal computes them through other precisions")
 
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        if problem.transposed:
+            return self._transposed_forward(problem, x, w, b)
         if explicit_padding.needed(problem):  # reflect/replicate/circular or asymmetric: pad first, as torch does
             return self.forward(explicit_padding.unpadded_problem(problem),
                                 explicit_padding.pad_input(problem, x), w, b)
@@ -81,6 +112,8 @@ class ScipyCorrelate:
         return y
 
     def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        if problem.transposed:
+            return self._transposed_backward(problem, x, w, dy)
         if explicit_padding.needed(problem):  # the padded input's gradient folds back onto the input
             dxp, dw, db = self.backward(explicit_padding.unpadded_problem(problem),
                                         explicit_padding.pad_input(problem, x), w, dy)
@@ -108,5 +141,49 @@ class ScipyCorrelate:
                     dw[o, c] += lags[taps]
         crop = tuple(slice(p, p + m) for p, m in zip(problem.padding, problem.in_sizes))
         dx = np.ascontiguousarray(dxp[(slice(None), slice(None), *crop)])
+        db = np.asarray(dy, dtype=problem.dtype).sum(axis=(0, *range(2, 2 + problem.rank))) if problem.bias else None
+        return Grads(dx=dx, dw=dw, db=db)
+
+    def _transposed_forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray,
+                            b: np.ndarray | None) -> np.ndarray:
+        from scipy import signal
+        xs = _dilate(np.asarray(x, dtype=problem.dtype), problem.stride)  # the zero insertion
+        wd = _dilate(np.asarray(w, dtype=problem.dtype), problem.dilation)
+        # the full convolution's extent, (n_a - 1)*s_a + K_a along each axis; the grid may be longer
+        full = tuple(slice(0, m + k - 1) for m, k in zip(xs.shape[2:], wd.shape[2:]))
+        cg, og = problem.c_in // problem.groups, problem.c_out // problem.groups
+        yg = np.zeros((problem.batch, problem.c_out, *_grid(problem)), dtype=problem.dtype)
+        for n in range(problem.batch):
+            for ci in range(problem.c_in):
+                first = (ci // cg) * og  # first output channel of ci's group
+                for o in range(og):
+                    yg[n, first + o][full] += signal.convolve(xs[n, ci], wd[ci, o], mode="full", method="direct")
+        y = np.ascontiguousarray(yg[(slice(None), slice(None), *_window(problem))])  # crop the padding
+        if b is not None:
+            y += np.asarray(b, dtype=problem.dtype).reshape((-1,) + (1,) * problem.rank)
+        return y
+
+    def _transposed_backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        from scipy import signal
+        xs = _dilate(np.asarray(x, dtype=problem.dtype), problem.stride)
+        wd = _dilate(np.asarray(w, dtype=problem.dtype), problem.dilation)
+        dyg = np.zeros((problem.batch, problem.c_out, *_grid(problem)), dtype=problem.dtype)
+        dyg[(slice(None), slice(None), *_window(problem))] = dy  # the cropped positions' gradient is zero
+        # dx: the valid correlation at i*s, i < n_a; dw: the lags t*dil, t < k_a
+        strided = tuple(slice(0, (m - 1) * s + 1, s) for m, s in zip(problem.in_sizes, problem.stride))
+        taps = tuple(slice(0, k, d) for k, d in zip(wd.shape[2:], problem.dilation))
+        cg, og = problem.c_in // problem.groups, problem.c_out // problem.groups
+        dx = np.zeros(problem.input_shape, dtype=problem.dtype)
+        dw = np.zeros(problem.weight_shape, dtype=problem.dtype)
+        for n in range(problem.batch):
+            for ci in range(problem.c_in):
+                first = (ci // cg) * og
+                for o in range(og):
+                    # dx: gather dy through the kernel = the convolution's forward, with dyg as its padded input
+                    dx[n, ci] += signal.correlate(dyg[n, first + o], wd[ci, o], mode="valid",
+                                                  method="direct")[strided]
+                    # dw: the correlation of dyg with the zero-inserted input, at the tap lags
+                    dw[ci, o] += signal.correlate(dyg[n, first + o], xs[n, ci], mode="valid",
+                                                  method="direct")[taps]
         db = np.asarray(dy, dtype=problem.dtype).sum(axis=(0, *range(2, 2 + problem.rank))) if problem.bias else None
         return Grads(dx=dx, dw=dw, db=db)

@@ -194,7 +194,7 @@ def build_context(rep: Report, title: str = "conv-conformance report") -> dict[s
     return {"title": title, "rep": rep, "matrix": matrix, "cells_by_impl": cells_by_impl, "grey": grey,
             "plots": plots, "speed": _speed(rep), "runs": _runs(rep), "impl_rows": _impl_rows(rep),
             "env_fields": ENV_FIELDS, "multi_env": len(rep.envs) > 1,
-            "setting_label": "environment · rank" if any(" · conv" in e for e in rep.envs) else "environment",
+            "setting_label": "environment · operation" if any(" · conv" in e for e in rep.envs) else "environment",
             "run_states": RUN_STATES, "meter": meter,
             "failing": _failing_lines(rep.failing), "explained": _failing_lines(rep.explained),
             "failing_columns": {c.column for c in rep.failing},

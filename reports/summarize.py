@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 from conformance.checks import table as checktable
 from conformance.checks.findings import explain, is_failing
-from conformance.model.problem import RANK_IDS, ConvProblem
+from conformance.model.problem import ConvProblem
 from conformance.results.records import RunFile, as_float, load
 from conformance.results.row import Row
 
@@ -516,11 +516,12 @@ def _ordered(names: Iterable[str], first: Sequence[str] = ()) -> list[str]:
     return [c for c in first if c in names] + sorted(names - set(first))
 
 
-def setting(env: str, rank: int, ranked: bool) -> str:
+def setting(env: str, operation: str, ranked: bool) -> str:
     """A matrix row's setting, beside the implementation: the environment, and where the results hold rows of more
-    than conv2d, the rank (``local · conv3d``), so that a backend's 1-D, 2-D and 3-D verdicts stand apart, never
-    averaged together (the report's "environment" dimension is this setting)."""
-    return f"{env} · {RANK_IDS.get(rank, f'rank {rank}')}" if ranked else env
+    than conv2d, the operation (``local · conv3d``, ``local · conv_transpose2d``), so that a backend's 1-D, 2-D and
+    3-D verdicts, and its convolution's and transposed convolution's, stand apart, never averaged together (the
+    report's "environment" dimension is this setting)."""
+    return f"{env} · {operation}" if ranked else env
 
 
 def summarize(source: Sequence[str | Path | RunFile]) -> Report:
@@ -560,9 +561,9 @@ def summarize(source: Sequence[str | Path | RunFile]) -> Report:
         run.files.append({"path": str(rf.path), "name": rf.path.name, "worker": head.get("worker", "?"),
                           "rows": len(rf.rows), "new_rows": new, "partial": rf.partial,
                           "exitstatus": rf.end.get("exitstatus") if rf.end else None})
-    ranked = any(r.rank != 2 for r in kept)  # rows of conv1d/conv3d: the rank is a dimension of every row's setting
+    ranked = any(r.operation != "conv2d" for r in kept)  # then the operation is a dimension of every row's setting
     for row in explain(kept):  # every row first: an arithmetic finding explains rows of other files too
-        env, impl = setting(row.env, row.rank, ranked), str(row.impl or "?")
+        env, impl = setting(row.env, row.operation, ranked), str(row.impl or "?")
         for col in columns_of(row):
             cells.setdefault((env, impl, col), Cell(env, impl, col)).add(row)
         # the implementation's total over every column: a call is counted once however many rows share it

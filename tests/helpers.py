@@ -41,17 +41,20 @@ def no_shrink(env: dict[str, str]) -> list[str]:
     return ["-p", "_no_shrink"]
 
 
-#: the ranks a child run checks unless its arguments name them: conv2d, which these tests are about; the ranks
-#: themselves are tested where the arguments name them (``--conv-ranks``: tests/test_ranks.py)
+#: the operations a child run checks unless its arguments name them: conv2d, which these tests are about; the ranks
+#: and transposed convolution are tested where the arguments name them (``--conv-ranks``, ``--conv-ops``:
+#: tests/test_ranks.py, tests/test_transposed.py)
 DEFAULT_RANKS = ("--conv-ranks", "2")
+DEFAULT_OPS = ("--conv-ops", "conv")
 
 
 def suite_command(results: Path, *args: str) -> list[str]:
     """``pytest --pyargs conformance.suite`` recording its rows under ``results``, then ``args`` (conv2d only, unless
     they name ``--conv-ranks``)."""
     ranks = () if any(a.startswith("--conv-ranks") for a in args) else DEFAULT_RANKS
+    ops = () if any(a.startswith("--conv-ops") for a in args) else DEFAULT_OPS
     return [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider",
-            "--conv-results", str(results), *ranks, *args]
+            "--conv-results", str(results), *ranks, *ops, *args]
 
 
 def run_suite(cwd: Path, results: Path, *args: str, timeout: float = 600,

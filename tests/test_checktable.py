@@ -87,7 +87,7 @@ def test_a_new_check_is_one_row_and_its_test_function(pytester: pytest.Pytester,
     '''))
     res = pytester.runpytest_inprocess("test_uniform_only.py", "--conv-select", "naive", "--conv-no-isolate",
                                        "--conv-max-examples", "3", "--conv-results", str(pytester.path / "res"),
-                                       "-p", "no:cacheprovider", "--conv-ranks", "2")
+                                       "-p", "no:cacheprovider", "--conv-ranks", "2", "--conv-ops", "conv")
     res.assert_outcomes(passed=1)
     rows = records.rows([pytester.path / "res"])
     mine = [r for r in rows if r.tier == "uniform_only"]

@@ -70,3 +70,32 @@ def test_golden_sums_fit_bfloat16(rank: int) -> None:
     p, inp, _ = golden_case("float64", rank=rank)
     for check in ("forward", "grad_input", "grad_weight"):
         assert terms(check, p, inp.x, inp.w, None, inp.dy).m1.max() <= 256, check
+
+
+def test_transposed_golden_cases_by_hand() -> None:
+    p, inp, e = golden_case("float64", rank=1, transposed=True)
+    # positions i*2 + t: x0 -> 0 1 2, x1 -> 2 3 4, x2 -> 4 5 6; padding 1 crops position 0
+    full = [1 * 1, 1 * 2, 1 * 3 + 2 * 1, 2 * 2, 2 * 3 + 3 * 1, 3 * 2, 3 * 3]
+    assert p.out_sizes == (6,) and e["forward"].ravel().tolist() == full[1:]
+    assert e["grad_input"].ravel().tolist() == [2 + 3, 1 + 2 + 3, 1 + 2 + 3]   # x0's tap 0 landed on the crop
+    assert e["grad_weight"].ravel().tolist() == [2 + 3, 1 + 2 + 3, 1 + 2 + 3]  # tap 0 of x0 likewise
+    p, inp, e = golden_case("float64", rank=2, transposed=True)
+    x, w = inp.x[0, 0], inp.w[0, 0]
+    blocks = np.block([[x[0, 0] * w, x[0, 1] * w], [x[1, 0] * w, x[1, 1] * w]])  # k2 s2: one block per input
+    assert np.array_equal(e["forward"][0, 0], blocks)
+    assert (e["grad_input"] == w.sum()).all() and (e["grad_weight"] == x.sum()).all()
+    p, inp, e = golden_case("float64", rank=3, transposed=True)
+    y = e["forward"][0, 0, :, 0]  # (depth 4, width 3): depth rows 2i + a, width j + b overlapping
+    assert y.tolist() == [[1, 2 + 2, 4], [3, 4 + 6, 8], [3, 6 + 4, 8], [9, 12 + 12, 16]]
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_transposed_golden_values_equal_both_oracles(rank: int) -> None:
+    from tests.test_transposed import int_passes as transposed_ints
+
+    p, inp, expected = golden_case("float64", rank=rank, transposed=True)
+    assert p.transposed and p.rank == rank
+    ints = transposed_ints(p, inp.x, inp.w, None, inp.dy)
+    for check, got in (("forward", R.forward(p, inp.x, inp.w)), ("grad_input", R.grad_input(p, inp.dy, inp.w)),
+                       ("grad_weight", R.grad_weight(p, inp.x, inp.dy))):
+        assert np.array_equal(got, expected[check]) and np.array_equal(ints[check].astype(float), expected[check])

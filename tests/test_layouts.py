@@ -73,7 +73,8 @@ def test_layout_tier_kills_what_plain_tiers_miss(pytester: pytest.Pytester, tmp_
     mod = tmp_path / "memory_order.py"
     mod.write_text(MEMORY_ORDER)
     base = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--conv-profile", "ci",
-            "--conv-no-entry-points", "--impl", f"{mod}:MemoryOrder", "--conv-no-isolate", "--conv-ranks", "2"]
+            "--conv-no-entry-points", "--impl", f"{mod}:MemoryOrder", "--conv-no-isolate", "--conv-ranks", "2",
+            "--conv-ops", "conv"]
     plain = pytester.runpytest(*base, "-k", "test_forward or test_grad")
     plain.assert_outcomes(passed=4)
     res = pytester.runpytest(*base, "-k", "test_layout", "--conv-results", str(pytester.path / "res"))

@@ -24,22 +24,24 @@ def test_every_2d_case_is_translated() -> None:
             "test_conv_with_autopad_same"} <= names
 
 
-def test_the_conv_module_s_cases_are_those_of_onnx_s_public_collector() -> None:
-    """The cases read from ONNX's Conv test module alone are exactly what ``collect_testcases("Conv")`` (the public
-    collector, which runs every operator's reference code: seconds) gives: names, order, problems and arrays. In a
-    fresh interpreter: that collector imports every operator's test module and sets its op-type filter for good."""
-    script = textwrap.dedent("""
+@pytest.mark.parametrize("op", ["Conv", "ConvTranspose"])
+def test_the_conv_module_s_cases_are_those_of_onnx_s_public_collector(op: str) -> None:
+    """The cases read from ONNX's Conv (ConvTranspose) test module alone are exactly what ``collect_testcases(op)``
+    (the public collector, which runs every operator's reference code: seconds) gives: names, order, problems and
+    arrays. In a fresh interpreter: that collector imports every operator's test module and sets its op-type filter
+    for good."""
+    script = textwrap.dedent(f"""
         import pickle, sys
         from conformance.inputs import onnx_golden
-        onnx_golden.conv_module_exports = lambda: []  # the fallback: onnx's public collector alone
-        cases = onnx_golden.cases()
+        onnx_golden.conv_module_exports = lambda op="Conv": []  # the fallback: onnx's public collector alone
+        cases = onnx_golden.cases({op!r})
         sys.stdout.buffer.write(pickle.dumps([(c.name, c.problem, c.x, c.w, c.b, c.y) for c in cases]))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
     assert out.returncode == 0, out.stderr.decode()[-3000:]
     collected = pickle.loads(out.stdout)
-    ours = [(c.name, c.problem, c.x, c.w, c.b, c.y) for c in cases()]
-    assert [c[:2] for c in collected] == [c[:2] for c in ours]
+    ours = [(c.name, c.problem, c.x, c.w, c.b, c.y) for c in cases(op)]
+    assert collected and [c[:2] for c in collected] == [c[:2] for c in ours]
     for theirs, mine in zip(collected, ours):
         for a, b in zip(theirs[2:], mine[2:]):
             assert (a is None) == (b is None), theirs[0]

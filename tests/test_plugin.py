@@ -12,7 +12,8 @@ from conformance.results import records
 from conformance.results.row import Row
 
 #: conv2d only: these tests are about the plugin; the ranks are tests/test_ranks.py's
-SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--conv-profile", "quick", "--conv-ranks", "2"]
+SUITE = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--conv-profile", "quick", "--conv-ranks", "2",
+         "--conv-ops", "conv"]
 
 BACKENDS = textwrap.dedent('''
     import numpy as np

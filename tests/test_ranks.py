@@ -93,7 +93,7 @@ def test_a_backend_of_ranks_1_and_3_is_checked_in_those(tmp_path: Path) -> None:
     assert not [r for r in rows if r.rank == 2 and r.status not in ("unsupported",)]
     assert {"conv1d:golden", "conv3d:corpus", "conv3d:scale"} <= set(summary["checks"])
     html = (tmp_path / "g.html").read_text()
-    assert "environment · rank" in html and "· conv3d" in html and "· conv1d" in html
+    assert "environment · operation" in html and "· conv3d" in html and "· conv1d" in html
 
 
 def test_the_report_keeps_ranks_apart() -> None:

@@ -18,10 +18,13 @@ SIZES = {"resnet50": (24, 53), "mobilenet_v2": (30, 52), "inception_v3": (45, 96
          # conv1d (#16)
          "wav2vec2": (8, 8), "wavenet": (13, 201), "conformer": (3, 48), "whisper": (4, 4),
          # conv3d (#16)
-         "c3d": (7, 8), "i3d": (6, 6), "r2plus1d": (7, 13), "slowfast": (6, 6), "unet3d": (9, 9), "vnet": (10, 17)}
+         "c3d": (7, 8), "i3d": (6, 6), "r2plus1d": (7, 13), "slowfast": (6, 6), "unet3d": (9, 9), "vnet": (10, 17),
+         # transposed convolution (#17)
+         "dcgan": (5, 5), "unet_up": (4, 4), "fcn8s": (3, 3), "hifigan": (4, 4), "unet3d_up": (3, 3)}
 #: each rank's corpus networks
-RANK_OF = {n: 1 if n in ("wav2vec2", "wavenet", "conformer", "whisper") else
-           3 if n in ("c3d", "i3d", "r2plus1d", "slowfast", "unet3d", "vnet") else 2 for n in SIZES}
+RANK_OF = {n: 1 if n in ("wav2vec2", "wavenet", "conformer", "whisper", "hifigan") else
+           3 if n in ("c3d", "i3d", "r2plus1d", "slowfast", "unet3d", "vnet", "unet3d_up") else 2 for n in SIZES}
+TRANSPOSED = ("dcgan", "unet_up", "fcn8s", "hifigan", "unet3d_up")
 
 
 def _layer_lines(name: str) -> list[tuple[int, str]]:
@@ -50,19 +53,24 @@ def test_the_corpus_is_unchanged_in_count() -> None:
     assert {n: (len(shapes.load(n).layers), sum(lay.count for lay in shapes.load(n).layers))
             for n in shapes.names()} == SIZES
     # the corpus tier's problems, distinct problems and geometry classes, at full size and at the profiles' budgets
-    counts = {(budget, distinct): len(shapes.corpus_problems(None, budget, distinct=distinct, ranks=(2,)))
+    counts = {(budget, distinct): len(shapes.corpus_problems(None, budget, distinct=distinct, ranks=(2,),
+                                                            transposed=False))
               for budget in (None, 5_000, 20_000, 1_000_000) for distinct in ("problem", "geometry")}
     assert counts == {(None, "problem"): 182, (None, "geometry"): 40, (5_000, "problem"): 72,
                       (5_000, "geometry"): 40, (20_000, "problem"): 73, (20_000, "geometry"): 40,
                       (1_000_000, "problem"): 131, (1_000_000, "geometry"): 40}
     # conv1d and conv3d: the ci profile runs 19 and 21 geometry classes
-    assert len(shapes.corpus_problems(None, 20_000, distinct="geometry", ranks=(1,))) == 19
-    assert len(shapes.corpus_problems(None, 20_000, distinct="geometry", ranks=(3,))) == 21
+    assert len(shapes.corpus_problems(None, 20_000, distinct="geometry", ranks=(1,), transposed=False)) == 19
+    assert len(shapes.corpus_problems(None, 20_000, distinct="geometry", ranks=(3,), transposed=False)) == 21
+    # transposed convolution: conv_transpose1d/2d/3d at the ci profile
+    assert [len(shapes.corpus_problems(None, 20_000, distinct="geometry", ranks=(r,), transposed=True))
+            for r in (1, 2, 3)] == [2, 7, 1]
 
 
 @pytest.mark.parametrize("name", shapes.names())
 def test_every_corpus_is_of_one_rank(name: str) -> None:
     assert {lay.geometry.rank for lay in shapes.load(name).layers} == {RANK_OF[name]}
+    assert {lay.geometry.transposed for lay in shapes.load(name).layers} == {name in TRANSPOSED}
     ranked = shapes.corpus_problems([name], 20_000, distinct="problem", ranks=(RANK_OF[name],))
     assert ranked and not shapes.corpus_problems([name], 20_000, ranks=tuple({1, 2, 3} - {RANK_OF[name]}))
 

@@ -187,3 +187,31 @@ def test_normwise_planes_of_a_transposed_problem() -> None:
     for check, (a, c), want in (("forward", (x, w), fwd), ("grad_input", (dy, w), dx), ("grad_weight", (x, dy), dw)):
         assert np.allclose(T.plane_norm_sum(check, p, a, c)[..., 0], want), check
     assert T.fft_grid(p) == (5 - 1) * 2 + 1 + 2
+
+
+def test_onnx_convtranspose_cases_are_the_oracles() -> None:
+    """ONNX's ConvTranspose node tests (1-D, 2-D, 3-D; pads, output_shape, output_padding, kernel_shape, dilations,
+    auto_pad SAME_UPPER, group) resolve to problems whose oracle gives ONNX's expected outputs."""
+    pytest.importorskip("onnx", reason="onnx is optional; its ConvTranspose node tests need it")
+    from conformance.inputs import onnx_golden
+
+    cases = onnx_golden.cases("ConvTranspose")
+    assert {c.problem.rank for c in cases} == {1, 2, 3} and all(c.problem.transposed for c in cases)
+    names = {c.name for c in cases}
+    assert {"test_convtranspose_autopad_same", "test_convtranspose_output_shape", "test_convtranspose_pads",
+            "test_convtranspose_dilations", "test_convtranspose_group_2"} <= names
+    for c in cases:
+        y = R.forward(c.problem, c.x, c.w, c.b)
+        assert y.shape == c.y.shape and np.allclose(y, c.y, rtol=1e-5, atol=1e-5), c.name
+    same = next(c for c in cases if c.name == "test_convtranspose_autopad_same").problem
+    assert (same.padding, same.pad_end) == ((0, 0), (1, 1))  # SAME_UPPER: the larger half at the end
+
+
+@pytest.mark.parametrize("auto, begin, end", [("SAME_UPPER", 0, 1), ("SAME_LOWER", 1, 0)])
+def test_onnx_auto_pad_splits_as_the_spec_says(auto: str, begin: int, end: int) -> None:
+    """onnxruntime#4086, #11927: SAME_UPPER and SAME_LOWER swapped. The spec: total = s*(in-1) + op + d*(k-1) + 1 -
+    in*s, SAME_UPPER puts total//2 first, SAME_LOWER total - total//2."""
+    from conformance.inputs.onnx_golden import transposed_pads
+
+    x, w = np.zeros((1, 1, 3)), np.zeros((1, 1, 3))
+    assert transposed_pads({"auto_pad": auto.encode(), "strides": [2]}, x, w) == ((begin,), (end,), (0,))

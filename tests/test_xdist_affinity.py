@@ -223,8 +223,8 @@ def test_pytest_n_2_uses_it_for_xdists_default_distribution(tmp_path: Path, dist
     (tmp_path / "x.ini").write_text("[pytest]\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-n", "2",
            "-v", "-k", "(naive or im2col) and (forward or golden or grad_bias)", "--conv-max-examples", "3",
-           "--conv-ranks", "2", "--conv-results", str(tmp_path / "results"), "--rootdir", str(tmp_path),
-           "-c", str(tmp_path / "x.ini")]
+           "--conv-ranks", "2", "--conv-ops", "conv", "--conv-results", str(tmp_path / "results"),
+           "--rootdir", str(tmp_path), "-c", str(tmp_path / "x.ini")]
     out = subprocess.run(cmd + (["--dist", dist] if dist else []), capture_output=True, text=True, cwd=tmp_path,
                          timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

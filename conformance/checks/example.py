@@ -28,7 +28,7 @@ from conformance.inputs.data import Inputs, make_inputs
 from conformance.inputs.strategies import SIZE_CLASSES, boundary_problems, conv_problems, data_kinds, seeds
 from conformance.model import shapes
 from conformance.model.passes import BACKWARD, FORWARD
-from conformance.model.problem import RANK_IDS, ConvProblem
+from conformance.model.problem import RANK_IDS, ConvProblem, operation_of
 from conformance.numerics import arithmetic
 from conformance.numerics.compare import Verdict, format_verdict, worst_verdict
 from conformance.numerics.tolerance import exact_bits_for
@@ -48,15 +48,18 @@ def dtypes_for(caps: Capabilities, requested: Sequence[str] | None) -> tuple[str
 
 
 def unsupported_check_reason(caps: Capabilities, check: str, requested: Sequence[str] | None,
-                             rank: int = 2) -> str | None:
-    """Why a backend with ``caps`` cannot be given ``check`` in ``rank`` (None: it can): a rank it does not declare,
-    no requested dtype it declares, or what the check's row in the table requires (``conformance.checks.table``)."""
+                             rank: int = 2, transposed: bool = False) -> str | None:
+    """Why a backend with ``caps`` cannot be given ``check`` in ``rank`` (``transposed``: of a transposed convolution)
+    (None: it can): a rank or an operation it does not declare, no requested dtype it declares, or what the check's
+    row in the table requires (``conformance.checks.table``)."""
     if rank not in caps.ranks:
         return f"{RANK_IDS[rank]} not declared (ranks={','.join(map(str, caps.ranks))})"
+    if transposed and not caps.transposed:
+        return "transposed convolution not declared (transposed=False)"
     if not dtypes_for(caps, requested):
         wanted = ", ".join(requested or DEFAULT_DTYPES)
         return f"declares dtypes {', '.join(caps.dtypes)}, none of the requested {wanted}"
-    return checktable.get(check).unsupported_reason(caps, rank)
+    return checktable.get(check).unsupported_reason(caps, rank, transposed)
 
 
 def reproduce_spec(entry: Entry) -> str:
@@ -68,9 +71,11 @@ class SuiteContext:
 
     def __init__(self, entry: Entry, recorder: Recorder, nodeid: str, check: str,
                  dtypes: Sequence[str] | None = None, data_kinds: Sequence[str] | None = None,
-                 backend: Any = None, known: Any = None, known_dtypes: Sequence[Any] = (), rank: int = 2) -> None:
+                 backend: Any = None, known: Any = None, known_dtypes: Sequence[Any] = (),
+                 operation: str = "conv2d") -> None:
         self.entry, self.recorder, self.nodeid, self.check = entry, recorder, nodeid, check
-        self.rank = rank  #: the spatial rank of this test's problems (1, 2, 3)
+        self.operation = operation  #: this test's operation: conv1d ... conv_transpose3d
+        self.rank, self.transposed = operation_of(operation)  #: its spatial rank (1, 2, 3), and its kind
         self.spec = checktable.get(check)  #: the check's row in the table
         self._backend = backend if backend is not None else entry.backend
         self.known = known  #: the known-failure entry that covers this test, if any
@@ -94,7 +99,7 @@ class SuiteContext:
         return machine.summary() + "".join(f"; {k} {v}" for k, v in facts.items())
 
     def __repr__(self) -> str:  # hypothesis prints the test's arguments: keep it one line
-        return f"<conv context {self.entry.name}:{self.check}:{RANK_IDS[self.rank]}>"
+        return f"<conv context {self.entry.name}:{self.check}:{self.operation}>"
 
     @property
     def has_failure_rows(self) -> bool:
@@ -112,6 +117,10 @@ class SuiteContext:
     def has_rows(self) -> bool:
         return bool(self._passed or self._last_failure)
 
+    def new_row(self, **fields: Any) -> Row:
+        """A row of this test: its operation's rank and kind, and ``fields``."""
+        return Row(rank=self.rank, transposed=self.transposed, **fields)
+
     @property
     def backend(self) -> Any:
         """What the checks call: the backend itself, or its isolated worker-process proxy."""
@@ -124,10 +133,12 @@ class SuiteContext:
         spec = self.spec
         dtypes = spec.dtypes or dtypes_for(caps, self.dtypes)
         if spec.strategy == "boundary":
-            strategy = boundary_problems(dtypes=dtypes, capabilities=caps, ranks=(self.rank,))
+            strategy = boundary_problems(dtypes=dtypes, capabilities=caps, ranks=(self.rank,),
+                                         transposed=self.transposed)
         else:
             strategy = conv_problems(dtypes=dtypes, capabilities=caps, bias=True if spec.name == "grad_bias" else None,
-                                     size_classes=spec.size_classes or tuple(SIZE_CLASSES), ranks=(self.rank,))
+                                     size_classes=spec.size_classes or tuple(SIZE_CLASSES), ranks=(self.rank,),
+                                     transposed=self.transposed)
         problem = data.draw(strategy, label="problem")
         seed = data.draw(seeds, label="seed")
         if spec.data_kind is not None:
@@ -149,8 +160,8 @@ class SuiteContext:
     def layout_example(self, data: Any, layout: str) -> None:
         """Forward and backward on one problem with the operands in ``layout``; dy constant for 'broadcast'."""
         caps: Capabilities = self.backend.capabilities
-        problem = data.draw(conv_problems(dtypes=dtypes_for(caps, self.dtypes), capabilities=caps, ranks=(self.rank,)),
-                            label="problem")
+        problem = data.draw(conv_problems(dtypes=dtypes_for(caps, self.dtypes), capabilities=caps, ranks=(self.rank,),
+                                          transposed=self.transposed), label="problem")
         seed = data.draw(seeds, label="seed")
         kind = data.draw(data_kinds(self.data_kinds or DEFAULT_DATA_KINDS), label="data_kind")
         inputs = make_inputs(problem, seed, kind)
@@ -163,10 +174,14 @@ class SuiteContext:
         caps: Capabilities = self.backend.capabilities
         ran = 0
         failures = []
-        for case in onnx_golden.cases():
+        op = "ConvTranspose" if self.transposed else "Conv"
+        mine = [c for c in onnx_golden.cases(op) if c.problem.rank == self.rank]
+        if not mine:
+            pytest.skip(f"ONNX ships no {op} node test of {self.operation}")
+        for case in mine:
             why = caps.unsupported_reason(case.problem)
             if why:
-                self.recorder.record(Row(rank=self.rank, status="unsupported", impl=self.entry.name, check="forward",
+                self.recorder.record(self.new_row(status="unsupported", impl=self.entry.name, check="forward",
                                          tier=self.spec.record_tier, reason=f"{case.name}: {why}", nodeid=self.nodeid,
                                          problem=case.problem.to_dict(), problem_text=str(case.problem)))
                 continue
@@ -179,7 +194,7 @@ class SuiteContext:
         if failures:
             raise BackendFailure("\n\n".join(failures))
         if not ran:
-            pytest.skip(f"{self.entry.name} supports none of ONNX's {len(onnx_golden.cases())} Conv cases")
+            pytest.skip(f"{self.entry.name} supports none of ONNX's {len(mine)} {op} cases of {self.operation}")
 
     def run_corpus(self, networks: Sequence[str] | None, max_macs: int | None, distinct: str = "problem") -> None:
         """The shape corpus (``conformance.model.shapes``): the layers of the selected networks, reduced to
@@ -190,7 +205,7 @@ class SuiteContext:
         dtype = "float32" if "float32" in dtypes else dtypes[0]
         budgets = [m for m in (max_macs, caps.max_macs) if m is not None]
         self.run_cases(shapes.corpus_problems(networks, min(budgets) if budgets else None, dtype=dtype,
-                                              distinct=distinct, ranks=(self.rank,)))
+                                              distinct=distinct, ranks=(self.rank,), transposed=self.transposed))
 
     def run_cases(self, problems: Sequence[ConvProblem], *, kind: str = "normal",
                   skipped: Sequence[tuple[ConvProblem, str]] = ()) -> None:
@@ -228,7 +243,7 @@ class SuiteContext:
             pytest.skip(f"{self.entry.name} supports none of the {len(problems)} {tier} problems")
 
     def _not_run(self, status: str, problem: ConvProblem, why: str, tier: str) -> None:
-        self.recorder.record(Row(rank=self.rank, status=status, impl=self.entry.name, check="forward", tier=tier,
+        self.recorder.record(self.new_row(status=status, impl=self.entry.name, check="forward", tier=tier,
                                  reason=f"{problem.label or str(problem)}: {why}", nodeid=self.nodeid,
                                  problem=problem.to_dict(), problem_text=str(problem)))
 
@@ -257,7 +272,7 @@ class SuiteContext:
                     status, message = "xfailed", f"known: {self.known.reason} ({self.known.source}): {message}"
                 if status == "failed":
                     findings.append(message)
-                rows.append(Row(rank=self.rank, status=status, impl=self.entry.name, check=pass_,
+                rows.append(self.new_row(status=status, impl=self.entry.name, check=pass_,
                                 tier=self.spec.record_tier, dtype=dtype, nodeid=self.nodeid,
                                 message=message if status == "failed" else "", reason=message,
                                 arithmetic=c.to_dict(), seconds=measured.seconds))
@@ -334,7 +349,7 @@ class SuiteContext:
                         seen_on=self.seen_on)
         status = example_status(passed=v.passed, error=bool(r.error), known=known)
         message = "" if v.passed else f"{format_verdict(v)}\n\nReproduce:\n{repro}"
-        return Row(rank=self.rank, status=status, impl=self.entry.name, check=v.check, tier=tier,
+        return self.new_row(status=status, impl=self.entry.name, check=v.check, tier=tier,
                    problem=problem.to_dict(), problem_text=str(problem), dtype=problem.dtype, data_kind=kind, seed=seed,
                    max_ratio=v.max_ratio, verdict=v.to_dict(), seconds=r.seconds, message=message,
                    traceback=r.traceback, repro=repro, nodeid=self.nodeid, layout=layout)
@@ -358,7 +373,7 @@ class SuiteContext:
             ran = any(r.dtype in e.dtypes for r in self._passed.values())
             if ran and not seen:
                 tier = next(iter(self._passed.values())).tier  # the column of this test's rows
-                rows.append(Row(rank=self.rank, status="stale", impl=self.entry.name, check=self.check, tier=tier,
+                rows.append(self.new_row(status="stale", impl=self.entry.name, check=self.check, tier=tier,
                                 nodeid=self.nodeid, dtype=",".join(e.dtypes),
                                 reason=f"known failure {e} ({e.source}) no longer fails: remove the entry"))
         self.recorder.record_many(rows)

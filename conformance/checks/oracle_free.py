@@ -8,6 +8,10 @@ All run in float64, where they have power (in float32 the adjoint test lost a fl
                        step is exact up to rounding
 ``linearity``          conv(a·x1 + x2, w) = a·conv(x1, w) + conv(x2, w), and the same in w
 ``batch``              conv(x, w)[n] = conv(x[n:n+1], w)[0] for every sample n
+``transpose_adjoint``  of a transposed problem, across the two operations of one backend: ⟨conv_transpose(x, w), y⟩
+                       = ⟨x, conv(y, w)⟩, with the convolution of the same geometry (its input the transposed
+                       output); where the output padding reaches past the stride (of dilation's kind) no
+                       convolution of that geometry maps back, and it does not run
 
 Each bound is the deterministic one, ``γ(K, 2^-53)`` times the magnitude of what was summed, doubled because
 both sides carry rounding errors; a normwise backend (FFT) adds each evaluation's normwise bound, since its
@@ -27,7 +31,7 @@ from conformance.numerics.compare import Verdict
 from conformance.numerics.tolerance import PROFILES, gamma, norm_bound, term_counts, terms
 
 U64 = 2.0**-53
-CHECKS = ("adjoint", "finite_difference", "linearity", "batch")
+CHECKS = ("adjoint", "finite_difference", "linearity", "batch", "transpose_adjoint")
 
 
 class _Failed(Exception):
@@ -165,6 +169,29 @@ def batch(backend: Any, p: ConvProblem, x: np.ndarray, w: np.ndarray) -> list[Ve
     return [_array_verdict(backend.name, "batch", whole, parts, bound, "conv(x)[n] vs conv(x[n:n+1])[0]")]
 
 
+def dual_convolution(p: ConvProblem) -> ConvProblem | None:
+    """The convolution whose input gradient a transposed ``p`` is: the same weight, kernel, stride, padding and
+    dilation, its input ``p``'s output, its output ``p``'s input (None where no such convolution exists: an output
+    padding of at least the stride)."""
+    q = p.replace(transposed=False, output_padding=(0,) * p.rank, c_in=p.c_out, c_out=p.c_in,
+                  **dict(zip(p.axes, p.out_sizes)))
+    return q if q.out_sizes == p.in_sizes else None
+
+
+def transpose_adjoint(backend: Any, p: ConvProblem, x: np.ndarray, w: np.ndarray, y: np.ndarray) -> list[Verdict]:
+    q = dual_convolution(p)
+    if q is None or backend.capabilities.unsupported_reason(q):
+        return []
+    lhs = float((_fwd(backend, p, x, w) * y).sum())
+    rhs = float((x * _fwd(backend, q, y, w)).sum())
+    mag = float((R.forward(p, np.abs(x), np.abs(w)) * np.abs(y)).sum())
+    k = float(term_counts("forward", p).max() + term_counts("forward", q).max()) + y.size + x.size
+    slack = (float((_pass_slack(backend, p, "forward", x, w, None) * np.abs(y)).sum())
+             + float((np.abs(x) * _pass_slack(backend, q, "forward", y, w, None)).sum()))
+    return [_scalar_verdict(backend.name, "transpose_adjoint", lhs, rhs, float(2 * gamma(k, U64) * mag) + slack,
+                            "⟨conv_transpose(x,w), y⟩ vs ⟨x, conv(y,w)⟩")]
+
+
 def run_all(backend: Any, p: ConvProblem, rng: np.random.Generator) -> tuple[dict[str, list[Verdict]], float]:
     """(every oracle-free check's verdicts, on float64 normal data, a failing call an error verdict of that check;
     the seconds spent inside the backend over all their calls)."""
@@ -179,12 +206,16 @@ def run_all(backend: Any, p: ConvProblem, rng: np.random.Generator) -> tuple[dic
         "linearity": lambda: linearity(timed, p, x, w, x2, w2),
         "batch": lambda: batch(timed, p, x, w),
     }
+    if p.transposed:
+        plan["transpose_adjoint"] = lambda: transpose_adjoint(timed, p, x, w, g)
     if not backend.capabilities.backward:
         plan = {k: v for k, v in plan.items() if k in ("linearity", "batch")}
     results = {}
     for name, fn in plan.items():
         try:
-            results[name] = fn()
+            verdicts = fn()
+            if verdicts:
+                results[name] = verdicts
         except _Failed as exc:
             results[name] = [Verdict(backend.name, name, False, float("inf"), problem_text=str(exc))]
     return results, timed.seconds

@@ -19,7 +19,7 @@ from conformance.inputs import onnx_golden
 from conformance.inputs.data import EXTREME_KINDS
 from conformance.model.layouts import VIEW_LAYOUTS
 from conformance.model.passes import BACKWARD, FORWARD
-from conformance.model.problem import RANK_IDS, RANKS
+from conformance.model.problem import RANK_IDS, RANKS, operation_name
 
 #: a check's precondition: why a backend with these capabilities cannot be given it (None: it can)
 Requirement = Callable[[Capabilities], "str | None"]
@@ -94,6 +94,9 @@ class Check:
     #: and why not in the others
     ranks: tuple[int, ...] = RANKS
     ranks_why: str = ""
+    #: the ranks it applies in to transposed convolution, and why not in the others
+    transposed_ranks: tuple[int, ...] = RANKS
+    transposed_why: str = ""
     #: parameters of its suite test beyond the implementation (layout: each memory layout)
     params: Mapping[str, tuple[str, ...]] | None = None
     doc: str = ""
@@ -110,9 +113,12 @@ class Check:
     def fixed_kind(self) -> str | None:
         return self.data_kind
 
-    def unsupported_reason(self, caps: Capabilities, rank: int = 2) -> str | None:
-        """Why a backend with ``caps`` cannot be given this check in ``rank`` (None: it can)."""
-        if rank not in self.ranks:
+    def unsupported_reason(self, caps: Capabilities, rank: int = 2, transposed: bool = False) -> str | None:
+        """Why a backend with ``caps`` cannot be given this check in ``rank`` (``transposed``: of a transposed
+        convolution) (None: it can)."""
+        if transposed and rank not in self.transposed_ranks:
+            return f"{operation_name(rank, True)}: {self.transposed_why}"
+        if not transposed and rank not in self.ranks:
             return f"{RANK_IDS[rank]}: {self.ranks_why}"
         for requirement in self.requires:
             why = requirement(caps)
@@ -145,8 +151,8 @@ CHECKS: tuple[Check, ...] = (
     Check("golden", examples="fixed", data_kind="int",
           doc="the seed notebook's exact values (Sobel 6x5, loss = out.sum()) in every declared dtype"),
     Check("onnx", examples="fixed", passes="forward", data_kind="int", requires=(onnx_cases,), ranks=(2,),
-          ranks_why="ONNX's Conv node tests are all 2-D (tests/test_onnx.py fails when onnx ships another rank)",
-          doc="ONNX's backend node tests for Conv"),
+          ranks_why="ONNX's Conv node tests are all 2-D (tests/test_ranks.py fails when onnx ships another rank)",
+          doc="ONNX's backend node tests for Conv and ConvTranspose (1-D, 2-D and 3-D)"),
     Check("exact", data_kind="int", requires=(elementwise,),
           doc="small-integer data: every partial sum exact, every direct method bitwise equal to the oracle"),
     Check("nonfinite", data_kind="nonfinite", size_classes=("small",), every_dtype=True, long=1,
@@ -164,12 +170,15 @@ CHECKS: tuple[Check, ...] = (
           doc="operands as channels-last, strided, negative-stride views and a broadcast dy"),
     Check("oracle_free", passes="calls", data_kind="normal", dtypes=("float64",), long=4, columns=IDENTITIES,
           column_by="check", requires=(float64_declared,),
-          doc="identities that need no oracle: adjoint, finite differences, linearity, batch independence"),
+          doc="identities that need no oracle: adjoint, finite differences, linearity, batch independence; of a "
+              "transposed convolution, the adjoint across the two operations (transpose_adjoint)"),
     Check("contract", passes="calls", data_kind="normal",
           doc="the call contract: result type, dtype, shape and layout, inputs unmodified, the same answer twice"),
-    Check("arithmetic", examples="fixed", passes="calls", ranks=(2,),
+    Check("arithmetic", examples="fixed", passes="calls", ranks=(2,), transposed_ranks=(),
           ranks_why="the arithmetic is measured once, on conv2d probes; every other check judges this rank's results "
                     "against the same declared profile",
+          transposed_why="the arithmetic is measured once, on conv2d probes; every other check judges transposed "
+                         "results against the same declared profile",
           doc="the declared precision profile against the measured arithmetic"),
 )
 BY_NAME: dict[str, Check] = {c.name: c for c in CHECKS}

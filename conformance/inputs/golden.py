@@ -10,6 +10,12 @@ sums of the padded input's three windows), and a 2×2×2 kernel ``w[a,b,c] = 1 +
 ``x[d,h,w] = 3d + 2h + w`` (forward ``16·x[d,h,w] + 62``, weight gradient ``18·(3a + 2b + c) + 81``): values a reader
 can check by hand, derived again in ``tests/test_golden_nd.py``; a kernel that is not symmetric, so a flipped kernel or
 swapped axes (D ≠ H) show; every sum at most 256 in magnitude, so exact in bfloat16 too.
+
+conv_transpose1d/2d/3d (the same file): ``[1 2 3]`` scattered through the kernel ``[1 2 3]`` with stride 2, padding 1
+and output padding 1 (the uncropped ``[1 2 5 4 9 6 9]`` less its first element: ``[2 5 4 9 6 9]``; the input gradient
+``[5 6 6]``: the first input's first tap lands on the cropped element); ``[[1 2] [3 4]]`` through the same 2×2 kernel
+with stride 2 (U-Net's up-convolution: four 2×2 blocks ``x[i,j]·w``; every gradient 10); and a 3-D case, depth stride
+2, width stride 1, where the width taps overlap (``tests/test_golden_nd.py`` derives each by hand).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from conformance.inputs.data import Inputs
-from conformance.model.problem import RANK_IDS, ConvProblem
+from conformance.model.problem import ConvProblem, operation_name
 
 
 @lru_cache(maxsize=1)
@@ -35,10 +41,12 @@ def golden_nd_json() -> dict[str, Any]:
     return json.loads(resources.files("conformance").joinpath("data/golden_nd.json").read_text())
 
 
-def golden_case(dtype: str = "float32", rank: int = 2) -> tuple[ConvProblem, Inputs, dict[str, np.ndarray]]:
-    """The problem of ``rank``, its operands (dy = ones: the gradient of ``out.sum()``) and the expected answers."""
-    if rank != 2:
-        return _golden_nd(dtype, rank)
+def golden_case(dtype: str = "float32", rank: int = 2,
+                transposed: bool = False) -> tuple[ConvProblem, Inputs, dict[str, np.ndarray]]:
+    """The problem of ``rank`` (``transposed``: of the transposed convolution), its operands (dy = ones: the gradient
+    of ``out.sum()``) and the expected answers."""
+    if (rank, transposed) != (2, False):
+        return _golden_nd(dtype, operation_name(rank, transposed))
     g = golden_json()
     n, c, h, w = g["x_shape"]
     o, _, kh, kw = g["w_shape"]
@@ -67,8 +75,8 @@ def shape_examples() -> list[tuple[ConvProblem, tuple[int, ...]]]:
     return out
 
 
-def _golden_nd(dtype: str, rank: int) -> tuple[ConvProblem, Inputs, dict[str, np.ndarray]]:
-    g = golden_nd_json()[RANK_IDS[rank]]
+def _golden_nd(dtype: str, operation: str) -> tuple[ConvProblem, Inputs, dict[str, np.ndarray]]:
+    g = golden_nd_json()[operation]
     p = ConvProblem.parse(g["descriptor"]).replace(dtype=dtype, label=g["label"])
     x = np.asarray(g["x"], dtype=p.np_dtype).reshape(p.input_shape)
     w = np.asarray(g["w"], dtype=p.np_dtype).reshape(p.weight_shape)

@@ -208,6 +208,7 @@ def boundary_problems(
     max_macs: int = MAX_MACS,
     max_batch: int = 2,
     ranks: Sequence[int] | None = None,
+    transposed: bool = False,
 ) -> ConvProblem:
     """Problems with channel counts, group sizes, channel multipliers, widths, heights or depths next to a block
     boundary.
@@ -222,6 +223,8 @@ def boundary_problems(
     """
     caps, allowed, max_macs = _declared(dtypes, capabilities, max_macs)
     rank = draw(st.sampled_from(_ranks(ranks, caps)))
+    if transposed:
+        return _transposed_boundary(draw, caps, rank, allowed, max_macs, max_batch, bias)
     foci = [f for f in BOUNDARY_FOCI if (caps.groups or f not in ("groups", "depthwise"))
             and _FOCUS_AXIS.get(f, 0) <= rank and (f != "crash" or rank > 1)]
     focus = draw(st.sampled_from(foci))
@@ -309,3 +312,60 @@ def boundary_problems(
     spatial: dict[str, Any] = dict(zip(axes, sizes)) | {"k" + ax: v for ax, v in zip(axes, k)}
     return ConvProblem(batch=batch, c_in=groups * cin_g, c_out=groups * cout_g, **spatial, stride=tuple(s),
                        padding=tuple(pads), dilation=tuple(d), groups=groups, bias=has_bias, dtype=dtype)
+
+
+#: what one boundary problem of a transposed convolution puts at its edge: ``gaps`` (a stride larger than the dilated
+#: kernel: outputs no input reaches, which must come out as zeros or the bias), ``output_padding`` (at its maximum,
+#: max(stride, dilation) - 1), ``asymmetric`` (pads that differ on the two sides, where declared), ``channels`` (C_in,
+#: C_out next to a block boundary)
+TRANSPOSED_FOCI = ("gaps", "output_padding", "asymmetric", "channels")
+
+
+def _transposed_boundary(draw: Any, caps: Capabilities, rank: int, dtypes: list[str], budget: int, max_batch: int,
+                         bias: bool | None) -> ConvProblem:
+    """A transposed problem at one of ``TRANSPOSED_FOCI``; sizes capped by the work budget as everywhere."""
+    foci = [f for f in TRANSPOSED_FOCI if f != "asymmetric" or caps.asymmetric_padding]
+    focus = draw(st.sampled_from(foci))
+    dtype = draw(st.sampled_from(dtypes))
+    groups = draw(st.integers(1, 2)) if caps.groups else 1
+    if focus == "channels":
+        cin_g, cout_g = _near(draw, max(1, budget // 8)), _small(draw, max(1, budget // 64))
+    else:
+        cin_g, cout_g = _small(draw, budget // groups), _small(draw, budget // groups)
+    left = max(1, budget // (groups * cin_g * cout_g))
+    kernel: list[int] = []
+    stride: list[int] = []
+    dilation: list[int] = []
+    sizes: list[int] = []
+    begins: list[int] = []
+    ends: list[int] = []
+    extra: list[int] = []
+    for _ in range(rank):
+        k = draw(st.integers(1, max(1, min(4, left // max(1, math.prod(kernel))))))
+        d = draw(st.integers(1, 2 if (k > 1 and caps.dilation) else 1))
+        span = d * (k - 1) + 1
+        s = draw(st.integers(span + 1, span + 3)) if focus == "gaps" else draw(st.integers(1, 3))
+        kernel.append(k)
+        dilation.append(d)
+        stride.append(s)
+    outputs_left = max(1, left // math.prod(kernel))
+    for a in range(rank):
+        n = _small(draw, max(1, outputs_left // max(1, math.prod(sizes))), top=5)
+        full = (n - 1) * stride[a] + dilation[a] * (kernel[a] - 1) + 1
+        cap = min(2, (full - 1) // 2)
+        begin = draw(st.integers(0, cap))
+        end = draw(st.integers(0, cap)) if focus == "asymmetric" else begin
+        top = max(stride[a], dilation[a]) - 1
+        op = top if focus == "output_padding" else draw(st.integers(0, top))
+        sizes.append(n)
+        begins.append(begin)
+        ends.append(end)
+        extra.append(op)
+    batch = draw(st.integers(1, max(1, min(max_batch, outputs_left // math.prod(sizes)))))
+    has_bias = draw(st.booleans()) if bias is None else bias
+    axes = AXIS_NAMES[rank]
+    spatial: dict[str, Any] = dict(zip(axes, sizes)) | {"k" + ax: v for ax, v in zip(axes, kernel)}
+    return ConvProblem(batch=batch, c_in=groups * cin_g, c_out=groups * cout_g, **spatial, stride=tuple(stride),
+                       padding=tuple(begins), dilation=tuple(dilation), groups=groups, bias=has_bias, dtype=dtype,
+                       padding_end=tuple(ends) if ends != begins else None, transposed=True,
+                       output_padding=tuple(extra))

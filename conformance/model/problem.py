@@ -141,6 +141,19 @@ def operation_name(rank: int, transposed: bool) -> str:
     return f"conv{'_transpose' if transposed else ''}{rank}d"
 
 
+#: the kinds of operation (``--ops``): convolution, transposed convolution
+KINDS = ("conv", "conv_transpose")
+
+
+def operation_of(name: str) -> tuple[int, bool]:
+    """``"conv_transpose3d"`` -> (3, True); ``InvalidProblem`` naming the operations otherwise."""
+    m = re.fullmatch(r"conv(_transpose)?([123])d", name)
+    if m is None:
+        raise InvalidProblem(f"operation {name!r}, but it must be one of "
+                             + ", ".join(operation_name(r, t) for t in (False, True) for r in RANKS))
+    return int(m.group(2)), bool(m.group(1))
+
+
 AXIS_WORDS = {"d": "depth", "h": "height", "w": "width"}
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 

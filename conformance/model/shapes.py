@@ -71,7 +71,8 @@ class Corpus:
 
 #: the order the corpora run in (the first layer with a geometry names it): networks before the ones built on them
 ORDER = ("resnet50", "mobilenet_v2", "inception_v3", "efficientnet_b0", "alexnet", "deeplab_v3", "regressions",
-         "wav2vec2", "wavenet", "conformer", "whisper", "c3d", "i3d", "r2plus1d", "slowfast", "unet3d", "vnet")
+         "wav2vec2", "wavenet", "conformer", "whisper", "c3d", "i3d", "r2plus1d", "slowfast", "unet3d", "vnet",
+         "dcgan", "unet_up", "fcn8s", "hifigan", "unet3d_up")
 
 
 def names() -> tuple[str, ...]:
@@ -227,6 +228,8 @@ def reduce(layer: Layer, max_macs: int | None, *, dtype: str = "float32", batch:
 
 def _reduce_at(layer: Layer, max_macs: int, level: int, channel_level: int, dtype: str, batch: int) -> ConvProblem:
     geo = layer.geometry
+    if geo.transposed:
+        return _reduce_transposed(geo, max_macs, channel_level, dtype, batch)
     per_axis = list(zip(geo.axes, geo.in_sizes, geo.kernel, geo.stride, geo.padding, geo.dilation))
     g = geo.groups
     cg, og = geo.c_in // g, geo.c_out // g
@@ -264,6 +267,48 @@ def _reduce_at(layer: Layer, max_macs: int, level: int, channel_level: int, dtyp
                        dtype=dtype, **sizes)
 
 
+def _transposed_in_floor(n: int, k: int, s: int, pad: int, d: int, op: int) -> int:
+    """The fewest inputs a transposed layer keeps along an axis: 2 where it has 2 (neighbouring inputs' taps
+    overlap or leave gaps as in the layer), and enough for one output element."""
+    lo = min(n, 2)
+    while (lo - 1) * s - 2 * pad + d * (k - 1) + op + 1 < 1:
+        lo += 1
+    return lo
+
+
+def _reduce_transposed(geo: ConvProblem, max_macs: int, channel_level: int, dtype: str, batch: int) -> ConvProblem:
+    """A transposed layer shrunk: its input sizes halve (keeping the kernel, stride, padding, dilation and output
+    padding, so the taps overlap or leave gaps as in the layer), then its channels, as a convolution's."""
+    g = geo.groups
+    cg, og = geo.c_in // g, geo.c_out // g
+    dims: dict[str, list[int]] = {"batch": [batch, 1, batch]}
+    for a, n, k, s, pad, d, op in zip(geo.axes, geo.in_sizes, geo.kernel, geo.stride, geo.padding, geo.dilation,
+                                      geo.output_padding):
+        dims[f"in_{a}"] = [n, _transposed_in_floor(n, k, s, pad, d, op), n]
+    if g > 1:
+        dims["groups"] = [g, max(2, _channel_floor(g, channel_level)), g]
+    if not (g > 1 and cg == 1):
+        dims["cg"] = [cg, _channel_floor(cg, channel_level), cg]
+        dims["og"] = [og, _channel_floor(og, channel_level), og]
+
+    def macs() -> int:
+        v = {k: d[0] for k, d in dims.items()}
+        return (v["batch"] * v.get("groups", g) * v.get("cg", cg) * math.prod(v[f"in_{a}"] for a in geo.axes)
+                * v.get("og", og) * math.prod(geo.kernel))
+
+    while macs() > max_macs:
+        name, d = max(((k, d) for k, d in dims.items() if d[0] > d[1]), key=lambda kd: kd[1][0] / kd[1][1],
+                      default=(None, None))
+        if name is None or d is None:
+            break
+        d[0] = max(d[1], math.ceil(d[0] / 2)) if name.startswith("in_") or name == "batch" else \
+            _channel_down(d[2], d[0], d[1], channel_level)
+    v = {k: d[0] for k, d in dims.items()}
+    g2 = v.get("groups", g)
+    return geo.replace(batch=v["batch"], c_in=g2 * v.get("cg", cg), c_out=g2 * v.get("og", og), groups=g2,
+                       dtype=dtype, **{a: v[f"in_{a}"] for a in geo.axes})
+
+
 def geometry_class(p: ConvProblem) -> tuple:
     """What a reduced layer shares with others of its kind: its rank; per axis the kernel, stride, padding, dilation,
     remainder, whether the kernel fits inside the unpadded input and whether there is a single output; dense, grouped
@@ -273,12 +318,14 @@ def geometry_class(p: ConvProblem) -> tuple:
         return (k, s, pad, d, (n + 2 * pad - span) % s, span <= n, out == 1)
 
     kind = "depthwise" if p.groups == p.c_in > 1 else "grouped" if p.groups > 1 else "dense"
-    return (p.rank, *(axis(*a) for a in zip(p.in_sizes, p.kernel, p.stride, p.padding, p.dilation, p.out_sizes)),
-            p.pad_end, kind, p.c_in // p.groups % 8 == 0, p.c_out // p.groups % 8 == 0, p.bias)
+    per_axis = zip(p.in_sizes, p.kernel, p.stride, p.padding, p.dilation, p.out_sizes)
+    return (p.operation, p.output_padding, *(axis(*a) for a in per_axis), p.pad_end, kind,
+            p.c_in // p.groups % 8 == 0, p.c_out // p.groups % 8 == 0, p.bias)
 
 
 def corpus_problems(selected: Sequence[str] | None, max_macs: int | None, *, dtype: str = "float32",
-                    distinct: str = "problem", ranks: Sequence[int] | None = None) -> list[ConvProblem]:
+                    distinct: str = "problem", ranks: Sequence[int] | None = None,
+                    transposed: bool | None = None) -> list[ConvProblem]:
     """The reduced problems of the selected corpora (of ``ranks``: None, every rank), in order, the first layer with
     a given problem (``distinct="problem"``) or geometry class (``"geometry"``, see ``geometry_class``: the cheaper
     set) naming it."""
@@ -288,6 +335,8 @@ def corpus_problems(selected: Sequence[str] | None, max_macs: int | None, *, dty
     for corpus in load_all(selected):
         for layer in corpus.layers:
             if ranks is not None and layer.geometry.rank not in ranks:
+                continue
+            if transposed is not None and layer.geometry.transposed != transposed:
                 continue
             p = reduce(layer, max_macs, dtype=dtype)
             if key(p) in seen:

@@ -41,7 +41,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from conformance.backends.backend import installed_version
 from conformance.errors import ConformanceError
-from conformance.model.problem import DTYPES, RANK_IDS
+from conformance.model.problem import DTYPES, operation_name
 
 #: a machine-fact requirement: ``name=value[,value...]`` (one ``=``; pip's specifiers have two or a comparison)
 FACT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=([A-Za-z0-9_.*+\-]+(?:,[A-Za-z0-9_.*+\-]+)*)$")
@@ -57,10 +57,11 @@ class KnownFailure:
     facts: tuple[tuple[str, tuple[str, ...]], ...] = ()  #: and machine facts: (name, allowed value patterns)
     dtypes: tuple[str, ...] = ()  #: only the examples of these dtypes (empty: the whole check)
 
-    def matches(self, impl: str, check: str, rank: int = 2) -> bool:
-        """Whether the entry covers ``check`` of ``impl`` in ``rank`` (the check of another rank than conv2d is
-        spelled ``conv3d:check``, as the gate's findings)."""
-        return fnmatch.fnmatchcase(impl, self.impl) and fnmatch.fnmatchcase(ranked_check(check, rank), self.check)
+    def matches(self, impl: str, check: str, rank: int = 2, transposed: bool = False) -> bool:
+        """Whether the entry covers ``check`` of ``impl`` in ``rank`` (the check of another operation than conv2d is
+        spelled ``conv3d:check``, ``conv_transpose2d:check``, as the gate's findings)."""
+        return fnmatch.fnmatchcase(impl, self.impl) and fnmatch.fnmatchcase(ranked_check(check, rank, transposed),
+                                                                            self.check)
 
     @cached_property  # the environment does not change during a run; asked by the header, the rows, the summary
     def inactive(self) -> str | None:
@@ -155,13 +156,13 @@ def in_force(entries: list[KnownFailure], facts_of: Callable[[str], Mapping[str,
     return active, inactive
 
 
-def ranked_check(check: str, rank: int) -> str:
-    """A check as entries name it: ``grad_input`` in conv2d, ``conv3d:grad_input`` in another rank."""
-    return check if rank == 2 else f"{RANK_IDS.get(rank, rank)}:{check}"
+def ranked_check(check: str, rank: int, transposed: bool = False) -> str:
+    """A check as entries name it: ``grad_input`` in conv2d, ``conv3d:grad_input`` in another operation."""
+    return check if (rank, transposed) == (2, False) else f"{operation_name(rank, transposed)}:{check}"
 
 
 def lookup(entries: list[KnownFailure], impl: str, check: str, dtype: str | None = None,
-           rank: int = 2) -> KnownFailure | None:
+           rank: int = 2, transposed: bool = False) -> KnownFailure | None:
     """The entry for the whole check (``dtype`` None: entries without dtypes), or for its examples of ``dtype``."""
-    return next((e for e in entries if e.matches(impl, check, rank) and (
+    return next((e for e in entries if e.matches(impl, check, rank, transposed) and (
         not e.dtypes if dtype is None else dtype in e.dtypes)), None)

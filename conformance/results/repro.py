@@ -71,7 +71,9 @@ def run_example(backend: Any, problem: ConvProblem, *, seed: int, data_kind: str
     if check in oracle_free.CHECKS:  # the oracle-free tier draws its operands from the seed itself
         verdicts = oracle_free.run_all(backend, problem, np.random.default_rng(seed))[0].get(check)
         if not verdicts:
-            raise ValueError(f"check={check!r} does not apply to {backend.name!r} (it declares no backward)")
+            why = ("it applies to a transposed problem whose convolution maps back" if check == "transpose_adjoint"
+                   else "it declares no backward")
+            raise ValueError(f"check={check!r} does not apply to {backend.name!r} and {problem} ({why})")
         return worst_verdict(verdicts)
     warm_up(backend, problem)
     bits = exact_bits_for(backend.capabilities, problem.dtype)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.checks import table as checktable
+from conformance.model.problem import operation_name
 
 #: every status a row can have: passed, failed (a verdict out of bounds), error (no result to judge: it raised,
 #: timed out, crashed), unsupported / unavailable (the backend does not declare it / cannot run here), skipped,
@@ -55,6 +56,8 @@ class Row:
     #: the spatial rank of the problems it checked: 1 (conv1d), 2 (conv2d), 3 (conv3d); rows written before ranks
     #: were recorded are conv2d
     rank: int = 2
+    #: a transposed convolution's row (conv_transpose1d/2d/3d)
+    transposed: bool = False
     problem: dict[str, Any] | None = None
     problem_text: str = ""
     data_kind: str = ""
@@ -85,6 +88,11 @@ class Row:
     def column(self) -> str:
         """The report and gate column (``conformance.checks.table.column``)."""
         return checktable.column(self.tier, self.check)
+
+    @property
+    def operation(self) -> str:
+        """``conv2d``, ``conv_transpose3d``: the operation it checked."""
+        return operation_name(self.rank, self.transposed)
 
     @property
     def failing(self) -> bool:
@@ -121,7 +129,7 @@ class Row:
             if f.name in ("status", "impl", "extra"):
                 continue
             value = getattr(self, f.name)
-            if value is not None and value != "":
+            if value is not None and value != "" and not (f.name == "transposed" and value is False):
                 out[f.name] = value
         return out | self.extra
 

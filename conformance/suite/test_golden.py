@@ -14,5 +14,5 @@ from conformance.inputs.golden import golden_case
 def test_golden(conv):
     caps = conv.backend.capabilities
     for dtype in dtypes_for(caps, conv.dtypes):
-        problem, inputs, expected = golden_case(dtype, conv.rank)
+        problem, inputs, expected = golden_case(dtype, conv.rank, conv.transposed)
         conv.run(problem, seed=0, kind="int", inputs=inputs, expected=expected)

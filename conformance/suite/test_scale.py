@@ -89,8 +89,10 @@ def test_scale(conv, request):
     big_dtype = _dtype(caps, conv.dtypes, ("float32", "float64"))  # the index matters there, not the precision
     opted_in = cfg.getoption("conv_scale_2g") or (cfg.getoption("conv_profile") or DEFAULT_PROFILE) == "thorough"
     limit = cfg.getoption("conv_memory_limit") * 2**30 if cfg.getoption("conv_isolate") else None
-    run, skipped = [p.replace(dtype=dtype) for p in SCALE_PROBLEMS[conv.rank]], []
-    for p in (b.replace(dtype=big_dtype) for b in BIG_PROBLEMS[conv.rank]):
+    # a transposed convolution's scale problems are the same (a 1-element kernel, no padding: out = in)
+    run = [p.replace(dtype=dtype, transposed=conv.transposed) for p in SCALE_PROBLEMS[conv.rank]]
+    skipped = []
+    for p in (b.replace(dtype=big_dtype, transposed=conv.transposed) for b in BIG_PROBLEMS[conv.rank]):
         skip = None if caps.unsupported_reason(p) else big_skip_reason(  # unsupported: run_cases records why
             p, opted_in=opted_in, worker_limit=limit, available=available_memory())
         if skip:

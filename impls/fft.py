@@ -39,7 +39,30 @@ ones, so on data of wide dynamic range small outputs get large relative errors (
 rounding noise); a NaN or Inf spreads over its whole plane. Precision: ``scipy.fft`` keeps single precision
 (float32 -> complex64 -> float32).
 
-Large problems (``TILED_FROM_MACS``), in every rank, run the same method engineered for speed,
+Transposed convolution (``conv_transpose1d/2d/3d``, ``problem.transposed``): input element ``x[i]`` scatters through
+tap ``t`` to ``i*sh + t*dh - ph``. On one axis, with ``xs`` the input dilated by the stride (``sh - 1`` zeros between
+neighbours, length ``Ls = (H - 1)*sh + 1``), ``wd`` the dilated kernel as above (length ``K``), the full result is
+their linear convolution, ``F = Ls + K - 1 = (H - 1)*sh + dh*(kh - 1) + 1`` long, and the output its window
+``[ph, ph + Ho)`` (``Ho = F - ph - ph_end + oph``; the output padding may reach past ``F``: zeros there, as no input
+lands so far). With ``dyf`` dy put back on the full grid (``dyf[ph + i] = dy[i]``, cropped to ``F``) the gradients are
+the convolution's adjoints, correlations read at the stride and the dilation::
+
+    yf[t]  = sum_u xs[t - u] wd[u]      a convolution: y = yf[ph:ph + Ho]
+    dxs[t] = sum_u dyf[t + u] wd[u]     a correlation of dyf with wd: dx = dxs[::sh], the first H lags
+    dwd[u] = sum_t xs[t] dyf[t + u]     a correlation of dyf with xs: dw = dwd[::dh], the first kh lags
+
+The full convolution is ``F`` long, and both correlations read ``t + u <= (Ls - 1) + (K - 1) = F - 1``: on the grid
+``F`` (per axis) no index wraps. Grouped, weight ``(C_in, C_out/G, *k)``, the channel sums frequency by frequency::
+
+    Y[n, o]  = sum_c XS[n, c] * W[c, o]           DXS[n, c] = sum_o DYF[n, o] * conj(W[c, o])
+    DW[c, o] = sum_n conj(XS[n, c]) * DYF[n, o]    db[o]     = sum_{n, i, j} dy[n, o, i, j]
+
+The structural zeros are kept exact, as dx's above: outputs no input reaches (the stride's gaps wider than the
+dilated kernel, output padding past ``F``) and inputs that reach no output (``_transposed_masks``). The transposed
+problems always run this plain method, whatever their size: the overlap-save tiles below are convolution-only. The
+error model is the same (the normwise bound's grid is this ``F``).
+
+Large convolutions (``TILED_FROM_MACS``), in every rank, run the same method engineered for speed,
 ``impls/fft_tiled.py``: overlap-save tiles chosen per axis by a cost model, channels-last spectra with the channel
 sums as per-frequency matrix products, transforms pruned to the lines that hold data, a reused product buffer. Its
 results are this method's up to rounding (tests/test_fft_speed_paths.py compares the two in 2-D). In 3-D it is what
@@ -102,6 +125,34 @@ def read_by_some_output(problem: ConvProblem) -> np.ndarray:
     return read
 
 
+def _window(a: np.ndarray, start: tuple[int, ...], size: tuple[int, ...]) -> np.ndarray:
+    """``a[..., start + i]`` for ``i < size`` on each of the last ``len(size)`` axes, zeros where that lies outside
+    ``a`` (a negative ``start`` shifts ``a`` the other way: ``_window(dy, -ph, F)`` puts dy back on the full grid)."""
+    r = len(size)
+    out = np.zeros((*a.shape[:-r], *size), a.dtype)
+    inside = [slice(min(max(b, 0), n), min(max(b + k, 0), n)) for b, k, n in zip(start, size, a.shape[-r:])]
+    src: tuple[EllipsisType | slice, ...] = (..., *inside)
+    dst: tuple[EllipsisType | slice, ...] = (..., *(slice(c.start - b, c.stop - b) for c, b in zip(inside, start)))
+    out[dst] = a[src]
+    return out
+
+
+def _transposed_masks(problem: ConvProblem) -> tuple[np.ndarray, np.ndarray]:
+    """Of a transposed problem: which outputs (``out_sizes``) some input reaches, and which inputs (``in_sizes``)
+    reach some output. Input ``i`` lands through tap ``t`` on output ``i*sh + t*dh - ph``, on every axis
+    independently of the others."""
+    reached, reaching = np.ones((), dtype=bool), np.ones((), dtype=bool)
+    for n, k, s, d, p, out in zip(problem.in_sizes, problem.kernel, problem.stride, problem.dilation,
+                                  problem.padding, problem.out_sizes):
+        lands = np.arange(n)[:, None] * s + np.arange(k)[None, :] * d - p  # (inputs, taps)
+        inside = (lands >= 0) & (lands < out)
+        hit = np.zeros(out, dtype=bool)
+        hit[lands[inside]] = True
+        reached = reached[..., None] & hit  # the outer products, one axis at a time
+        reaching = reaching[..., None] & inside.any(axis=1)
+    return reached, reaching
+
+
 def _tiled() -> ModuleType:
     """``impls/fft_tiled.py``, imported on first use (it imports ``read_by_some_output`` from here)."""
     from . import fft_tiled
@@ -115,6 +166,7 @@ class FFTConv:
 
     name = "fft"
     capabilities = Capabilities(dtypes=("float32", "float64"), error_model="normwise", ranks=(1, 2, 3),
+                                transposed=True,
                                 notes="scipy.fft rfft/fft passes; error bounded normwise per output plane")
 
     @staticmethod
@@ -138,6 +190,8 @@ class FFTConv:
                 grid)
 
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        if problem.transposed:  # the plain method at every size (the tiles are convolution-only)
+            return self._forward_transposed(problem, x, w, b)
         if problem.macs >= TILED_FROM_MACS:  # the same method, engineered for large problems
             with sfft.set_workers(WORKERS):
                 return _tiled().forward(problem, x, w, b)
@@ -152,6 +206,8 @@ class FFTConv:
         return y
 
     def backward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        if problem.transposed:
+            return self._backward_transposed(problem, x, w, dy)
         if problem.macs >= TILED_FROM_MACS:  # the same method, engineered for large problems
             with sfft.set_workers(WORKERS):
                 return _tiled().backward(problem, x, w, dy)
@@ -166,6 +222,50 @@ class FFTConv:
         dx = dx * read_by_some_output(problem)  # exact zeros where the transform left rounding noise (a new array)
 
         DW = np.einsum(f"ngc{f},ngo{f}->goc{f}", X, DYS.conj())  # correlation theorem, summed over the batch
+        lags = sfft.irfftn(DW, s=grid, axes=axes, workers=WORKERS)[_every(problem.dilation, problem.kernel)]
+        dw = np.ascontiguousarray(lags).reshape(problem.weight_shape)
+
+        db = np.asarray(dy, dtype=problem.dtype).sum(axis=(0, *range(2, 2 + problem.rank))) if problem.bias else None
+        return Grads(dx=dx, dw=dw, db=db)
+
+    @staticmethod
+    def _full_spectra(problem: ConvProblem, x: np.ndarray,
+                      w: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+        """Transposed: ``XS = rfftn(xs)`` ``(N, G, Cg, ...)`` and ``W = rfftn(wd)`` ``(G, Cg, Og, ...)`` on the full
+        grid ``F`` (per axis ``(H - 1)*sh + dh*(kh - 1) + 1``)."""
+        grid = tuple((n - 1) * s + d * (k - 1) + 1 for n, s, d, k in
+                     zip(problem.in_sizes, problem.stride, problem.dilation, problem.kernel))
+        axes = tuple(range(-problem.rank, 0))
+        xs = _dilated(FFTConv._grouped(x, problem), problem.stride)
+        wd = _dilated(FFTConv._grouped(w, problem, weight=True), problem.dilation)  # (C_in, Og, ...) grouped
+        return (sfft.rfftn(xs, s=grid, axes=axes, workers=WORKERS), sfft.rfftn(wd, s=grid, axes=axes, workers=WORKERS),
+                grid)
+
+    def _forward_transposed(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray,
+                            b: np.ndarray | None) -> np.ndarray:
+        f, axes = _SPATIAL[problem.rank], tuple(range(-problem.rank, 0))
+        XS, W, grid = self._full_spectra(problem, x, w)
+        Y = np.einsum(f"ngc{f},gco{f}->ngo{f}", XS, W)  # convolution theorem, summed over the group's inputs
+        full = sfft.irfftn(Y, s=grid, axes=axes, workers=WORKERS)
+        y = _window(full, problem.padding, problem.out_sizes).reshape(problem.output_shape)
+        y *= _transposed_masks(problem)[0]  # exact zeros where no input lands
+        if b is not None:
+            y += np.asarray(b, dtype=problem.dtype).reshape(-1, *(1,) * problem.rank)
+        return y
+
+    def _backward_transposed(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        f, axes = _SPATIAL[problem.rank], tuple(range(-problem.rank, 0))
+        XS, W, grid = self._full_spectra(problem, x, w)
+        dyf = _window(self._grouped(dy, problem), tuple(-p for p in problem.padding), grid)  # dy on the full grid
+        DYF = sfft.rfftn(dyf, axes=axes, workers=WORKERS)
+        del dyf
+
+        DXS = np.einsum(f"ngo{f},gco{f}->ngc{f}", DYF, W.conj())  # correlation theorem, summed over the outputs
+        dxs = sfft.irfftn(DXS, s=grid, axes=axes, workers=WORKERS)
+        dx = dxs[_every(problem.stride, problem.in_sizes)].reshape(problem.input_shape)
+        dx = dx * _transposed_masks(problem)[1]  # exact zeros where the input reaches no output (a new array)
+
+        DW = np.einsum(f"ngc{f},ngo{f}->gco{f}", XS.conj(), DYF)  # correlation theorem, summed over the batch
         lags = sfft.irfftn(DW, s=grid, axes=axes, workers=WORKERS)[_every(problem.dilation, problem.kernel)]
         dw = np.ascontiguousarray(lags).reshape(problem.weight_shape)
 

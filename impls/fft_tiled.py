@@ -1,9 +1,11 @@
 """The fft backend's fast path: ``impls/fft.py``'s method (the same correlations by the same theorem) on
 overlap-save tiles, vectorised over batch, tiles, groups and channels. ``FFTConv`` hands it the problems where the
 engineering pays (``TILED_FROM_MACS`` there), inside ``scipy.fft.set_workers(WORKERS)`` (``WORKERS`` there too: the
-transforms here take scipy's default workers); tests/test_fft_speed_paths.py holds it to the plain method. Every
-rank (1, 2 or 3 spatial axes) runs the same code: each axis is tiled, padded and transformed independently of the
-others, the formulas below hold on each, and the 2-D names (rows, columns, ``gh x gw``) stand for any rank's.
+transforms here take scipy's default workers); tests/test_fft_speed_paths.py holds it to the plain method. It is
+convolution-only: ``FFTConv`` keeps transposed problems (``conv_transpose1d/2d/3d``) on its plain method at every
+size. Every rank (1, 2 or 3 spatial axes) runs the same code: each axis is tiled, padded and transformed
+independently of the others, the formulas below hold on each, and the 2-D names (rows, columns, ``gh x gw``) stand
+for any rank's.
 
 On one axis (the others are the same), with ``xp`` the zero-padded input, ``wd`` the kernel dilated by ``dh``
 (length ``K = dh*(kh - 1) + 1``), ``dys`` ``dy`` dilated by the stride (length ``L = (Ho - 1)*sh + 1``) and

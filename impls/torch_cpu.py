@@ -1,10 +1,10 @@
-"""``torch.nn.functional.conv1d/conv2d/conv3d`` (by the problem's rank) and autograd on the CPU: the library whose
-semantics the suite tests.
+"""``torch.nn.functional.conv1d/conv2d/conv3d`` (by the problem's rank; ``conv_transpose1d/2d/3d`` for a transposed
+problem) and autograd on the CPU: the library whose semantics the suite tests.
 
 The gradients are torch's own: ``torch.autograd.grad`` of ``conv2d(x, w, b)`` with ``grad_outputs=dy`` is
-exactly ``d sum(conv2d(x, w, b) * dy)`` (conv1d and conv3d alike). The bias gradient does not depend on the bias
-values, so backward builds a zero bias that requires grad, which makes torch compute ``db`` through its own bias
-path.
+exactly ``d sum(conv2d(x, w, b) * dy)`` (conv1d, conv3d and the transposed ones alike). The bias gradient does
+not depend on the bias values, so backward builds a zero bias that requires grad, which makes torch compute ``db``
+through its own bias path.
 
 The inputs go in as given (``torch.from_numpy``, strides and all), so non-contiguous layouts reach torch's
 kernels too. Two exceptions need a copy or a guard: torch has no negative strides (a reversed view is
@@ -78,8 +78,20 @@ def precision_here() -> dict[str, str]:
     The same profiles hold in every rank (checked against the oracle in 1-D and 3-D on the onednn-avx512bf16,
     onednn-emulated and native paths, the last two by ONEDNN_MAX_CPU_ISA): conv1d runs conv2d's kernels on a height
     of 1; conv3d runs oneDNN where conv2d does, and otherwise torch's slow_conv3d / slow_conv_dilated3d, whose
-    errors stay within the native profiles."""
-    out = {"bfloat16:grad_input": "bf16-acc16", "float16:grad_input": "fp16-acc16"}
+    errors stay within the native profiles.
+
+    Transposed convolution (conv_transpose1d/2d/3d) does not meet the half-precision forward profiles on the native
+    path, measured against the oracle in every rank: torch's slow_conv_transpose rounds the GEMM's columns to the
+    dtype and sums their overlaps in it (col2im), so its forward needs -acc16 (-mid16 is not enough), and its batch-
+    summed weight gradient -acc16 too. float16 runs that path wherever half_kernels says ``native``; bfloat16 there
+    and also, on the oneDNN paths, wherever an output padding is at least its stride (torch then bypasses oneDNN's
+    deconvolution). They are declared for the transposed convolution alone (``conv_transpose:`` keys; the
+    convolution's own forward meets -acc32): float16's forward on every path (measured on the native one; oneDNN's
+    float16 deconvolution, on CPUs with AVX512_FP16 or AMX, unmeasured: the looser profile is the safe side), and
+    bfloat16's forward and weight gradient on every path."""
+    out = {"bfloat16:grad_input": "bf16-acc16", "float16:grad_input": "fp16-acc16",
+           "conv_transpose:float16:forward": "fp16-acc16",
+           "conv_transpose:bfloat16:forward": "bf16-acc16", "conv_transpose:bfloat16:grad_weight": "bf16-acc16"}
     if half_kernels("bfloat16") == "native":
         out |= {"bfloat16:grad_weight": "bf16-acc16", "bfloat16:grad_bias": "bf16-acc16"}
     if half_kernels("float16") == "native":
@@ -107,8 +119,8 @@ class TorchCPU:
     # that); each path's profiles were measured with `python -m conformance profile --impl torch-cpu` (README)
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
                                 padding_modes=("zeros", "reflect", "replicate", "circular"), asymmetric_padding=True,
-                                precision=precision_here, ranks=(1, 2, 3),
-                                notes="torch.nn.functional.conv1d/conv2d/conv3d + autograd")
+                                precision=precision_here, ranks=(1, 2, 3), transposed=True,
+                                notes="torch.nn.functional.conv1d/2d/3d, conv_transpose1d/2d/3d + autograd")
     device = "cpu"
 
     def available(self) -> str | None:
@@ -167,6 +179,8 @@ class TorchCPU:
     def _conv(self, problem: ConvProblem, x: Any, w: Any, b: Any) -> Any:
         from torch.nn import functional
 
+        if problem.transposed:
+            return self._conv_transpose(problem, x, w, b)
         conv = (functional.conv1d, functional.conv2d, functional.conv3d)[problem.rank - 1]
         padding: Any = problem.padding
         if problem.padding_mode != "zeros" or problem.asymmetric:
@@ -178,6 +192,25 @@ class TorchCPU:
             x = functional.pad(x, pads, mode=mode)
             padding = 0
         return conv(x, w, b, stride=problem.stride, padding=padding, dilation=problem.dilation, groups=problem.groups)
+
+    @staticmethod
+    def _conv_transpose(problem: ConvProblem, x: Any, w: Any, b: Any) -> Any:
+        """``conv_transpose1d/2d/3d`` by the rank. torch pads a transposed convolution symmetrically only (its
+        padding crops the full result on both sides); ONNX's asymmetric pads are the full result (padding 0, the
+        output padding as given: ``(in - 1)*s + d*(k - 1) + 1 + output_padding`` long) cropped to
+        ``[padding, padding + out)``, which ends ``pad_end`` before its end. A slice, so autograd carries dy back into
+        the window and zeros elsewhere."""
+        from torch.nn import functional
+
+        conv_t = (functional.conv_transpose1d, functional.conv_transpose2d,
+                  functional.conv_transpose3d)[problem.rank - 1]
+        padding: Any = 0 if problem.asymmetric else problem.padding
+        y = conv_t(x, w, b, stride=problem.stride, padding=padding, output_padding=problem.output_padding,
+                   groups=problem.groups, dilation=problem.dilation)
+        if problem.asymmetric:
+            window: tuple[Any, ...] = (..., *(slice(p, p + n) for p, n in zip(problem.padding, problem.out_sizes)))
+            y = y[window]
+        return y
 
     def forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         import torch

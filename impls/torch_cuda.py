@@ -5,6 +5,8 @@ Both reuse ``TorchCPU`` (inputs as given, autograd with ``grad_outputs=dy``, ``F
 rank, padding modes through ``F.pad``) with the tensors moved to ``cuda`` and the results copied back; they differ
 only in the flags held while torch computes. The profiles below were measured on conv2d; conv1d and conv3d declare
 the same ones, to be confirmed on a GPU (torch routes conv1d through its 2-D kernels; conv3d has kernels of its own).
+Transposed problems go to ``F.conv_transpose1d/2d/3d`` (inherited, asymmetric padding as a crop) and declare the same
+profiles too, not yet measured on a GPU (the CPU's native slow_conv_transpose needs -acc16 in its half forward).
 
 - ``torch-cuda-strict``: cuDNN disabled, so torch uses its own im2col + cuBLAS GEMM convolution, and TF32 off
   for both cuDNN and cuBLAS matmuls (that GEMM is a cuBLAS matmul, governed by
@@ -122,7 +124,7 @@ class TorchCudaStrict(_TorchCuda):
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
                                 precision={**HALF_MID16, **HALF_ACC16_GRADS},
                                 deterministic=False, padding_modes=ALL_PADDING_MODES, asymmetric_padding=True,
-                                ranks=(1, 2, 3),
+                                ranks=(1, 2, 3), transposed=True,
                                 notes="cuDNN off, TF32 off (cuDNN and cuBLAS), no half-precision split-K reduction")
     cudnn_flags: ClassVar[dict[str, bool]] = {"enabled": False, "allow_tf32": False, "benchmark": False,
                                               "deterministic": False}
@@ -138,7 +140,7 @@ class TorchCudaDefault(_TorchCuda):
                                 precision={"float32": "tf32", **HALF_MID16, "float16:grad_input": "fp16-acc16",
                                            "bfloat16:grad_input": "bf16-acc16"},
                                 error_model="normwise", deterministic=False, padding_modes=ALL_PADDING_MODES,
-                                asymmetric_padding=True, ranks=(1, 2, 3),
+                                asymmetric_padding=True, ranks=(1, 2, 3), transposed=True,
                                 notes="cuDNN on, TF32 convolutions (torch's defaults)")
     cudnn_flags: ClassVar[dict[str, bool]] = {"enabled": True, "allow_tf32": True, "benchmark": False,
                                               "deterministic": False}

@@ -94,14 +94,20 @@ class Capabilities:
             object.__setattr__(self, "_resolved", self.precision())
         return self.__dict__["_resolved"]  # type: ignore[no-any-return]
 
-    def profile_for(self, dtype: str, check: str | None = None) -> str:
+    def profile_for(self, dtype: str, check: str | None = None, transposed: bool = False) -> str:
         """The precision-profile name this backend computes ``dtype`` with; a key ``"float16:grad_weight"`` in
-        ``precision`` declares one pass apart (torch CPU accumulates float16 backward passes in float16)."""
+        ``precision`` declares one pass apart (torch CPU accumulates float16 backward passes in float16), and a key
+        ``"conv_transpose:float16:forward"`` (or ``"conv_transpose:float16"``) the transposed convolution's apart
+        (``transposed``), which falls back on the convolution's where it is not given."""
         from conformance.numerics.tolerance import default_profile
 
         precision = self.resolved_precision
         if isinstance(precision, str):
             return precision
+        if precision and transposed:
+            for key in (f"conv_transpose:{dtype}:{check}", f"conv_transpose:{dtype}"):
+                if key in precision:
+                    return precision[key]
         if precision and check and f"{dtype}:{check}" in precision:
             return precision[f"{dtype}:{check}"]
         if precision and dtype in precision:
@@ -160,6 +166,7 @@ class Capabilities:
                 {k: v for k, v in precision.items() if ":" in k} if isinstance(precision, Mapping) else {}),
             "deterministic": self.deterministic, "max_macs": self.max_macs, "notes": self.notes,
             "padding_modes": list(self.padding_modes), "asymmetric_padding": self.asymmetric_padding,
+            "ranks": list(self.ranks), "transposed": self.transposed,
         }
 
 

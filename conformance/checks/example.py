@@ -300,7 +300,8 @@ class SuiteContext:
             layout: str = "contiguous") -> list[Verdict]:
         caps: Capabilities = self.backend.capabilities
         if inputs is None:
-            inputs = make_inputs(problem, seed, kind, exact_bits=exact_bits_for(caps, problem.dtype))
+            bits = exact_bits_for(caps, problem.dtype, problem.transposed)
+            inputs = make_inputs(problem, seed, kind, exact_bits=bits)
         results: list[CheckResult] = []
         passes = self._passes(caps)
         if "forward" in passes:

@@ -120,9 +120,11 @@ def profiles_of(dtype: str) -> list[Profile]:
                   key=lambda p: p.looseness)
 
 
-def exact_bits_for(caps: object, dtype: str) -> int:
-    """Integer data below 2**bits stays exact in every pass of a backend with these capabilities."""
-    return min(PROFILES[caps.profile_for(dtype, c)].exact_bits for c in CHECKS)  # type: ignore[attr-defined]
+def exact_bits_for(caps: object, dtype: str, transposed: bool = False) -> int:
+    """Integer data below 2**bits stays exact in every pass of a backend with these capabilities (of its transposed
+    convolution: ``transposed``)."""
+    return min(PROFILES[caps.profile_for(dtype, c, transposed)].exact_bits  # type: ignore[attr-defined]
+               for c in CHECKS)
 
 
 def gamma(k: np.ndarray | float, u: float) -> np.ndarray:

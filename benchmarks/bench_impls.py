@@ -24,7 +24,7 @@ library
 whose threads wait on each other (OpenMP barriers) loses most when a core is taken away; the one-thread run
 compares the code per core; with ``--clock cpu`` it also leaves out the time other processes held the core
 (the least noisy comparison on a shared machine). The load average before and after the run is printed:
-compare ratios, not times, across runs. The issues' targets (#6; #16 for conv1d and conv3d) are evaluated at the
+compare ratios, not times, across runs. The issues' targets (#6; #16, #17 for the other operations) are evaluated at the
 end from this run's ratios.
 
 ``--keep-freed-memory`` (diagnosis) starts the process with glibc told to keep freed memory. By default glibc may
@@ -103,6 +103,10 @@ PROBLEMS: list[tuple[str, ConvProblem]] = [
     ("w2v-k3", ConvProblem.parse("ic512oc512iw3199kw3sw2_float32").replace(label="wav2vec k3 s2 512ch")),
     ("fft3d-7-32", ConvProblem.parse("ic8oc8id32ih32kd7pd3_float32").replace(label="7x7x7 on 32^3")),
     ("fft3d-7-48", ConvProblem.parse("ic8oc8id48ih48kd7pd3_float32").replace(label="7x7x7 on 48^3")),
+    # transposed convolution (#17): a DCGAN generator layer, a U-Net up-convolution
+    ("dcgan", ConvProblem.parse("mb64ic512oc256ih8kh4sh2ph1_transposed_float32").replace(
+        label="DCGAN 512->256 4x4 s2 8->16")),
+    ("unet-up", ConvProblem.parse("ic128oc64ih64kh2sh2_transposed_float32").replace(label="U-Net up k2 s2 64->128")),
 ]
 BASE = "torch-cpu"
 
@@ -224,6 +228,11 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for label in ("7x7x7 on 32^3", "7x7x7 on 48^3"):
         for d in ("fwd", "bwd"):
             add(f"fft {d} on {label}: >= 1.0x torch throughput", (label, "fft"), d, lambda v: v >= 1.0, ">= 1.00")
+    for label in ("DCGAN 512->256 4x4 s2 8->16", "U-Net up k2 s2 64->128"):  # issue #17
+        for impl in ("im2col", "fft"):
+            for d in ("fwd", "bwd"):
+                add(f"{impl} {d} on {label}: >= 0.5x torch throughput", (label, impl), d, lambda v: v >= 0.5,
+                    ">= 0.50")
     return out
 
 
@@ -287,7 +296,7 @@ def main() -> None:
     load1 = os.getloadavg()
     print(f"load average {load1[0]:.1f} at the end\n")
     verdicts = targets(rows)
-    print("targets (issues #6, #16), from this run:")
+    print("targets (issues #6, #16, #17), from this run:")
     for t in verdicts:
         if t["measured"] is None:
             continue

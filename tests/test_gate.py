@@ -61,12 +61,12 @@ def test_known_failure_is_honoured(tmp_path: Path) -> None:
     known.write_text("fft::nonfinite   # NaN spreads over the plane through the transform\n"
                      "fft::extreme     # spectra of huge data overflow where the exact result is finite\n")
     code, summary, log = gate(tmp_path, "--impl", "fft", "--known-failures", str(known), "--max-examples", "10",
-                              "--ranks", "2")  # (an entry's check is conv2d's; conv1d:nonfinite would be another)
+                              "--ranks", "2", "--ops", "conv")  # (an entry's check is conv2d's)
     assert code == 0, log
     assert summary["checks"]["nonfinite"].get("xfailed", 0) >= 1 and "failed" not in summary["checks"]["nonfinite"]
     again = tmp_path / "without"
     again.mkdir()
-    code, summary, log = gate(again, "--impl", "fft", "--max-examples", "10", "--ranks", "2")
+    code, summary, log = gate(again, "--impl", "fft", "--max-examples", "10", "--ranks", "2", "--ops", "conv")
     assert code == 1 and summary["failing_checks"] == ["extreme", "nonfinite"], log
 
 
@@ -77,7 +77,7 @@ def test_a_known_failure_whose_requirements_this_environment_does_not_meet_expec
     known.write_text("fft::nonfinite ; numpy<1.0    # a numpy from long ago\n"
                      "fft::extreme   ; numpy>=1.0   # spectra of huge data overflow\n")
     code, summary, log = gate(tmp_path, "--impl", "fft", "--known-failures", str(known), "--max-examples", "10",
-                              "--ranks", "2")
+                              "--ranks", "2", "--ops", "conv")
     assert code == 1 and summary["failing_checks"] == ["nonfinite"], log
     assert summary["checks"]["extreme"].get("xfailed", 0) >= 1, log
     assert "known failure not in force here: fft::nonfinite ; numpy<1.0 (" in log

@@ -32,6 +32,8 @@ from conformance.numerics.tolerance import PROFILES, gamma, norm_bound, term_cou
 
 U64 = 2.0**-53
 CHECKS = ("adjoint", "finite_difference", "linearity", "batch", "transpose_adjoint")
+#: the identities of transposed problems only
+TRANSPOSED_ONLY = ("transpose_adjoint",)
 
 
 class _Failed(Exception):

@@ -100,11 +100,26 @@ def make_inputs(p: ConvProblem, seed: int, kind: str = "normal", *, exact_bits: 
         return _extreme_inputs(p, rng, kind)
     density = int_density(p, exact_bits) if kind == "int" else 1.0
     dt = p.np_dtype
-    draw = lambda shape, plant=True: _draw(rng, kind, shape, p.dtype, density, plant).astype(dt)  # noqa: E731
-    x, w = draw(p.input_shape), draw(p.weight_shape, plant=False)
-    b = draw(p.bias_shape, plant=False) if p.bias else None
-    dy = draw(p.output_shape)
+    for _ in range(16):
+        draw = lambda shape, plant=True, d=density: _draw(rng, kind, shape, p.dtype, d, plant).astype(dt)  # noqa: E731
+        x, w = draw(p.input_shape), draw(p.weight_shape, plant=False)
+        b = draw(p.bias_shape, plant=False) if p.bias else None
+        dy = draw(p.output_shape)
+        if kind != "int" or _largest_sum(p, x, w, b, dy) <= 2.0 ** exact_bits:
+            break
+        density /= 2  # the density keeps the expected worst sum inside; a draw past it is drawn again, sparser
     return Inputs(x, w, b, dy)
+
+
+def _largest_sum(p: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dy: np.ndarray) -> float:
+    """The largest sum of magnitudes (M1) any pass of these operands adds up: the exact tier's data must keep it
+    within 2^exact_bits, where every partial sum of every declared profile is exact."""
+    from conformance.numerics import reference as R
+
+    a = [np.abs(np.asarray(v, dtype=np.float64)) for v in (x, w, dy)]
+    sums = [R.forward(p, a[0], a[1], None if b is None else np.abs(np.asarray(b, dtype=np.float64))),
+            R.grad_input(p, a[2], a[1]), R.grad_weight(p, a[0], a[2]), R.grad_bias(p, a[2])]
+    return max(float(v.max()) if v.size else 0.0 for v in sums)
 
 
 # -- the extreme kinds ----------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ with a unique ``name``, a docstring saying which real bug (or which legitimate d
 which the gate must pass). ``tests/test_mutants.py`` runs ``python -m conformance gate`` on each at the default
 ``ci`` profile; ``benchmarks/mutant_power.py`` measures the kill rate and the false-alarm rate.
 
-Modules: ``forward_bugs``, ``backward_bugs``, ``precision_bugs``, ``contract_bugs``, ``rank_bugs`` (mutants),
-``correct_variants`` (must pass), ``misbehaving`` (crash, hang, huge memory, non-answers: the isolation tests).
+Modules: ``forward_bugs``, ``backward_bugs``, ``precision_bugs``, ``contract_bugs``, ``rank_bugs``,
+``transposed_bugs`` (mutants), ``correct_variants`` (must pass), ``misbehaving`` (crash, hang, huge memory,
+non-answers: the isolation tests).
 
 ``SURVIVORS`` maps the name of a mutant the current suite does *not* kill to the reason. Survivors stay in the
 corpus (they document what the suite misses) but are left out of the must-kill assertions: the tests mark them
@@ -39,7 +40,8 @@ from conformance.results import records
 from conformance.results.row import Row
 
 HERE = Path(__file__).resolve().parent
-MUTANT_MODULES = ("forward_bugs", "backward_bugs", "precision_bugs", "contract_bugs", "rank_bugs")
+MUTANT_MODULES = ("forward_bugs", "backward_bugs", "precision_bugs", "contract_bugs", "rank_bugs",
+                  "transposed_bugs")
 VARIANT_MODULES = ("correct_variants",)
 MISBEHAVING_MODULES = ("misbehaving",)
 

@@ -250,3 +250,78 @@ class NdConv:
                                   dtype=p.dtype)
         db = dyg.sum(axis=(0, *range(3, 3 + p.rank))).reshape(-1).astype(p.dtype) if p.bias else None
         return Grads(dx=dx, dw=np.ascontiguousarray(dw.reshape(p.weight_shape), dtype=p.dtype), db=db)
+
+
+class NdConvTranspose(NdConv):
+    """``NdConv`` plus a correct transposed convolution of any rank: each input element scattered through each tap
+    onto the uncropped output grid, the output the window ``[padding, padding + out)`` of it. With ``lands(t)`` the
+    grid positions ``i*s + t*d`` of tap ``t``::
+
+        grid[n, g, o, lands(t)] += sum_c x[n, g, c, i] * w[g, c, o, t]          y = grid[window]
+        dx[n, g, c, i]           = sum_{o, t} dy_grid[n, g, o, lands(t)] * w[g, c, o, t]
+        dw[g, c, o, t]           = sum_{n, i} x[n, g, c, i] * dy_grid[n, g, o, lands(t)]
+
+    The base of the corpus' transposed mutants (``transposed_bugs``); each overrides one step."""
+
+    name = "corpus-nd-transpose-base"
+    capabilities = Capabilities(dtypes=("float32", "float64"), ranks=(1, 2, 3), transposed=True,
+                                notes="tests/mutants corpus member")
+
+    def _grid(self, p: ConvProblem) -> tuple[int, ...]:
+        return tuple(max((n - 1) * s + d * (k - 1) + 1, b + o) for n, s, d, k, b, o in
+                     zip(p.in_sizes, p.stride, p.dilation, p.kernel, p.padding, p.out_sizes))
+
+    def _window(self, p: ConvProblem) -> tuple:
+        return (slice(None),) * 3 + tuple(slice(b, b + o) for b, o in zip(p.padding, p.out_sizes))
+
+    def _lands(self, p: ConvProblem, tap: tuple[int, ...]) -> tuple:
+        return (slice(None),) * 3 + tuple(slice(t * d, t * d + (n - 1) * s + 1, s)
+                                          for t, d, s, n in zip(tap, p.dilation, p.stride, p.in_sizes))
+
+    def _tweight(self, p: ConvProblem, w: np.ndarray) -> np.ndarray:
+        """(C_in, Og, *k) -> (G, Cg, Og, *k)."""
+        return np.asarray(w, dtype=np.float64).reshape(p.groups, p.c_in // p.groups, p.c_out // p.groups, *p.kernel)
+
+    def _new_grid(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.zeros(shape)
+
+    def _xg(self, p: ConvProblem, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64).reshape(p.batch, p.groups, p.c_in // p.groups, *p.in_sizes)
+
+    def _output_of(self, p: ConvProblem, grid: np.ndarray) -> np.ndarray:
+        return grid[self._window(p)]
+
+    def forward(self, p: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        if not p.transposed:
+            return super().forward(p, x, w, b)
+        xg, wg = self._xg(p, x), self._tweight(p, w)
+        grid = self._new_grid((p.batch, p.groups, p.c_out // p.groups, *self._grid(p)))
+        for tap in self._taps(p):
+            grid[self._lands(p, tap)] += np.einsum("ngc...,gco->ngo...", xg, wg[(slice(None),) * 3 + tap])
+        y = self._output_of(p, grid).reshape(p.output_shape)
+        if b is not None:
+            y = y + np.asarray(b, dtype=np.float64).reshape((-1,) + (1,) * p.rank)
+        return np.ascontiguousarray(y, dtype=p.dtype)
+
+    def _grad_weight_t(self, p: ConvProblem, xg: np.ndarray, dyg: np.ndarray) -> np.ndarray:
+        dw = np.zeros((p.groups, p.c_in // p.groups, p.c_out // p.groups, *p.kernel))
+        flat = (p.batch, p.groups, -1, int(np.prod(p.in_sizes)))
+        for tap in self._taps(p):
+            dw[(slice(None),) * 3 + tap] = np.einsum("ngcl,ngol->gco", xg.reshape(flat),
+                                                     dyg[self._lands(p, tap)].reshape(flat))
+        return dw
+
+    def backward(self, p: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+        if not p.transposed:
+            return super().backward(p, x, w, dy)
+        xg, wg = self._xg(p, x), self._tweight(p, w)
+        dyg = np.zeros((p.batch, p.groups, p.c_out // p.groups, *self._grid(p)))
+        dyg[self._window(p)] = np.asarray(dy, dtype=np.float64).reshape(p.batch, p.groups, -1, *p.out_sizes)
+        dx = np.zeros(xg.shape)
+        for tap in self._taps(p):
+            dx += np.einsum("ngo...,gco->ngc...", dyg[self._lands(p, tap)], wg[(slice(None),) * 3 + tap])
+        dw = self._grad_weight_t(p, xg, dyg)
+        db = np.asarray(dy, dtype=np.float64).sum(axis=(0, *range(2, 2 + p.rank))) if p.bias else None
+        return Grads(dx=np.ascontiguousarray(dx.reshape(p.input_shape), dtype=p.dtype),
+                     dw=np.ascontiguousarray(dw.reshape(p.weight_shape), dtype=p.dtype),
+                     db=None if db is None else db.astype(p.dtype))

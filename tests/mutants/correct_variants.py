@@ -10,13 +10,13 @@ import numpy as np
 from conformance.impls.fft import FFTConv
 
 try:
-    from ._base import Conv, NdConv, PaddingModes, kahan_matmul
+    from ._base import Conv, NdConv, NdConvTranspose, PaddingModes, kahan_matmul
 except ImportError:  # loaded by file path (the gate's --impl tests/mutants/correct_variants.py:Name): no package
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from mutants._base import Conv, NdConv, PaddingModes, kahan_matmul
+    from mutants._base import Conv, NdConv, NdConvTranspose, PaddingModes, kahan_matmul
 
 
 class ReversedSummationOrder(Conv):
@@ -166,9 +166,46 @@ class Conv3dAsConv2dPerDepth(NdConv):
 def _as_2d(p):
     return p.replace(h=1, kh=1, w=p.w, kw=p.kw, stride=(1, p.stride[0]), padding=(0, p.padding[0]),
                      padding_end=None if p.padding_end is None else (0, p.padding_end[0]),
-                     dilation=(1, p.dilation[0]))
+                     dilation=(1, p.dilation[0]), output_padding=(0, p.output_padding[0]))
 
 
 def _drop_depth(p):
     return p.replace(d=0, kd=0, stride=p.stride[1:], padding=p.padding[1:],
-                     padding_end=None if p.padding_end is None else p.padding_end[1:], dilation=p.dilation[1:])
+                     padding_end=None if p.padding_end is None else p.padding_end[1:], dilation=p.dilation[1:],
+                     output_padding=p.output_padding[1:])
+
+
+# -- transposed convolution (issue #17) ------------------------------------------------------------------------------
+class TransposedAsConvolutionAdjoint(NdConvTranspose):
+    """A correct variant: the transposed convolution as the adjoint of the convolution of the same geometry (what
+    frameworks do: conv_transpose's forward is conv's input gradient, its input gradient conv's forward, its weight
+    gradient conv's weight gradient with x and dy in their places); the scatter where no such convolution exists
+    (an output padding of dilation's kind)."""
+
+    name = "ok-transposed-as-convolution-adjoint"
+    expected: tuple[str, ...] = ()
+    gate_args = ("--ranks", "2", "--ops", "conv_transpose")
+
+    @staticmethod
+    def _dual(p):
+        q = p.replace(transposed=False, output_padding=(0,) * p.rank, c_in=p.c_out, c_out=p.c_in,
+                      **dict(zip(p.axes, p.out_sizes)))
+        return q if q.out_sizes == p.in_sizes else None
+
+    def forward(self, p, x, w, b):
+        q = self._dual(p) if p.transposed else None
+        if q is None:
+            return super().forward(p, x, w, b)
+        y = NdConv.backward(self, q, np.zeros(q.input_shape, dtype=x.dtype), w, x).dx.astype(np.float64)
+        if b is not None:
+            y = y + np.asarray(b, dtype=np.float64).reshape((-1,) + (1,) * p.rank)
+        return np.ascontiguousarray(y, dtype=p.dtype)
+
+    def backward(self, p, x, w, dy):
+        q = self._dual(p) if p.transposed else None
+        if q is None:
+            return super().backward(p, x, w, dy)
+        dx = NdConv.forward(self, q, dy, w, None)
+        dw = NdConv.backward(self, q, dy, w, x).dw
+        db = np.asarray(dy, dtype=np.float64).sum(axis=(0, *range(2, 2 + p.rank))).astype(p.dtype) if p.bias else None
+        return type(NdConv.backward(self, q, dy, w, x))(dx=dx, dw=dw, db=db)

@@ -37,6 +37,7 @@ class DepthStrideIgnoredInBackwardData(NdConv):
     name = "mut-rank-depth-stride-ignored-in-backward-data"
     capabilities = CONV2D_AND[3]
     expected = ("conv3d:grad_input",)
+    gate_args = ("--max-examples", "10")  # the whole gate in both its ranks, 10 examples a check
 
     def _scatter_stride(self, p):
         return (1, *p.stride[1:]) if p.rank == 3 else p.stride
@@ -51,7 +52,7 @@ class DepthHeightSwapped(NdConv):
     name = "mut-rank-depth-height-swapped"
     capabilities = CONV2D_AND[3]
     expected = ("conv3d:forward",)
-    gate_args = ("--ranks", "3")
+    gate_args = ("--ranks", "3", "--max-examples", "10")
 
     def _padded(self, p, x):
         if p.rank == 3:
@@ -70,7 +71,7 @@ class Conv1dAsConv2dWrongStride(NdConv):
     name = "mut-rank-conv1d-as-conv2d-wrong-stride"
     capabilities = CONV2D_AND[1]
     expected = ("conv1d:forward",)
-    gate_args = ("--ranks", "1")
+    gate_args = ("--ranks", "1", "--max-examples", "10")
 
     def _reads(self, p, tap, stride=None):
         if p.rank == 1 and stride is None:  # the forward's windows: stride (s, 1) on (1, L) is stride 1 along L

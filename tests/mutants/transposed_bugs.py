@@ -21,8 +21,9 @@ except ImportError:  # loaded by file path (--impl tests/mutants/transposed_bugs
 
 from conformance import Capabilities
 
-#: the gate of one operation: conv2d and conv_transpose2d
-TWO_D = ("--ranks", "2")
+#: the gate of conv2d and conv_transpose2d, 10 examples a check (each bug shows on the smallest problems that have
+#: its feature; the test command's time is kept within bounds)
+TWO_D = ("--ranks", "2", "--max-examples", "10")
 
 
 class OutputPaddingAtTheStart(NdConvTranspose):

@@ -230,25 +230,33 @@ def _reduce_at(layer: Layer, max_macs: int, level: int, channel_level: int, dtyp
     geo = layer.geometry
     if geo.transposed:
         return _reduce_transposed(geo, max_macs, channel_level, dtype, batch)
-    per_axis = list(zip(geo.axes, geo.in_sizes, geo.kernel, geo.stride, geo.padding, geo.dilation))
+    per_axis = list(zip(geo.in_sizes, geo.kernel, geo.stride, geo.padding, geo.dilation))
+    outs = [_axis(n, k, s, pad, d) for n, k, s, pad, d in per_axis]  # (output count, remainder) per axis
+    # one output count per spatial axis, [value, floor, original]
+    spatial = [[out, _out_floor(n, k, s, pad, d, level), out] for (out, _), (n, k, s, pad, d) in zip(outs, per_axis)]
+    b, sizes, g2, cg2, og2 = _shrink(geo, spatial, batch, max_macs, channel_level)
+    inputs = {a: _input_for(o, k, s, pad, d, r) for a, o, (_, r), (_, k, s, pad, d) in
+              zip(geo.axes, sizes, outs, per_axis)}
+    return geo.replace(batch=b, c_in=g2 * cg2, c_out=g2 * og2, groups=g2, dtype=dtype, **inputs)
+
+
+def _shrink(geo: ConvProblem, spatial: list[list[int]], batch: int, max_macs: int,
+            channel_level: int) -> tuple[int, list[int], int, int, int]:
+    """Halve the largest of batch, the spatial counts (a convolution's outputs, a transposed one's inputs: each
+    ``[value, floor, original]``) and the channels relative to its floor until one pass costs at most ``max_macs``
+    (batch · channels · prod(spatial) · prod(kernel)); (batch, spatial values, groups, Cg, Og)."""
     g = geo.groups
     cg, og = geo.c_in // g, geo.c_out // g
-    depthwise = g > 1 and cg == 1
-    # dims: name -> [value, floor, original]; one output count per spatial axis (out_d, out_h, out_w)
-    dims: dict[str, list[int]] = {"batch": [batch, 1, batch]}
-    remainders = {}
-    for a, n, k, s, pad, d in per_axis:
-        out, remainders[a] = _axis(n, k, s, pad, d)
-        dims[f"out_{a}"] = [out, _out_floor(n, k, s, pad, d, level), out]
+    dims: dict[str, list[int]] = {"batch": [batch, 1, batch]} | {f"axis_{i}": v for i, v in enumerate(spatial)}
     if g > 1:  # grouped: keep it grouped (depthwise stays depthwise, with its multiplier)
         dims["groups"] = [g, max(2, _channel_floor(g, channel_level)), g]
-    if not depthwise:
+    if not (g > 1 and cg == 1):
         dims["cg"] = [cg, _channel_floor(cg, channel_level), cg]
         dims["og"] = [og, _channel_floor(og, channel_level), og]
 
     def macs() -> int:
         v = {k: d[0] for k, d in dims.items()}
-        return (v["batch"] * v.get("groups", g) * v.get("og", og) * math.prod(v[f"out_{a}"] for a in geo.axes)
+        return (v["batch"] * v.get("groups", g) * v.get("og", og) * math.prod(d[0] for d in spatial)
                 * v.get("cg", cg) * math.prod(geo.kernel))
 
     while macs() > max_macs:
@@ -256,15 +264,12 @@ def _reduce_at(layer: Layer, max_macs: int, level: int, channel_level: int, dtyp
                       default=(None, None))
         if name is None or d is None:
             break
-        if name.startswith("out_") or name == "batch":
+        if name.startswith("axis_") or name == "batch":
             d[0] = max(d[1], math.ceil(d[0] / 2))
         else:
             d[0] = _channel_down(d[2], d[0], d[1], channel_level)
-    v = {k: d[0] for k, d in dims.items()}
-    g2 = v.get("groups", g)
-    sizes = {a: _input_for(v[f"out_{a}"], k, s, pad, d, remainders[a]) for a, _, k, s, pad, d in per_axis}
-    return geo.replace(batch=v["batch"], c_in=g2 * v.get("cg", cg), c_out=g2 * v.get("og", og), groups=g2,
-                       dtype=dtype, **sizes)
+    return (dims["batch"][0], [d[0] for d in spatial], dims.get("groups", [g])[0], dims.get("cg", [cg])[0],
+            dims.get("og", [og])[0])
 
 
 def _transposed_in_floor(n: int, k: int, s: int, pad: int, d: int, op: int) -> int:
@@ -279,34 +284,10 @@ def _transposed_in_floor(n: int, k: int, s: int, pad: int, d: int, op: int) -> i
 def _reduce_transposed(geo: ConvProblem, max_macs: int, channel_level: int, dtype: str, batch: int) -> ConvProblem:
     """A transposed layer shrunk: its input sizes halve (keeping the kernel, stride, padding, dilation and output
     padding, so the taps overlap or leave gaps as in the layer), then its channels, as a convolution's."""
-    g = geo.groups
-    cg, og = geo.c_in // g, geo.c_out // g
-    dims: dict[str, list[int]] = {"batch": [batch, 1, batch]}
-    for a, n, k, s, pad, d, op in zip(geo.axes, geo.in_sizes, geo.kernel, geo.stride, geo.padding, geo.dilation,
-                                      geo.output_padding):
-        dims[f"in_{a}"] = [n, _transposed_in_floor(n, k, s, pad, d, op), n]
-    if g > 1:
-        dims["groups"] = [g, max(2, _channel_floor(g, channel_level)), g]
-    if not (g > 1 and cg == 1):
-        dims["cg"] = [cg, _channel_floor(cg, channel_level), cg]
-        dims["og"] = [og, _channel_floor(og, channel_level), og]
-
-    def macs() -> int:
-        v = {k: d[0] for k, d in dims.items()}
-        return (v["batch"] * v.get("groups", g) * v.get("cg", cg) * math.prod(v[f"in_{a}"] for a in geo.axes)
-                * v.get("og", og) * math.prod(geo.kernel))
-
-    while macs() > max_macs:
-        name, d = max(((k, d) for k, d in dims.items() if d[0] > d[1]), key=lambda kd: kd[1][0] / kd[1][1],
-                      default=(None, None))
-        if name is None or d is None:
-            break
-        d[0] = max(d[1], math.ceil(d[0] / 2)) if name.startswith("in_") or name == "batch" else \
-            _channel_down(d[2], d[0], d[1], channel_level)
-    v = {k: d[0] for k, d in dims.items()}
-    g2 = v.get("groups", g)
-    return geo.replace(batch=v["batch"], c_in=g2 * v.get("cg", cg), c_out=g2 * v.get("og", og), groups=g2,
-                       dtype=dtype, **{a: v[f"in_{a}"] for a in geo.axes})
+    spatial = [[n, _transposed_in_floor(n, k, s, pad, d, op), n] for n, k, s, pad, d, op in
+               zip(geo.in_sizes, geo.kernel, geo.stride, geo.padding, geo.dilation, geo.output_padding)]
+    b, sizes, g2, cg2, og2 = _shrink(geo, spatial, batch, max_macs, channel_level)
+    return geo.replace(batch=b, c_in=g2 * cg2, c_out=g2 * og2, groups=g2, dtype=dtype, **dict(zip(geo.axes, sizes)))
 
 
 def geometry_class(p: ConvProblem) -> tuple:

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 MUTANTS = Path(__file__).resolve().parent / "mutants"
 
@@ -64,3 +65,14 @@ def run_suite(cwd: Path, results: Path, *args: str, timeout: float = 600,
     env = child_env()
     cmd = suite_command(results, *args) + ([] if shrink else no_shrink(env))
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def small_int_operands(p: Any, seed: int) -> tuple[Any, Any, Any, Any]:
+    """x, w, b (None without a bias) and dy of problem ``p`` as float64 arrays of integers in [-4, 4]: every sum of
+    the oracle's is exact, so an oracle of Python ints must match it bit for bit (tests/test_reference_nd.py,
+    tests/test_transposed.py)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    draw = lambda shape: rng.integers(-4, 5, shape).astype(np.float64)  # noqa: E731
+    return draw(p.input_shape), draw(p.weight_shape), draw(p.bias_shape) if p.bias else None, draw(p.output_shape)

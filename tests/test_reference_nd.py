@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import small_int_operands
 from hypothesis import example, given, settings
 
 from conformance import Capabilities
@@ -25,7 +26,6 @@ from conformance.inputs.strategies import conv_problems, seeds
 from conformance.model.problem import PADDING_MODES, ConvProblem
 from conformance.numerics import reference as R
 
-SMALL_INT = 4
 #: what the drawn problems may use: every padding mode, asymmetric padding, conv1d and conv3d
 EVERY_FEATURE = Capabilities(dtypes=("float64",), padding_modes=PADDING_MODES, asymmetric_padding=True, ranks=(1, 3))
 
@@ -84,14 +84,8 @@ def int_passes(p: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | Non
     return {"forward": y, "grad_input": dx, "grad_weight": dw, "grad_bias": db}
 
 
-def _int_data(p: ConvProblem, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    draw = lambda shape: rng.integers(-SMALL_INT, SMALL_INT + 1, shape).astype(np.float64)  # noqa: E731
-    return draw(p.input_shape), draw(p.weight_shape), draw(p.bias_shape) if p.bias else None, draw(p.output_shape)
-
-
 def _exact_check(p: ConvProblem, seed: int) -> None:
-    x, w, b, dy = _int_data(p, seed)
+    x, w, b, dy = small_int_operands(p, seed)
     want = int_passes(p, x, w, b, dy)
     got = {"forward": R.forward(p, x, w, b), "grad_input": R.grad_input(p, dy, w),
            "grad_weight": R.grad_weight(p, x, dy), "grad_bias": R.grad_bias(p, dy)}

@@ -64,9 +64,9 @@ def pad_adjoint(p: ConvProblem, dxp: np.ndarray) -> np.ndarray:
     """The gradient of ``pad``: each padded position's gradient goes back to the input position it read."""
     # fold one axis at a time, the innermost first (padding is separable); index -1 collects the zero border,
     # dropped at the end
-    out = dxp
+    out, maps = dxp, _maps(p)
     for axis in reversed(range(p.rank)):
         folded = np.zeros(out.shape[:2 + axis] + (p.in_sizes[axis] + 1,) + out.shape[3 + axis:])
-        np.add.at(folded, (slice(None),) * (2 + axis) + (_maps(p)[axis],), out)  # type: ignore[arg-type]  # stubs
+        np.add.at(folded, (slice(None),) * (2 + axis) + (maps[axis],), out)  # type: ignore[arg-type]  # stubs
         out = folded
     return out[(slice(None), slice(None), *(slice(0, n) for n in p.in_sizes))]

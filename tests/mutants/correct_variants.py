@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from conformance.impls.fft import FFTConv
 
+from conformance.checks.oracle_free import dual_convolution
+
 try:
     from ._base import Conv, NdConv, NdConvTranspose, PaddingModes, kahan_matmul
 except ImportError:  # loaded by file path (the gate's --impl tests/mutants/correct_variants.py:Name): no package
@@ -188,14 +190,8 @@ class TransposedAsConvolutionAdjoint(NdConvTranspose):
     expected: tuple[str, ...] = ()
     gate_args = ("--ranks", "2", "--ops", "conv_transpose")
 
-    @staticmethod
-    def _dual(p):
-        q = p.replace(transposed=False, output_padding=(0,) * p.rank, c_in=p.c_out, c_out=p.c_in,
-                      **dict(zip(p.axes, p.out_sizes)))
-        return q if q.out_sizes == p.in_sizes else None
-
     def forward(self, p, x, w, b):
-        q = self._dual(p) if p.transposed else None
+        q = dual_convolution(p) if p.transposed else None
         if q is None:
             return super().forward(p, x, w, b)
         y = NdConv.backward(self, q, np.zeros(q.input_shape, dtype=x.dtype), w, x).dx.astype(np.float64)
@@ -204,7 +200,7 @@ class TransposedAsConvolutionAdjoint(NdConvTranspose):
         return np.ascontiguousarray(y, dtype=p.dtype)
 
     def backward(self, p, x, w, dy):
-        q = self._dual(p) if p.transposed else None
+        q = dual_convolution(p) if p.transposed else None
         if q is None:
             return super().backward(p, x, w, dy)
         dx = NdConv.forward(self, q, dy, w, None)

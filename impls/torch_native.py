@@ -27,8 +27,9 @@ def _mkldnn_off() -> contextlib.AbstractContextManager[Any]:
     import torch
 
     mkldnn = torch.backends.mkldnn
+    fp32_precision = torch._C._get_fp32_precision_getter("mkldnn", "all")
     return mkldnn.flags(enabled=False, deterministic=mkldnn.deterministic,  # type: ignore[no-any-return]
-                        allow_tf32=mkldnn.allow_tf32, fp32_precision=torch._C._get_fp32_precision_getter("mkldnn", "all"))
+                        allow_tf32=mkldnn.allow_tf32, fp32_precision=fp32_precision)
 
 
 def precision_native() -> dict[str, str]:

@@ -218,6 +218,12 @@ def pytest_args_for_run(args: argparse.Namespace, results_dir: Path) -> list[str
         pa += ["--conv-ops", ",".join(args.conv_ops)]
     if args.conv_shapes_max_macs is not None:
         pa += ["--conv-shapes-max-macs", str(args.conv_shapes_max_macs)]
+    if getattr(args, "conv_shard", None) is not None:
+        pa += ["--conv-shard", str(args.conv_shard)]
+    for opt, dest in (("--conv-shard-durations", "conv_shard_durations"), ("--conv-database", "conv_database"),
+                      ("--conv-database-readonly", "conv_database_readonly")):
+        for value in getattr(args, dest, None) or ():
+            pa += [opt, value]
     if args.conv_scale_2g:
         pa.append("--conv-scale-2g")
     if args.keyword:
@@ -245,7 +251,17 @@ def run_report_path(args: argparse.Namespace, impl_names: Sequence[str] = ()) ->
     if args.out:
         return Path(args.out)
     parts = ([args.keyword] if args.keyword else []) + list(dict.fromkeys([*impl_names, *args.conv_select]))
+    if getattr(args, "conv_shard", None) is not None:  # one shard's report: the merged one is `report`'s
+        parts.append(f"shard-{args.conv_shard.index}of{args.conv_shard.count}")
     return subset_report_path(parts) if parts else Path(DEFAULT_REPORT)
+
+
+def check_scale_args(args: argparse.Namespace) -> None:
+    """Options that cannot go together, said before the run starts."""
+    if getattr(args, "seed", None) is not None and (getattr(args, "conv_database", None)
+                                                    or getattr(args, "conv_database_readonly", None)):
+        raise ConformanceError("--seed with --database: under a forced seed Hypothesis reads and writes no example "
+                               "database; leave one of them out")
 
 
 def _render(paths: Sequence[str | Path], out: str) -> Path:
@@ -260,6 +276,7 @@ def _render(paths: Sequence[str | Path], out: str) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
+    check_scale_args(args)
     # the registry must load before the run starts: a bad --impl or --select is a usage error, not a failed run
     reg = build_registry(entry_points=args.conv_entry_points)
     impl_names = [add_spec(reg, spec).name for spec in args.conv_impl]
@@ -299,6 +316,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if len(args.conv_impl) != 1:
         print(f"{PROG} gate: give exactly one --impl (an import path or a registered name)", file=sys.stderr)
         return 2
+    check_scale_args(args)
     run_id = new_run_id()
     results_dir = Path(args.conv_results or DEFAULT_RESULTS) / f"gate-{run_id}"
     junit = Path(args.junit) if args.junit else results_dir / "junit.xml"

@@ -62,12 +62,13 @@ def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool) -> Gate
     not_reached = sorted({name[id(r)] for r in mine if r.status == "not_reached"})
     res = GateResult(impl, False, "", checks, failing, stale, pytest_exit, explained=explained,
                      not_reached=not_reached, messages=failure_messages(mine, failing))
-    if not any(r.status == "passed" for r in mine):
-        res.reason = "no check ran and passed: the backend declares nothing runnable here, or every check was skipped"
-    elif failing:
+    # failures first: with a shared example database a check may fail on its first, replayed example and pass none
+    if failing:
         res.reason = f"failing checks: {', '.join(failing)}" + (
             f" (the failures of {', '.join(explained)} follow from the arithmetic finding)" if explained else "") + (
             f"; not reached: {', '.join(not_reached)}" if not_reached else "")
+    elif not any(r.status == "passed" for r in mine):
+        res.reason = "no check ran and passed: the backend declares nothing runnable here, or every check was skipped"
     elif not_reached:
         res.reason = f"checks not reached: {', '.join(not_reached)} ({not_reached_reason(mine)})"
     elif strict and stale:

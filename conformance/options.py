@@ -16,6 +16,7 @@ from conformance.errors import InvalidProblem
 from conformance.inputs.data import DATA_KINDS
 from conformance.model.problem import DTYPES, KINDS, RANK_IDS, parse_rank
 from conformance.model.shapes import names as shape_corpora
+from conformance.scale.shards import parse_shard
 
 PROFILE_NAMES = ("quick", "ci", "thorough")
 DEFAULT_PROFILE = "ci"
@@ -80,7 +81,8 @@ def _profile(text: str) -> str:
 #: the unprefixed names of the run options, in the order they are defined (what ``exclude=`` may name)
 RUN_OPTION_NAMES = ("impl", "profile", "max-examples", "dtypes", "data-kinds", "shapes", "shapes-max-macs", "scale-2g",
                     "results", "known-failures", "strict", "no-isolate", "timeout", "memory-limit", "max-time",
-                    "select", "no-entry-points", "env-name", "run-id", "ranks", "ops")
+                    "select", "no-entry-points", "env-name", "run-id", "ranks", "ops", "shard", "shard-durations",
+                    "database", "database-readonly")
 
 
 def _leaving_out(addoption: Callable[..., Any], prefix: str, exclude: tuple[str, ...]) -> Callable[..., None]:
@@ -158,3 +160,15 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-", *, exc
     addoption(f"--{prefix}ops", type=choice_list("ops", KINDS), default=None, dest="conv_ops", metavar="LIST",
               help="operations to check, comma-separated: conv (convolution), conv_transpose (transposed "
                    "convolution) (default: both; a backend's transposed convolution where it declares it)")
+    addoption(f"--{prefix}shard", type=parse_shard, default=None, dest="conv_shard", metavar="K/N",
+              help="run only the K-th of N shards of the selected tests (1/4 ... 4/4: each test on exactly one; "
+                   "merge their results with 'report'); balanced by --shard-durations where given")
+    addoption(f"--{prefix}shard-durations", action="append", default=[], dest="conv_shard_durations", metavar="PATH",
+              help="recorded test durations that balance the shards: the *.durations.json files every run writes "
+                   "beside its results, or directories holding them (a previous run's results); repeatable")
+    addoption(f"--{prefix}database", action="append", default=[], dest="conv_database", metavar="DIR|URL",
+              help="Hypothesis example database: a directory or redis://host:port/db; failures found are saved and "
+                   "replayed first by every run that shares it; repeatable (several: saved to and replayed from all)")
+    addoption(f"--{prefix}database-readonly", action="append", default=[], dest="conv_database_readonly",
+              metavar="DIR|URL", help="an example database to replay from without writing to it (a developer's "
+                                      "machine reading CI's); repeatable")

@@ -56,11 +56,16 @@ _PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def register_profiles(max_examples: int | None = None) -> None:
+def register_profiles(max_examples: int | None = None, database: Any = None) -> None:
+    """Register the profiles; ``database`` (a Hypothesis ``ExampleDatabase``, from ``--conv-database``) replaces
+    each profile's, and a derandomized profile then runs randomized under its derandomized seeds
+    (``conformance.scale.database``: Hypothesis reads no database under ``derandomize=True``)."""
     for name, kw in _PROFILES.items():
         kw = dict(kw)
         if max_examples is not None:
             kw["max_examples"] = max_examples
+        if database is not None:
+            kw.update(database=database, derandomize=False)
         settings.register_profile(name, deadline=None, suppress_health_check=[
             HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large], **kw)
 
@@ -73,7 +78,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conv_check(name): the conformance check a suite test performs")
     profile = config.getoption("conv_profile") or DEFAULT_PROFILE
-    register_profiles(config.getoption("conv_max_examples"))
+    database = _example_database(config, profile)
+    register_profiles(config.getoption("conv_max_examples"), database)
     if not config.getoption("hypothesis_profile", None):
         settings.load_profile(profile)
     workerinput = getattr(config, "workerinput", None)
@@ -90,6 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if max_time:
         config.stash[DEADLINE_KEY] = time.monotonic() + float(max_time)
     config.stash[STARTED_KEY] = set()
+    _register_scale_plugins(config)
     if workerinput is None and threading.current_thread() is threading.main_thread():
         # a CI job's SIGTERM (its time limit, a cancelled job) ends the run as Ctrl-C does: pytest still finishes
         # the session, which writes the JUnit file and the "not reached" rows, and the CLI then writes its reports
@@ -97,6 +104,48 @@ def pytest_configure(config: pytest.Config) -> None:
             raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
         config.stash[SIGTERM_KEY] = signal.signal(signal.SIGTERM, interrupt)
+
+
+def _example_database(config: pytest.Config, profile: str) -> Any:
+    """The example database of ``--conv-database``/``--conv-database-readonly`` (None without), and its plugin (the
+    suite tests' stable keys; the derandomized seeds of a derandomized profile) registered."""
+    specs, readonly = config.getoption("conv_database", []), config.getoption("conv_database_readonly", [])
+    if not specs and not readonly:
+        return None
+    from conformance.errors import ConformanceError
+    from conformance.scale.database import DatabasePlugin, build_database
+
+    if config.getoption("hypothesis_seed", None) is not None:
+        raise pytest.UsageError("--hypothesis-seed (--seed) with --conv-database: under a forced seed Hypothesis "
+                                "reads and writes no example database; leave one of them out")
+    try:
+        database = build_database(specs, readonly)
+    except ConformanceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    derandomized = bool(_PROFILES.get(profile, {}).get("derandomize"))
+    config.pluginmanager.register(DatabasePlugin(derandomized=derandomized,
+                                                 is_suite_test=lambda item: _check_of(item) is not None),
+                                  "conv-conformance-database")
+    return database
+
+
+def _register_scale_plugins(config: pytest.Config) -> None:
+    """``--conv-shard K/N``: keep this shard's tests; and in a run of the suite, record each test's duration beside
+    the results (the next run's ``--conv-shard-durations``)."""
+    from conformance.scale.shard_plugin import DurationsRecorder, ShardPlugin
+    from conformance.scale.shards import DURATIONS_SUFFIX, load_durations
+
+    shard = config.getoption("conv_shard", None)
+    if shard is not None:
+        try:
+            durations = load_durations(config.getoption("conv_shard_durations", []))
+        except FileNotFoundError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        config.pluginmanager.register(ShardPlugin(shard, durations), "conv-conformance-shard")
+    if runs_the_suite(config):
+        recorder = config.stash[RECORDER_KEY]
+        path = recorder.directory / f"{recorder.run_id}-{recorder.worker}-{os.getpid()}{DURATIONS_SUFFIX}"
+        config.pluginmanager.register(DurationsRecorder(path), "conv-conformance-durations")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

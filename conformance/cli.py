@@ -5,6 +5,7 @@
     conv-conformance gate --impl SPEC [--known-failures FILE] [--strict] [-k EXPR] [--json PATH]
     conv-conformance profile --impl SPEC [--dtypes LIST] [--passes LIST]
     conv-conformance report RESULTS... [--out reports/index.html]
+    conv-conformance fuzz --impl SPEC --time 8h [--database DIR|redis://...] [-n WORKERS] [-k EXPR]
 
 ``run`` is the main job: the conformance suite over every available implementation (pytest, with the
 ``conv-conformance`` plugin), the results recorded under ``reports/results/<run id>/``, then the HTML report and
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from conformance.backends.registry import add_spec, build_registry, describe
+from conformance.results import records
 from conformance.results.records import new_run_id
 
 from .errors import ConformanceError
@@ -41,6 +43,8 @@ PROG = "conv-conformance"
 CLI_EXCLUDES = ("run-id",)
 #: and those that mean nothing for a gate of one backend (it selects its backend itself, from --impl)
 GATE_EXCLUDES = ("impl", "select", "no-entry-points", "env-name", *CLI_EXCLUDES)
+#: and those that fuzzing sets itself: its randomized profile, its time, all of the backend's checks
+FUZZ_EXCLUDES = (*GATE_EXCLUDES, "profile", "max-time", "shard", "shard-durations")
 #: exit status after the reader of stdout went away (`... | head`): a process killed by SIGPIPE, as a shell reports it
 EXIT_BROKEN_PIPE = 128 + 13
 
@@ -165,6 +169,20 @@ def parser() -> ArgumentParser:
     rp.add_argument("--seed", type=int, default=0, help="the seed of the example's operands (default 0)")
     rp.add_argument("--data-kind", default="normal", help="the data kind of the example (default normal)")
     rp.add_argument("--layout", default="contiguous", help="the operands' layout (default contiguous)")
+
+    fz = command("fuzz", "search one backend for failures for a given time: randomized rounds of every check it "
+                         "declares, each failure printed with its reproduction as found, then the report")
+    fz.add_argument("--impl", action="append", default=[], dest="conv_impl", metavar="SPEC", required=True,
+                    help="the backend, exactly one: an import path (pkg.module:Name or path/file.py:Name) or a "
+                         "registered name")
+    fz.add_argument("--time", required=True, metavar="DURATION",
+                    help="how long to search: 8h, 90m, 30s (the last round is stopped when it is up)")
+    add_run_options(fz.add_argument, prefix="", exclude=FUZZ_EXCLUDES)
+    fz.add_argument("-k", dest="keyword", default=None, metavar="EXPR", help="pytest -k expression over the checks")
+    fz.add_argument("-n", dest="workers", default=None, help="pytest-xdist workers of each round")
+    fz.add_argument("--out", default="reports/fuzz.html", metavar="PATH",
+                    help="HTML report path (default reports/fuzz.html)")
+    fz.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
 
     rep = command("report", "render the HTML report from saved results")
     rep.add_argument("results", nargs="+", help="results files or directories (merged)")
@@ -336,6 +354,40 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 0 if res.passed else 1
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from .fuzz import DEFAULT_EXAMPLES, parse_duration, run_fuzz
+
+    if len(args.conv_impl) != 1:
+        print(f"{PROG} fuzz: give exactly one --impl (an import path or a registered name)", file=sys.stderr)
+        return 2
+    try:
+        seconds = parse_duration(args.time)
+    except ValueError as exc:
+        raise ConformanceError(str(exc)) from None
+    if args.conv_max_examples is None:
+        args.conv_max_examples = DEFAULT_EXAMPLES
+    for name, default in (("seed", None), ("exitfirst", False), ("maxfail", None), ("verbose", 0), ("quiet", 0)):
+        setattr(args, name, getattr(args, name, default))  # the gate's options that fuzzing has not
+    databases = list(args.conv_database)
+    args.conv_database = []  # given to each round by run_fuzz (its default where none)
+    run_id = f"fuzz-{new_run_id()}"
+    root = Path(args.conv_results or DEFAULT_RESULTS)
+    extra = gate_pytest_args(args, root / run_id)
+    print(f"{PROG} fuzz: {args.conv_impl[0]} for {seconds:g} s, results in {root / run_id}")
+    res = run_fuzz(args.conv_impl[0], seconds=seconds, results_root=root, run_id=run_id, databases=databases,
+                   extra=extra)
+    rounds = sorted(Path(res.results_dir).glob("r[0-9]*/"))
+    if any(records.rows([d]) for d in rounds):
+        try:
+            res.report = str(_render(rounds, args.out))
+        except Exception as exc:  # the verdict stands even if the page cannot be drawn
+            print(f"{PROG} fuzz: the HTML report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"\nFUZZ {'CLEAN' if res.passed else 'FOUND ' + str(len(res.failures)) + ' FAILURE(S)'} for {res.impl!r} "
+          f"after {res.rounds} round(s) in {seconds:g} s")
+    print(f"  results:  {res.results_dir}\n  database: {', '.join(res.database)}")
+    return 0 if res.passed else 1
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     from conformance.backends import machine
     from conformance.backends.isolation import IsolatedBackend
@@ -422,11 +474,11 @@ def _main(argv: Sequence[str] | None) -> int:
     ap = parser()
     args, unknown = ap.parse_known_args(argv)
     if unknown:  # said by the subcommand's parser (argparse's parse_args would say it as the top level's)
-        after = " (pytest's own options go after --)" if args.command in ("run", "gate") else ""
+        after = " (pytest's own options go after --)" if args.command in ("run", "gate", "fuzz") else ""
         ap.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}{after}")
     try:
         return {"list": cmd_list, "run": cmd_run, "gate": cmd_gate, "profile": cmd_profile, "repro": cmd_repro,
-                "report": cmd_report}[args.command](args)
+                "report": cmd_report, "fuzz": cmd_fuzz}[args.command](args)
     except (ConformanceError, FileNotFoundError) as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -2,10 +2,10 @@
 overlap-save tiles, vectorised over batch, tiles, groups and channels. ``FFTConv`` hands it the problems where the
 engineering pays (``TILED_FROM_MACS`` there), inside ``scipy.fft.set_workers(WORKERS)`` (``WORKERS`` there too: the
 transforms here take scipy's default workers); tests/test_fft_speed_paths.py holds it to the plain method. It is
-convolution-only: ``FFTConv`` keeps transposed problems (``conv_transpose1d/2d/3d``) on its plain method at every
-size. Every rank (1, 2 or 3 spatial axes) runs the same code: each axis is tiled, padded and transformed
-independently of the others, the formulas below hold on each, and the 2-D names (rows, columns, ``gh x gw``) stand
-for any rank's.
+convolution-only: large transposed problems (``conv_transpose1d/2d/3d``) have their own fast path,
+``impls/fft_polyphase.py``. Every rank (1, 2 or 3 spatial axes) runs the same code: each axis is tiled, padded and
+transformed independently of the others, the formulas below hold on each, and the 2-D names (rows, columns, ``gh x
+gw``) stand for any rank's.
 
 On one axis (the others are the same), with ``xp`` the zero-padded input, ``wd`` the kernel dilated by ``dh``
 (length ``K = dh*(kh - 1) + 1``), ``dys`` ``dy`` dilated by the stride (length ``L = (Ho - 1)*sh + 1``) and

@@ -1,0 +1,261 @@
+"""The fft backend's fast path for transposed convolution (``conv_transpose1d/2d/3d``): ``impls/fft.py``'s method
+(the convolution theorem on a grid where nothing wraps) split into the stride's phases, so that no transform ever
+holds the zeros the stride inserts. ``FFTConv`` hands it the transposed problems of at least ``TILED_FROM_MACS``
+multiply-adds (``impls/fft.py``), inside ``scipy.fft.set_workers(WORKERS)``; tests/test_fft_speed_paths.py holds it
+to the plain method. It applies to every transposed problem (any rank, stride, dilation, groups, padding, output
+padding): with stride 1 on an axis that axis has one phase, and the method is the plain one there.
+
+Polyphase (sub-pixel) decomposition. On one axis (the others are the same, independently), input ``x[i]``
+(``i < H``) scatters through tap ``k`` to full-grid position ``t = i*s + k*d`` (the output is ``t - p``). Write
+``k*d = m_k*s + r_k`` (``r_k = k*d mod s``, ``m_k = k*d // s``): the positions ``t = q*s + r`` of phase ``r`` receive
+only the taps with ``r_k = r``, from ``i = q - m_k``::
+
+    yf[q*s + r] = sum_{k: r_k = r} x[q - m_k] w[k] = (x * h_r)[q]     h_r[m_k] = w[k] for the taps of phase r
+
+Each phase is a plain linear convolution of the ORIGINAL input with a small kernel ``h_r`` of ``K_r <= K = (k - 1)*d
+// s + 1`` taps, ``H + K - 1`` long: on a grid ``G >= H + K - 1`` no index wraps, and one transform of ``x`` serves
+all ``s`` phases (all ``s_1*...*s_r`` in ``r`` dimensions) while ``rfft(x)`` on the plain method's grid is ``s``
+times as long per axis, three quarters zeros in 2-D at stride 2. Interleaving the phases, ``yf[q*s + r] = y_r[q]``, a
+reshape of ``(G, s)`` to ``s*G >= F`` points, gives the full result of the plain method; the output is its window
+``[p, p + Ho)`` (zeros past ``s*G``, where no input lands). The gradients are the same split of the plain method's
+correlations: with ``dyf`` dy put back on the full grid and ``dyf_r[q] = dyf[q*s + r]``::
+
+    dx[i]    = sum_k dyf[i*s + k*d] w[k] = sum_r sum_m dyf_r[i + m] h_r[m]    a correlation per phase, summed over them
+    dh_r[m]  = sum_i x[i] dyf_r[i + m]                                        a correlation, read at lags m < K
+    dw[k]    = dh_{r_k}[m_k]
+
+Both read ``i + m <= H - 1 + K - 1 < G``: the same grid, no wrap. In frequency, with the phases stacked next to the
+output channels (``P = s_1*...*s_r`` phases, columns ``(o, r)``), every channel sum is a matrix product per frequency
+bin and group::
+
+    Y[f]  = X[f] @ H[f]             (N, Cg) @ (Cg, Og*P)
+    DX[f] = DYF[f] @ conj(H[f])^T   (N, Og*P) @ (Og*P, Cg)
+    DH[f] = conj(X[f])^T @ DYF[f]   (Cg, N) @ (N, Og*P)
+
+``G`` is ``next_fast_len(H + K - 1)`` per axis. A DCGAN layer (8x8 -> 16x16, 4x4 kernel, stride 2) has 2x2-tap phases
+on a 9x9 grid: 4 phases x 45 bins of complex products, 720 real multiply-adds per (sample, input, output channel)
+against the direct sum's 1024 (and the plain method's 18x18 grid: 1 x 180 bins, but every product on a kernel whose
+spectrum holds 16 taps spread over the zeros). Only the few lags of ``DH`` that are read are evaluated, by the
+inverse DFT's sum at those lags (``_lags``), not a whole inverse transform of ``C_in*C_out*P`` planes.
+
+Single-tap phases (every axis ``K = 1``: the kernel no larger than the stride, e.g. a U-Net up-convolution, k2 s2):
+each ``h_r`` is one tap at ``m = 0``, whose spectrum is the same real number at every frequency, so the per-bin
+products are one real matrix product over all bins together, the spectra's real and imaginary parts side by side
+(``_mix_real``), and ``dh_r[0]``, the inverse DFT at lag 0, is the weighted sum over the bins (Parseval). The
+transforms are still computed: on a 1x1-tap kernel they are what the FFT method adds to the direct sum, and what
+it costs (docs/performance.md).
+
+Error model: normwise per output plane, as ``impls/fft.py``'s (each phase's transform is of the plane's own data on
+a grid ``G`` smaller than the plain method's ``F``); the lag sums are direct DFT sums of ``prod(G)`` terms.
+Precision: single precision stays single (complex64), nothing is upcast.
+"""
+
+from __future__ import annotations
+
+import math
+from types import EllipsisType
+
+import numpy as np
+import scipy.fft as sfft
+
+from conformance.backends.backend import Grads
+from conformance.model.problem import ConvProblem
+
+from .fft import _transposed_masks, _window
+
+Index = tuple[EllipsisType | slice | np.ndarray, ...]
+
+
+def _phase_taps(problem: ConvProblem) -> tuple[Index, tuple[int, ...]]:
+    """Where each tap goes among the phase kernels: the index ``(..., r_1..r_R, m_1..m_R)`` of every tap
+    ``(k_1..k_R)`` (broadcast index arrays over the kernel's axes, ``r = k*d mod s``, ``m = k*d // s``), and the
+    phase kernels' taps per axis, ``K = (k - 1)*d // s + 1``."""
+    r = problem.rank
+    grids = np.ix_(*[np.arange(k) * d for k, d in zip(problem.kernel, problem.dilation)])
+    phase = tuple(kd % s for kd, s in zip(grids, problem.stride))
+    shift = tuple(kd // s for kd, s in zip(grids, problem.stride))
+    taps = tuple((k - 1) * d // s + 1 for k, d, s in zip(problem.kernel, problem.dilation, problem.stride))
+    assert len(phase) == len(shift) == r
+    return (..., *phase, *shift), taps
+
+
+def _grid(problem: ConvProblem, taps: tuple[int, ...]) -> tuple[int, ...]:
+    """Per axis the transform grid ``G >= H + K - 1`` (a fast length)."""
+    return tuple(sfft.next_fast_len(n + k - 1, real=True) for n, k in zip(problem.in_sizes, taps))
+
+
+def _phase_kernels(problem: ConvProblem, w: np.ndarray, taps: tuple[int, ...], where: Index) -> np.ndarray:
+    """``h[c, o, r_1..r_R, m_1..m_R]``: the weight ``(C_in, Og, *k)`` split into its phases' kernels."""
+    h = np.zeros((problem.c_in, problem.c_out // problem.groups, *problem.stride, *taps), problem.dtype)
+    h[where] = np.asarray(w, dtype=problem.dtype)
+    return h
+
+
+def _bins_major(a: np.ndarray, rank: int) -> np.ndarray:
+    """(A, B, ..., *bins) -> (*bins, A, B, ...): the frequencies ahead, one matrix per bin (a copy)."""
+    lead = a.ndim - rank
+    return np.ascontiguousarray(a.transpose(*range(lead, a.ndim), *range(lead)))
+
+
+def _hermitian_weights(grid: tuple[int, ...]) -> np.ndarray:
+    """``c_f / prod(G)`` per bin of an ``rfftn`` spectrum: the inverse DFT at lag 0 of a real signal is
+    ``sum_f c_f Re(Z[f]) / prod(G)``, ``c_f = 2`` for the half spectrum's bins that stand for a conjugate pair too
+    (the last axis' bins ``0 < f < G/2``), 1 for the others."""
+    last = np.full(grid[-1] // 2 + 1, 2.0)
+    last[0] = 1.0
+    if grid[-1] % 2 == 0:
+        last[-1] = 1.0
+    return np.broadcast_to(last, (*grid[:-1], last.size)) / math.prod(grid)
+
+
+def _dft(grid: tuple[int, ...], taps: tuple[int, ...], sign: int) -> np.ndarray:
+    """``e^{sign 2 pi i f.m / G}`` for every bin ``f`` of an ``rfftn`` spectrum on ``grid`` (rows, C order) and every
+    lag ``m < taps`` (columns, C order): ``rfftn`` of a signal of ``taps`` points is ``_dft(grid, taps, -1) @ a``."""
+    r = len(grid)
+    freqs = [np.fft.fftfreq(g) * g for g in grid[:-1]] + [np.arange(grid[-1] // 2 + 1)]
+    phase = np.zeros((*(len(f) for f in freqs), *taps))
+    for axis, (f, g, k) in enumerate(zip(freqs, grid, taps)):
+        shape = [1] * (2 * r)
+        shape[axis], shape[r + axis] = len(f), k
+        phase = phase + (f[:, None] * np.arange(k)[None, :] / g).reshape(shape)
+    return np.exp(sign * 2j * np.pi * phase).reshape(math.prod(phase.shape[:r]), math.prod(taps))
+
+
+def _kernel_spectra(h: np.ndarray, dft: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The spectra of the phase kernels ``h`` ``(J, taps)`` at the bins of ``dft`` ``(bins, taps)``, into ``out``
+    ``(bins, J)`` complex, bins-major: the pruned transform of a kernel of a few taps, as one real product of ``h``
+    with the DFT's real and imaginary parts side by side."""
+    parts = np.stack([dft.real, dft.imag], axis=-1).astype(h.dtype)  # (bins, taps, 2)
+    np.matmul(h, parts, out=out.view(h.dtype).reshape(*out.shape, 2))
+    return out
+
+
+def _mix_real(a: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``m @ a`` for a real ``m`` ``(..., P, Q)`` and a complex ``a`` ``(..., Q, B)``: one real product of ``m`` with
+    ``a``'s real and imaginary parts side by side (``(..., Q, 2B)``, the complex numbers' own layout)."""
+    return (m @ a.view(m.dtype)).view(a.dtype)
+
+
+#: the kernels' spectra are made a block of bins at a time, in blocks of at most this many bytes
+BLOCK_BYTES = 16 * 2**20
+
+
+def _chunk(row: int, itemsize: int) -> int:
+    """Bins per block: rows of ``row`` complex numbers of ``itemsize`` bytes within ``BLOCK_BYTES``, at least one."""
+    return max(1, BLOCK_BYTES // (row * itemsize))
+
+
+def _bin_blocks(bins: int, size: int) -> list[slice]:
+    """``range(bins)`` in consecutive slices of ``size``."""
+    return [slice(f, min(f + size, bins)) for f in range(0, bins, size)]
+
+
+def _spectrum(a: np.ndarray, grid: tuple[int, ...]) -> np.ndarray:
+    """``rfftn`` over the last ``len(grid)`` axes, zero-extended to ``grid``."""
+    return sfft.rfftn(a, s=grid, axes=tuple(range(-len(grid), 0)))
+
+
+def _interleave(phases: np.ndarray, problem: ConvProblem, grid: tuple[int, ...]) -> np.ndarray:
+    """``(N, G, Og, *P, *grid)`` phase results -> the full grid ``(N, C_out, *(G_a*s_a))``, ``yf[q*s + r] =
+    y_r[q]`` on each axis, and its output window (zeros where it reaches past the grid), exact zeros where no input
+    lands."""
+    r = problem.rank
+    n, g, og = phases.shape[:3]
+    # (N, G, Og, P_1..P_R, G_1..G_R) -> (N, G, Og, G_1, P_1, ..., G_R, P_R)
+    full = phases.transpose(0, 1, 2, *[v for a in range(r) for v in (3 + r + a, 3 + a)])
+    full = full.reshape(n, g * og, *[q * s for q, s in zip(grid, problem.stride)])
+    y = _window(full, problem.padding, problem.out_sizes)
+    y *= _transposed_masks(problem)[0]
+    return y
+
+
+def _dy_phases(problem: ConvProblem, dy: np.ndarray, grid: tuple[int, ...]) -> np.ndarray:
+    """``dyf_r[q] = dyf[q*s + r]``: dy on the full grid (``dyf[p + j] = dy[j]``, ``s*G`` points per axis), split into
+    its phases, ``(N, G, Og, *P, *grid)``."""
+    r, g = problem.rank, problem.groups
+    dyf = _window(np.asarray(dy, dtype=problem.dtype), tuple(-p for p in problem.padding),
+                  tuple(q * s for q, s in zip(grid, problem.stride)))
+    dyf = dyf.reshape(problem.batch, g, problem.c_out // g, *[v for q, s in zip(grid, problem.stride) for v in (q, s)])
+    # (N, G, Og, G_1, P_1, ..., G_R, P_R) -> (N, G, Og, P_1..P_R, G_1..G_R)
+    return dyf.transpose(0, 1, 2, *range(4, 3 + 2 * r, 2), *range(3, 3 + 2 * r, 2))
+
+
+def forward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """``FFTConv.forward`` of a transposed problem: every phase's convolution from one transform of ``x``."""
+    r, g, n = problem.rank, problem.groups, problem.batch
+    cg, og, phases = problem.c_in // g, problem.c_out // g, math.prod(problem.stride)
+    where, taps = _phase_taps(problem)
+    grid = _grid(problem, taps)
+    h = _phase_kernels(problem, w, taps, where)  # (C_in, Og, *P, *K)
+    xg = np.asarray(x, dtype=problem.dtype).reshape(n, g, cg, *problem.in_sizes)
+    if taps == (1,) * r:  # one tap per phase: its spectrum is h at every bin
+        hm = h.reshape(g, cg, og * phases).swapaxes(-1, -2)  # (G, Og*P, Cg)
+        Y = _mix_real(_spectrum(xg, grid).reshape(n, g, cg, -1), hm)  # (N, G, Og*P, bins)
+        Y = Y.reshape(n, g, og, *problem.stride, *grid[:-1], grid[-1] // 2 + 1)
+    else:
+        X = _bins_major(_spectrum(xg, grid), r).reshape(-1, n, g, cg).swapaxes(1, 2)  # (bins, G, N, Cg)
+        hm, dft = h.reshape(-1, math.prod(taps)), _dft(grid, taps, -1)  # (C_in*Og*P, K), (bins, K)
+        Y = np.empty((X.shape[0], g, n, og * phases), X.dtype)
+        H = np.empty((_chunk(hm.shape[0], X.itemsize), hm.shape[0]), X.dtype)
+        for f in _bin_blocks(X.shape[0], H.shape[0]):  # the kernels' spectra a block of bins at a time
+            Hf = _kernel_spectra(hm, dft[f], H[:f.stop - f.start]).reshape(-1, g, cg, og * phases)
+            np.matmul(X[f], Hf, out=Y[f])  # (bins, G, N, Cg) @ (bins, G, Cg, Og*P)
+        del H, X
+        Y = Y.reshape(*grid[:-1], grid[-1] // 2 + 1, g, n, og, *problem.stride)
+        # (*bins, G, N, Og, *P) -> (N, G, Og, *P, *bins)
+        Y = Y.transpose(r + 1, r, *range(r + 2, 2 * r + 3), *range(r))
+    y = _interleave(sfft.irfftn(Y, s=grid, axes=tuple(range(-r, 0))), problem, grid)
+    if b is not None:
+        y += np.asarray(b, dtype=problem.dtype).reshape(-1, *(1,) * r)
+    return y
+
+
+def backward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Grads:
+    """``FFTConv.backward`` of a transposed problem: dx and every phase's kernel gradient from one transform of
+    ``x`` and one of dy's phases."""
+    r, g, n = problem.rank, problem.groups, problem.batch
+    cg, og, phases = problem.c_in // g, problem.c_out // g, math.prod(problem.stride)
+    where, taps = _phase_taps(problem)
+    grid = _grid(problem, taps)
+    h = _phase_kernels(problem, w, taps, where)  # (C_in, Og, *P, *K)
+    xg = np.asarray(x, dtype=problem.dtype).reshape(n, g, cg, *problem.in_sizes)
+    crop = (..., *(slice(0, m) for m in problem.in_sizes))
+    DYF = _spectrum(_dy_phases(problem, dy, grid), grid)  # (N, G, Og, *P, *bins)
+    if taps == (1,) * r:  # one tap per phase: its spectrum is h at every bin
+        DYF = DYF.reshape(n, g, og * phases, -1)
+        hm = h.reshape(g, cg, og * phases)  # (G, Cg, Og*P)
+        DX = _mix_real(DYF, hm).reshape(n, g, cg, *grid[:-1], grid[-1] // 2 + 1)
+        dx = sfft.irfftn(DX, s=grid, axes=tuple(range(-r, 0)))[crop]
+        del DX
+        # dh_r[0] = sum_n sum_f c_f Re(conj(X[f]) DYF[f]) / prod(G): one real product over the bins and the batch
+        X = _spectrum(xg, grid).reshape(n, g, cg, -1) * _hermitian_weights(grid).reshape(-1).astype(problem.dtype)
+        dh = np.einsum("ngcb,ngob->gco", X.view(problem.dtype), DYF.view(problem.dtype), optimize=True)
+        dh = dh.reshape(problem.c_in, og, *problem.stride, *taps)
+    else:
+        DYF = _bins_major(DYF.reshape(n, g, og * phases, *DYF.shape[-r:]), r).reshape(-1, n, g, og * phases)
+        DYF = DYF.swapaxes(1, 2)  # (bins, G, N, Og*P)
+        X = _bins_major(_spectrum(xg, grid), r).reshape(-1, n, g, cg).transpose(0, 2, 3, 1)  # (bins, G, Cg, N)
+        hm, dft = h.reshape(-1, math.prod(taps)), _dft(grid, taps, -1)  # (C_in*Og*P, K), (bins, K)
+        lags = _dft(grid, taps, 1) * _hermitian_weights(grid).reshape(-1, 1)  # (bins, K): the inverse at m < K
+        DX = np.empty((X.shape[0], g, n, cg), X.dtype)
+        dh = np.zeros((math.prod(taps), hm.shape[0]), X.dtype)
+        H = np.empty((_chunk(hm.shape[0], X.itemsize), hm.shape[0]), X.dtype)
+        for f in _bin_blocks(X.shape[0], H.shape[0]):  # the kernels' spectra a block of bins at a time
+            Hf = _kernel_spectra(hm, dft[f], H[:f.stop - f.start]).reshape(-1, g, cg, og * phases)
+            # DX = DYF @ conj(H)^T = conj(conj(DYF) @ H^T): conjugate the small operands, not the kernels' spectra
+            np.matmul(np.conj(DYF[f]), Hf.swapaxes(-1, -2), out=DX[f])
+            # DH = conj(X)^T @ DYF, into the same block (its spectra are used), then summed at the lags m < K
+            DH = np.matmul(np.conj(X[f]), DYF[f], out=Hf)  # (bins, G, Cg, Og*P)
+            dh += lags[f].T.astype(X.dtype) @ DH.reshape(DH.shape[0], -1)
+        del H, X, DYF
+        np.conj(DX, out=DX)
+        dx = sfft.irfftn(DX.reshape(*grid[:-1], grid[-1] // 2 + 1, g, n, cg), s=grid, axes=tuple(range(r)))
+        del DX
+        dx = dx[tuple(slice(0, m) for m in problem.in_sizes)].transpose(r + 1, r, r + 2, *range(r))  # (N,G,Cg,*in)
+        dh = np.ascontiguousarray(dh.real).reshape(*taps, problem.c_in, og, *problem.stride)
+        dh = dh.transpose(r, r + 1, *range(r + 2, 2 * r + 2), *range(r))  # (C_in, Og, *P, *K)
+    dx = np.ascontiguousarray(dx).reshape(problem.input_shape)
+    dx *= _transposed_masks(problem)[1]  # exact zeros where the input reaches no output
+    dw = np.ascontiguousarray(dh[where]).astype(problem.dtype, copy=False)
+    db = np.asarray(dy, dtype=problem.dtype).sum(axis=(0, *range(2, 2 + r))) if problem.bias else None
+    return Grads(dx=dx, dw=dw, db=db)

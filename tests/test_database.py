@@ -146,3 +146,20 @@ def test_a_read_only_database_replays_and_writes_nothing(tmp_path: Path) -> None
     assert code == 1 and "during reuse phase" in log, log[-3000:]
     assert [r.status for r in second] == ["failed"]  # replayed first, and nothing generated after it
     assert sorted(p.relative_to(db) for p in db.rglob("*")) == before
+
+
+@pytest.mark.slow
+def test_the_ci_profile_with_a_database_draws_its_derandomized_examples(tmp_path: Path) -> None:
+    """Hypothesis reads no database under derandomize=True; with one, the ci profile runs each test under the seed
+    derandomize would give it: the same examples as without a database (here, with an empty one)."""
+    from helpers import run_suite
+
+    def examples(results: Path, *args: str) -> list[tuple]:
+        proc = run_suite(tmp_path, results, "-q", "-k", "(test_forward or test_grad_input) and im2col",
+                         "--conv-ranks", "1,2", "--conv-no-isolate", *args)
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        return sorted((r.nodeid, r.problem_text, r.seed, r.data_kind) for r in records.rows([results]))
+
+    without = examples(tmp_path / "plain")
+    assert len(without) > 50  # 25 examples a test
+    assert examples(tmp_path / "with-db", "--conv-database", str(tmp_path / "examples")) == without

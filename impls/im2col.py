@@ -73,6 +73,21 @@ def _unfold(a: np.ndarray, groups: int, kernel: Sequence[int], sizes: Sequence[i
     return np.ascontiguousarray(view.reshape(batch, groups, size_k, size_l))
 
 
+def _unfold_batch_inner(a: np.ndarray, groups: int, kernel: Sequence[int], sizes: Sequence[int],
+                        stride: Sequence[int], dilation: Sequence[int]) -> np.ndarray:
+    """``_unfold`` with the batch inside the columns: ``cols[g, (c, t), (n, q)] = a[n, g*Cg + c, q*s + t*dil]``, a
+    fresh C-contiguous ``(G, C/G * prod(kernel), N * prod(sizes))``: one matrix per group for the whole batch."""
+    s_n, s_c, *s_x = a.strides
+    batch, channels = a.shape[:2]
+    r = len(kernel)
+    view = as_strided(a, shape=(groups, channels // groups, *kernel, batch, *sizes),
+                      strides=(s_c * (channels // groups), s_c, *(s * d for s, d in zip(s_x, dilation)), s_n,
+                               *(s * st for s, st in zip(s_x, stride))),
+                      writeable=False)
+    assert view.ndim == 3 + 2 * r
+    return np.ascontiguousarray(view).reshape(groups, channels // groups * math.prod(kernel), -1)
+
+
 def _fold(cols: np.ndarray, shape: Sequence[int], kernel: Sequence[int], sizes: Sequence[int],
           stride: Sequence[int], dilation: Sequence[int]) -> np.ndarray:
     """col2im, the adjoint of ``_unfold``: ``out[n, c, q*s + t*dil] += cols[n, c, t, q]`` into zeros of ``shape``,
@@ -161,14 +176,17 @@ class Im2col:
 
     @staticmethod
     def _inputs(problem: ConvProblem, x: np.ndarray) -> np.ndarray:
-        """The input as ``(N, G, Cg, n_1*...*n_r)``, the right operand of the transposed products."""
-        return np.asarray(x, dtype=problem.dtype).reshape(problem.batch, problem.groups, -1,
-                                                          math.prod(problem.in_sizes))
+        """The input as ``(G, Cg, N*n_1*...*n_r)``, the batch inside the columns: one operand of the transposed
+        products, which then run once per group for the whole batch (a copy)."""
+        xg = np.asarray(x, dtype=problem.dtype).reshape(problem.batch, problem.groups, -1, math.prod(problem.in_sizes))
+        return np.ascontiguousarray(xg.transpose(1, 2, 0, 3)).reshape(problem.groups, xg.shape[2], -1)
 
     def _transposed_forward(self, problem: ConvProblem, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        # cols[n, g] = W[g]^T @ x[n, g]: (G, Og*K', Cg) broadcast over n @ (N, G, Cg, L_in) -> (N, G, Og*K', L_in)
+        # cols[g] = W[g]^T @ x[g]: (G, Og*K', Cg) @ (G, Cg, N*L_in) -> (G, Og*K', N*L_in), the whole batch at once
         cols = np.matmul(self._weight(problem, w).transpose(0, 2, 1), self._inputs(problem, x))
-        cols = cols.reshape(problem.batch, problem.c_out, math.prod(problem.kernel), *problem.in_sizes)
+        # viewed as _fold's (N, C_out, K', *in): the batch axis moved ahead, no copy
+        cols = cols.reshape(problem.c_out, math.prod(problem.kernel), problem.batch, *problem.in_sizes)
+        cols = cols.transpose(2, 0, 1, *range(3, 3 + problem.rank))
         yg = _fold(cols, (problem.batch, problem.c_out, *self._grid(problem)), problem.kernel, problem.in_sizes,
                    problem.stride, problem.dilation)
         window = tuple(slice(pad, pad + m) for pad, m in zip(problem.padding, problem.out_sizes))
@@ -179,11 +197,14 @@ class Im2col:
         grid = self._grid(problem)
         pads = tuple((pad, g - pad - m) for pad, g, m in zip(problem.padding, grid, problem.out_sizes))
         dyg = np.pad(np.asarray(dy, dtype=problem.dtype), ((0, 0), (0, 0), *pads))
-        # im2col of dyg at the input positions: dcols[n, g, (o, t), i] = dyg[n, g*Og + o, i*s + t*dil]
-        dcols = _unfold(dyg, problem.groups, problem.kernel, problem.in_sizes, problem.stride, problem.dilation)
+        # im2col of dyg at the input positions, the batch inside the columns:
+        # dcols[g, (o, t), (n, i)] = dyg[n, g*Og + o, i*s + t*dil]
+        dcols = _unfold_batch_inner(dyg, problem.groups, problem.kernel, problem.in_sizes, problem.stride,
+                                    problem.dilation)
         wm, xm = self._weight(problem, w), self._inputs(problem, x)
-        dx = np.matmul(wm, dcols).reshape(problem.input_shape)  # (G, Cg, Og*K') @ (N, G, Og*K', L_in)
-        # dW[g] = sum_n x[n, g] @ dcols[n, g]^T: every sample used the same weight
-        dwm = np.matmul(xm, dcols.transpose(0, 1, 3, 2)).sum(axis=0)
+        dx = np.matmul(wm, dcols)  # (G, Cg, Og*K') @ (G, Og*K', N*L_in) -> (G, Cg, N*L_in)
+        dx = dx.reshape(problem.c_in, problem.batch, *problem.in_sizes).swapaxes(0, 1)
+        # dW[g] = x[g] @ dcols[g]^T: every sample used the same weight, the sum over the batch is the product's
+        dwm = np.matmul(xm, dcols.transpose(0, 2, 1))  # (G, Cg, N*L_in) @ (G, N*L_in, Og*K') -> (G, Cg, Og*K')
         db = np.asarray(dy, dtype=problem.dtype).sum(axis=(0, *range(2, 2 + problem.rank))) if problem.bias else None
-        return Grads(dx=dx, dw=np.ascontiguousarray(dwm.reshape(problem.weight_shape)), db=db)
+        return Grads(dx=np.ascontiguousarray(dx), dw=dwm.reshape(problem.weight_shape), db=db)

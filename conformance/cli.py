@@ -382,8 +382,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             res.report = str(_render(rounds, args.out))
         except Exception as exc:  # the verdict stands even if the page cannot be drawn
             print(f"{PROG} fuzz: the HTML report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-    print(f"\nFUZZ {'CLEAN' if res.passed else 'FOUND ' + str(len(res.failures)) + ' FAILURE(S)'} for {res.impl!r} "
-          f"after {res.rounds} round(s) in {seconds:g} s")
+    verdict = (f"FOUND {len(res.failures)} FAILURE(S)" if res.failures else "CLEAN" if res.passed
+               else "JUDGED NOTHING")
+    print(f"\nFUZZ {verdict} for {res.impl!r}: {res.judged} examples judged in {res.rounds} round(s), "
+          f"{seconds:g} s")
     print(f"  results:  {res.results_dir}\n  database: {', '.join(res.database)}")
     return 0 if res.passed else 1
 

@@ -15,7 +15,8 @@ the problem and its message, whose last lines are the reproduction) while the ro
 or hangs costs what it costs the gate (its worker process is restarted; a hung call times out). A round still
 running when the time is up is sent SIGTERM, which the plugin turns into an interrupted run that writes its files
 (SIGKILL after ``GRACE`` seconds); a round whose process dies costs that round only. At the end: the HTML report of
-every round's results, the terminal summary, exit 1 if anything failed.
+every round's results, the terminal summary, exit 1 if anything failed (or nothing was judged: a time shorter
+than a round's start, a backend that declares nothing runnable here).
 
 Why not HypoFuzz (Hypothesis' own fuzzing engine, 25.11): it runs each test's function itself, entering its pytest
 fixtures by hand, outside pytest's run protocol, where this suite records its rows, expects its known failures
@@ -64,6 +65,7 @@ class FuzzResult:
     impl: str
     seconds: float
     rounds: int = 0
+    judged: int = 0  #: examples judged (passed, failed or error) over every round
     failures: list[Row] = field(default_factory=list)  #: one row per distinct failure, in the order found
     results_dir: str = ""
     database: list[str] = field(default_factory=list)
@@ -71,7 +73,8 @@ class FuzzResult:
 
     @property
     def passed(self) -> bool:
-        return not self.failures
+        """Nothing failed, and something was judged: a search that judged nothing found nothing either."""
+        return not self.failures and self.judged > 0
 
 
 def failure_key(row: Row) -> tuple[str, ...]:
@@ -129,6 +132,7 @@ def run_fuzz(spec: str, *, seconds: float, results_root: Path, run_id: str, data
             code = _wait(proc, deadline, grace, poll, partial(collect, round_dir))
         collect(round_dir)
         ran = [r for r in records.rows([round_dir]) if r.impl == name and r.status in ("passed", "failed", "error")]
+        res.judged += len(ran)
         echo(f"fuzz round {res.rounds}: pytest exit {code}, {len(ran)} examples judged, "
              f"{len(res.failures)} distinct failure(s) so far, {max(deadline - time.monotonic(), 0):.0f} s left")
         if code in _FATAL:

@@ -145,6 +145,9 @@ def parser() -> ArgumentParser:
     gate.add_argument("--out", default="reports/gate.html", metavar="PATH",
                       help="HTML report path (default reports/gate.html)")
     gate.add_argument("--json", default=None, metavar="PATH", help="also write the gate's summary as JSON to PATH")
+    gate.add_argument("--merge", action="append", default=[], metavar="RESULTS",
+                      help="run nothing: judge the results of the gate's shards (gate --shard K/N each), merged; "
+                           "results files or directories, repeatable")
     gate.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
 
     prof = command("profile", "measure a backend's arithmetic on this machine (accumulator bits, rounding, "
@@ -335,20 +338,31 @@ def cmd_gate(args: argparse.Namespace) -> int:
         print(f"{PROG} gate: give exactly one --impl (an import path or a registered name)", file=sys.stderr)
         return 2
     check_scale_args(args)
-    run_id = new_run_id()
-    results_dir = Path(args.conv_results or DEFAULT_RESULTS) / f"gate-{run_id}"
-    junit = Path(args.junit) if args.junit else results_dir / "junit.xml"
-    extra = gate_pytest_args(args, results_dir)
-    res = run_gate(args.conv_impl[0], results_dir=results_dir, junit=junit, extra=extra, strict=args.conv_strict)
+    if args.merge:
+        from .gate import merge_results
+
+        missing = [p for p in args.merge if not Path(p).exists()]
+        if missing:
+            raise FileNotFoundError(f"--merge: no results at {', '.join(missing)}")
+        res = merge_results(args.conv_impl[0], args.merge, strict=args.conv_strict)
+        rendered: list[str | Path] = list(args.merge)
+    else:
+        run_id = new_run_id()
+        results_dir = Path(args.conv_results or DEFAULT_RESULTS) / f"gate-{run_id}"
+        junit = Path(args.junit) if args.junit else results_dir / "junit.xml"
+        extra = gate_pytest_args(args, results_dir)
+        res = run_gate(args.conv_impl[0], results_dir=results_dir, junit=junit, extra=extra, strict=args.conv_strict,
+                       shard=str(args.conv_shard) if args.conv_shard else "")
+        rendered = [results_dir] if results_dir.exists() else []
     try:
-        res.report = str(_render([results_dir], args.out)) if results_dir.exists() else ""
+        res.report = str(_render(rendered, args.out)) if rendered else ""
     except Exception as exc:  # the verdict stands even if the page cannot be drawn
         print(f"conv-conformance gate: the HTML report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     # the CI log carries each failure whole (worst element, bound and formula, reproduction): no artifact needed
     for col, message in res.messages.items():
         print(f"\n--- {col} ---\n{message}")
     print(f"\nGATE {'PASSED' if res.passed else 'FAILED'} for {res.impl!r}: {res.reason}")
-    print(f"  JUnit XML: {res.junit}\n  results:   {res.results_dir}")
+    print((f"  JUnit XML: {res.junit}\n" if res.junit else "") + f"  results:   {res.results_dir}")
     if args.json:
         Path(args.json).write_text(res.to_json())
     return 0 if res.passed else 1

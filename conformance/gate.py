@@ -49,7 +49,10 @@ def finding_name(row: Row) -> str:
     return row.column if (row.rank, row.transposed) == (2, False) else f"{row.operation}:{row.column}"
 
 
-def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool) -> GateResult:
+def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool, shard: str = "") -> GateResult:
+    """The gate's verdict on ``impl``'s rows. ``shard`` (``K/N``): the rows of one shard of a sharded gate, which
+    may hold no check that passed (its tests all skipped) without failing: the merged gate (``merge_results``)
+    judges the whole."""
     mine = explain([r.replace() for r in rows if r.impl == impl])
     name = {id(r): finding_name(r) for r in mine}
     checks: dict[str, dict[str, int]] = {}
@@ -67,6 +70,9 @@ def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool) -> Gate
         res.reason = f"failing checks: {', '.join(failing)}" + (
             f" (the failures of {', '.join(explained)} follow from the arithmetic finding)" if explained else "") + (
             f"; not reached: {', '.join(not_reached)}" if not_reached else "")
+    elif not any(r.status == "passed" for r in mine) and shard and not not_reached and pytest_exit in (0, 5):
+        res.passed, res.reason = True, (f"no check of shard {shard} ran and passed (each was skipped): the merged "
+                                        "gate (gate --merge) judges the whole")
     elif not any(r.status == "passed" for r in mine):
         res.reason = "no check ran and passed: the backend declares nothing runnable here, or every check was skipped"
     elif not_reached:
@@ -113,7 +119,23 @@ def resolve(spec: str) -> tuple[str, list[str]]:
     return entry.name, ["--conv-select", entry.name]
 
 
-def run_gate(spec: str, *, results_dir: Path, junit: Path, extra: list[str], strict: bool) -> GateResult:
+def merge_results(spec: str, paths: list[str], *, strict: bool) -> GateResult:
+    """The gate's verdict on the results of its shards (``gate --shard K/N`` each), merged: the rows of every
+    results file under ``paths``; the pytest exit status the worst the shards' files recorded (a file without its
+    end line, from a shard that was killed, counts as interrupted)."""
+    name, _ = resolve(spec)
+    files = records.load(paths)
+    # pytest's exit statuses: 1 some tests failed (the rows say which), 2 interrupted, 5 none collected (a shard
+    # whose tests all went to the others)
+    codes = [int(f.end.get("exitstatus", 0)) if f.end else 2 for f in files]
+    code = max((c for c in codes if c not in (1, 5)), default=0) or (1 if 1 in codes else 0)
+    res = judge(name, [r for f in files for r in f.rows], code, strict=strict)
+    res.results_dir = ", ".join(paths)
+    return res
+
+
+def run_gate(spec: str, *, results_dir: Path, junit: Path, extra: list[str], strict: bool,
+             shard: str = "") -> GateResult:
     import pytest
 
     name, select = resolve(spec)
@@ -124,6 +146,6 @@ def run_gate(spec: str, *, results_dir: Path, junit: Path, extra: list[str], str
         args.append("--conv-strict")
     code = int(pytest.main(args))
     rows = records.rows([results_dir]) if results_dir.exists() else []
-    res = judge(name, rows, code, strict=strict)
+    res = judge(name, rows, code, strict=strict, shard=shard)
     res.results_dir, res.junit = str(results_dir), str(junit)
     return res

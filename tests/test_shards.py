@@ -133,3 +133,21 @@ def test_plain_pytest_shards_partition_the_collection(tmp_path: Path) -> None:
     parts = [collected("--conv-shard", f"{k}/3") for k in (1, 2, 3)]
     assert sorted(sum(parts, [])) == sorted(whole) and len(set(sum(parts, []))) == len(whole)
     assert all(parts) and max(map(len, parts)) - min(map(len, parts)) <= 1  # no durations: round-robin
+
+
+@pytest.mark.slow
+def test_the_gates_shards_merge_into_the_unsharded_gates_verdict(tmp_path: Path) -> None:
+    """``gate --shard K/N`` per CI job, then ``gate --merge`` over their results: the unsharded gate's verdict."""
+    import mutants
+
+    args = ("--impl", f"{mutants.HERE / 'forward_bugs.py'}:FlippedKernel", "-k", "golden or exact or forward",
+            "--ranks", "2", "--ops", "conv", "--max-examples", "3")
+    whole = mutants.gate(tmp_path / "whole", *args, shrink=False)
+    assert whole.returncode == 1 and whole.failing_checks, whole.log[-3000:]
+    parts = [mutants.gate(tmp_path / f"shard{k}", *args, "--shard", f"{k}/2", shrink=False) for k in (1, 2)]
+    assert all(p.returncode in (0, 1) for p in parts), [p.log[-2000:] for p in parts]
+    merged = mutants.gate(tmp_path / "merged", *args, "--merge", str(parts[0].results_dir), "--merge",
+                          str(parts[1].results_dir))
+    assert merged.returncode == 1, merged.log[-3000:]
+    assert merged.summary["failing_checks"] == whole.failing_checks
+    assert merged.summary["checks"] == whole.summary["checks"]

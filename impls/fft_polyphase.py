@@ -61,7 +61,7 @@ import scipy.fft as sfft
 from conformance.backends.backend import Grads
 from conformance.model.problem import ConvProblem
 
-from .fft import _transposed_masks, _window
+from .fft import _transposed_masks
 
 Index = tuple[EllipsisType | slice | np.ndarray, ...]
 
@@ -155,29 +155,44 @@ def _spectrum(a: np.ndarray, grid: tuple[int, ...]) -> np.ndarray:
     return sfft.rfftn(a, s=grid, axes=tuple(range(-len(grid), 0)))
 
 
+def _phase_slices(problem: ConvProblem, grid: tuple[int, ...]) -> list[tuple[tuple[int, ...], Index, Index]]:
+    """Per phase ``(r_1..r_R)``: the outputs that are its positions and the grid points that hold them, as slices,
+    ``(phase, output slices, grid slices)``. Output ``o`` is full-grid position ``o + p = q*s + r``: phase ``r``'s
+    outputs start at ``(r - p) mod s``, step ``s``, from ``q = (o + p) // s``; those past the phase's ``G`` points
+    are beyond every input's reach (zeros) and are left out."""
+    out = []
+    for phase in np.ndindex(*problem.stride):
+        o_slices, q_slices = [], []
+        for r, p, s, n, g in zip(phase, problem.padding, problem.stride, problem.out_sizes, grid):
+            first = (r - p) % s
+            q = (first + p) // s
+            count = max(0, min(-(-(n - first) // s), g - q))
+            o_slices.append(slice(first, first + (count - 1) * s + 1, s) if count else slice(0, 0))
+            q_slices.append(slice(q, q + count))
+        out.append((phase, (..., *o_slices), (..., *q_slices)))
+    return out
+
+
 def _interleave(phases: np.ndarray, problem: ConvProblem, grid: tuple[int, ...]) -> np.ndarray:
-    """``(N, G, Og, *P, *grid)`` phase results -> the full grid ``(N, C_out, *(G_a*s_a))``, ``yf[q*s + r] =
-    y_r[q]`` on each axis, and its output window (zeros where it reaches past the grid), exact zeros where no input
-    lands."""
-    r = problem.rank
-    n, g, og = phases.shape[:3]
-    # (N, G, Og, P_1..P_R, G_1..G_R) -> (N, G, Og, G_1, P_1, ..., G_R, P_R)
-    full = phases.transpose(0, 1, 2, *[v for a in range(r) for v in (3 + r + a, 3 + a)])
-    full = full.reshape(n, g * og, *[q * s for q, s in zip(grid, problem.stride)])
-    y = _window(full, problem.padding, problem.out_sizes)
-    y *= _transposed_masks(problem)[0]
+    """``(N, C_out, *P, *grid)`` phase results -> the output ``(N, C_out, *out)``: ``y[o] = y_r[q]`` where ``o + p =
+    q*s + r`` on each axis (zeros past the grid, where no input lands), exact zeros where no input lands."""
+    y = np.zeros(problem.output_shape, phases.dtype)
+    for phase, o_slices, q_slices in _phase_slices(problem, grid):
+        y[o_slices] = phases[(slice(None), slice(None), *phase)][q_slices]
+    reached = _transposed_masks(problem)[0]
+    if not reached.all():
+        y *= reached
     return y
 
 
 def _dy_phases(problem: ConvProblem, dy: np.ndarray, grid: tuple[int, ...]) -> np.ndarray:
-    """``dyf_r[q] = dyf[q*s + r]``: dy on the full grid (``dyf[p + j] = dy[j]``, ``s*G`` points per axis), split into
-    its phases, ``(N, G, Og, *P, *grid)``."""
-    r, g = problem.rank, problem.groups
-    dyf = _window(np.asarray(dy, dtype=problem.dtype), tuple(-p for p in problem.padding),
-                  tuple(q * s for q, s in zip(grid, problem.stride)))
-    dyf = dyf.reshape(problem.batch, g, problem.c_out // g, *[v for q, s in zip(grid, problem.stride) for v in (q, s)])
-    # (N, G, Og, G_1, P_1, ..., G_R, P_R) -> (N, G, Og, P_1..P_R, G_1..G_R)
-    return dyf.transpose(0, 1, 2, *range(4, 3 + 2 * r, 2), *range(3, 3 + 2 * r, 2))
+    """``dyf_r[q] = dyf[q*s + r]``: dy put back on the full grid (``dyf[p + o] = dy[o]``) and split into its phases,
+    ``(N, G, Og, *P, *grid)``, zeros where no output lies."""
+    dy = np.asarray(dy, dtype=problem.dtype)
+    dyf = np.zeros((problem.batch, problem.c_out, *problem.stride, *grid), problem.dtype)
+    for phase, o_slices, q_slices in _phase_slices(problem, grid):
+        dyf[(slice(None), slice(None), *phase)][q_slices] = dy[o_slices]
+    return dyf.reshape(problem.batch, problem.groups, -1, *dyf.shape[2:])
 
 
 def forward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
@@ -204,7 +219,8 @@ def forward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
         Y = Y.reshape(*grid[:-1], grid[-1] // 2 + 1, g, n, og, *problem.stride)
         # (*bins, G, N, Og, *P) -> (N, G, Og, *P, *bins)
         Y = Y.transpose(r + 1, r, *range(r + 2, 2 * r + 3), *range(r))
-    y = _interleave(sfft.irfftn(Y, s=grid, axes=tuple(range(-r, 0))), problem, grid)
+    y = _interleave(sfft.irfftn(Y, s=grid, axes=tuple(range(-r, 0))).reshape(n, problem.c_out, *problem.stride, *grid),
+                    problem, grid)
     if b is not None:
         y += np.asarray(b, dtype=problem.dtype).reshape(-1, *(1,) * r)
     return y
@@ -255,7 +271,9 @@ def backward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray)
         dh = np.ascontiguousarray(dh.real).reshape(*taps, problem.c_in, og, *problem.stride)
         dh = dh.transpose(r, r + 1, *range(r + 2, 2 * r + 2), *range(r))  # (C_in, Og, *P, *K)
     dx = np.ascontiguousarray(dx).reshape(problem.input_shape)
-    dx *= _transposed_masks(problem)[1]  # exact zeros where the input reaches no output
+    reaching = _transposed_masks(problem)[1]
+    if not reaching.all():
+        dx *= reaching  # exact zeros where the input reaches no output
     dw = np.ascontiguousarray(dh[where]).astype(problem.dtype, copy=False)
     db = np.asarray(dy, dtype=problem.dtype).sum(axis=(0, *range(2, 2 + r))) if problem.bias else None
     return Grads(dx=dx, dw=dw, db=db)

@@ -91,12 +91,6 @@ def _phase_kernels(problem: ConvProblem, w: np.ndarray, taps: tuple[int, ...], w
     return h
 
 
-def _bins_major(a: np.ndarray, rank: int) -> np.ndarray:
-    """(A, B, ..., *bins) -> (*bins, A, B, ...): the frequencies ahead, one matrix per bin (a copy)."""
-    lead = a.ndim - rank
-    return np.ascontiguousarray(a.transpose(*range(lead, a.ndim), *range(lead)))
-
-
 def _hermitian_weights(grid: tuple[int, ...]) -> np.ndarray:
     """``c_f / prod(G)`` per bin of an ``rfftn`` spectrum: the inverse DFT at lag 0 of a real signal is
     ``sum_f c_f Re(Z[f]) / prod(G)``, ``c_f = 2`` for the half spectrum's bins that stand for a conjugate pair too
@@ -155,6 +149,15 @@ def _spectrum(a: np.ndarray, grid: tuple[int, ...]) -> np.ndarray:
     return sfft.rfftn(a, s=grid, axes=tuple(range(-len(grid), 0)))
 
 
+def _spatial_first_spectrum(xg: np.ndarray, grid: tuple[int, ...]) -> np.ndarray:
+    """``xg`` ``(N, G, Cg, *in)`` -> its spectra bins-major, ``(bins, G, N, Cg)``: transformed spatial axes first
+    (many short transforms side by side, one matrix per bin as they come out)."""
+    r = len(grid)
+    xl = np.ascontiguousarray(xg.transpose(*range(3, 3 + r), 1, 0, 2))  # (*in, G, N, Cg)
+    spec = sfft.rfftn(xl, s=grid, axes=tuple(range(r)), overwrite_x=True)
+    return spec.reshape(-1, *spec.shape[r:])
+
+
 def _phase_slices(problem: ConvProblem, grid: tuple[int, ...]) -> list[tuple[tuple[int, ...], Index, Index]]:
     """Per phase ``(r_1..r_R)``: the outputs that are its positions and the grid points that hold them, as slices,
     ``(phase, output slices, grid slices)``. Output ``o`` is full-grid position ``o + p = q*s + r``: phase ``r``'s
@@ -174,25 +177,33 @@ def _phase_slices(problem: ConvProblem, grid: tuple[int, ...]) -> list[tuple[tup
 
 
 def _interleave(phases: np.ndarray, problem: ConvProblem, grid: tuple[int, ...]) -> np.ndarray:
-    """``(N, C_out, *P, *grid)`` phase results -> the output ``(N, C_out, *out)``: ``y[o] = y_r[q]`` where ``o + p =
-    q*s + r`` on each axis (zeros past the grid, where no input lands), exact zeros where no input lands."""
+    """``(N, G, Og, *P, *grid)`` phase results (any layout) -> the output ``(N, C_out, *out)``: ``y[o] = y_r[q]``
+    where ``o + p = q*s + r`` on each axis (zeros past the grid, where no input lands), exact zeros where no input
+    lands."""
     y = np.zeros(problem.output_shape, phases.dtype)
+    yg = y.reshape(*phases.shape[:3], *problem.out_sizes)
     for phase, o_slices, q_slices in _phase_slices(problem, grid):
-        y[o_slices] = phases[(slice(None), slice(None), *phase)][q_slices]
+        yg[o_slices] = phases[(slice(None),) * 3 + phase][q_slices]
     reached = _transposed_masks(problem)[0]
     if not reached.all():
         y *= reached
     return y
 
 
-def _dy_phases(problem: ConvProblem, dy: np.ndarray, grid: tuple[int, ...]) -> np.ndarray:
+def _dy_phases(problem: ConvProblem, dy: np.ndarray, grid: tuple[int, ...], spatial_first: bool) -> np.ndarray:
     """``dyf_r[q] = dyf[q*s + r]``: dy put back on the full grid (``dyf[p + o] = dy[o]``) and split into its phases,
-    ``(N, G, Og, *P, *grid)``, zeros where no output lies."""
-    dy = np.asarray(dy, dtype=problem.dtype)
-    dyf = np.zeros((problem.batch, problem.c_out, *problem.stride, *grid), problem.dtype)
+    zeros where no output lies: ``(N, G, Og, *P, *grid)``, or ``spatial_first`` ``(*grid, G, N, Og, *P)``."""
+    r, g = problem.rank, problem.groups
+    dy = np.asarray(dy, dtype=problem.dtype).reshape(problem.batch, g, -1, *problem.out_sizes)
+    lead = (problem.batch, g, dy.shape[2], *problem.stride)
+    if spatial_first:  # the phases' view (N, G, Og, *P, *grid) of (*grid, G, N, Og, *P)
+        dyf = np.zeros((*grid, *lead[1::-1], *lead[2:]), problem.dtype)
+        view = dyf.transpose(r + 1, r, *range(r + 2, 2 * r + 3), *range(r))
+    else:
+        dyf = view = np.zeros((*lead, *grid), problem.dtype)
     for phase, o_slices, q_slices in _phase_slices(problem, grid):
-        dyf[(slice(None), slice(None), *phase)][q_slices] = dy[o_slices]
-    return dyf.reshape(problem.batch, problem.groups, -1, *dyf.shape[2:])
+        view[(slice(None),) * 3 + phase][q_slices] = dy[o_slices]
+    return dyf
 
 
 def forward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
@@ -207,8 +218,9 @@ def forward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
         hm = h.reshape(g, cg, og * phases).swapaxes(-1, -2)  # (G, Og*P, Cg)
         Y = _mix_real(_spectrum(xg, grid).reshape(n, g, cg, -1), hm)  # (N, G, Og*P, bins)
         Y = Y.reshape(n, g, og, *problem.stride, *grid[:-1], grid[-1] // 2 + 1)
+        y_phases = sfft.irfftn(Y, s=grid, axes=tuple(range(-r, 0)))  # (N, G, Og, *P, *grid)
     else:
-        X = _bins_major(_spectrum(xg, grid), r).reshape(-1, n, g, cg).swapaxes(1, 2)  # (bins, G, N, Cg)
+        X = _spatial_first_spectrum(xg, grid)  # (bins, G, N, Cg)
         hm, dft = h.reshape(-1, math.prod(taps)), _dft(grid, taps, -1)  # (C_in*Og*P, K), (bins, K)
         Y = np.empty((X.shape[0], g, n, og * phases), X.dtype)
         H = np.empty((_chunk(hm.shape[0], X.itemsize), hm.shape[0]), X.dtype)
@@ -217,10 +229,9 @@ def forward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
             np.matmul(X[f], Hf, out=Y[f])  # (bins, G, N, Cg) @ (bins, G, Cg, Og*P)
         del H, X
         Y = Y.reshape(*grid[:-1], grid[-1] // 2 + 1, g, n, og, *problem.stride)
-        # (*bins, G, N, Og, *P) -> (N, G, Og, *P, *bins)
-        Y = Y.transpose(r + 1, r, *range(r + 2, 2 * r + 3), *range(r))
-    y = _interleave(sfft.irfftn(Y, s=grid, axes=tuple(range(-r, 0))).reshape(n, problem.c_out, *problem.stride, *grid),
-                    problem, grid)
+        y_phases = sfft.irfftn(Y, s=grid, axes=tuple(range(r)), overwrite_x=True)  # (*grid, G, N, Og, *P)
+        y_phases = y_phases.transpose(r + 1, r, *range(r + 2, 2 * r + 3), *range(r))  # (N, G, Og, *P, *grid)
+    y = _interleave(y_phases, problem, grid)
     if b is not None:
         y += np.asarray(b, dtype=problem.dtype).reshape(-1, *(1,) * r)
     return y
@@ -235,22 +246,20 @@ def backward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray)
     grid = _grid(problem, taps)
     h = _phase_kernels(problem, w, taps, where)  # (C_in, Og, *P, *K)
     xg = np.asarray(x, dtype=problem.dtype).reshape(n, g, cg, *problem.in_sizes)
-    crop = (..., *(slice(0, m) for m in problem.in_sizes))
-    DYF = _spectrum(_dy_phases(problem, dy, grid), grid)  # (N, G, Og, *P, *bins)
     if taps == (1,) * r:  # one tap per phase: its spectrum is h at every bin
-        DYF = DYF.reshape(n, g, og * phases, -1)
+        DYF = _spectrum(_dy_phases(problem, dy, grid, spatial_first=False), grid).reshape(n, g, og * phases, -1)
         hm = h.reshape(g, cg, og * phases)  # (G, Cg, Og*P)
         DX = _mix_real(DYF, hm).reshape(n, g, cg, *grid[:-1], grid[-1] // 2 + 1)
-        dx = sfft.irfftn(DX, s=grid, axes=tuple(range(-r, 0)))[crop]
+        dx = sfft.irfftn(DX, s=grid, axes=tuple(range(-r, 0)))[(..., *(slice(0, m) for m in problem.in_sizes))]
         del DX
         # dh_r[0] = sum_n sum_f c_f Re(conj(X[f]) DYF[f]) / prod(G): one real product over the bins and the batch
         X = _spectrum(xg, grid).reshape(n, g, cg, -1) * _hermitian_weights(grid).reshape(-1).astype(problem.dtype)
         dh = np.einsum("ngcb,ngob->gco", X.view(problem.dtype), DYF.view(problem.dtype), optimize=True)
         dh = dh.reshape(problem.c_in, og, *problem.stride, *taps)
     else:
-        DYF = _bins_major(DYF.reshape(n, g, og * phases, *DYF.shape[-r:]), r).reshape(-1, n, g, og * phases)
-        DYF = DYF.swapaxes(1, 2)  # (bins, G, N, Og*P)
-        X = _bins_major(_spectrum(xg, grid), r).reshape(-1, n, g, cg).transpose(0, 2, 3, 1)  # (bins, G, Cg, N)
+        DYF = sfft.rfftn(_dy_phases(problem, dy, grid, spatial_first=True), s=grid, axes=tuple(range(r)),
+                         overwrite_x=True).reshape(-1, g, n, og * phases)  # (bins, G, N, Og*P)
+        X = _spatial_first_spectrum(xg, grid).swapaxes(-1, -2)  # (bins, G, Cg, N)
         hm, dft = h.reshape(-1, math.prod(taps)), _dft(grid, taps, -1)  # (C_in*Og*P, K), (bins, K)
         lags = _dft(grid, taps, 1) * _hermitian_weights(grid).reshape(-1, 1)  # (bins, K): the inverse at m < K
         DX = np.empty((X.shape[0], g, n, cg), X.dtype)
@@ -265,7 +274,8 @@ def backward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray)
             dh += lags[f].T.astype(X.dtype) @ DH.reshape(DH.shape[0], -1)
         del H, X, DYF
         np.conj(DX, out=DX)
-        dx = sfft.irfftn(DX.reshape(*grid[:-1], grid[-1] // 2 + 1, g, n, cg), s=grid, axes=tuple(range(r)))
+        dx = sfft.irfftn(DX.reshape(*grid[:-1], grid[-1] // 2 + 1, g, n, cg), s=grid, axes=tuple(range(r)),
+                         overwrite_x=True)
         del DX
         dx = dx[tuple(slice(0, m) for m in problem.in_sizes)].transpose(r + 1, r, r + 2, *range(r))  # (N,G,Cg,*in)
         dh = np.ascontiguousarray(dh.real).reshape(*taps, problem.c_in, og, *problem.stride)

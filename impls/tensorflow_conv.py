@@ -14,8 +14,9 @@ Mapping torch's semantics onto TF, exactly (no operation below changes a value):
   dilation by space-to-batch); the stride-1 result is sliced (``y[:, ::s]``): the same sums, more of them computed.
 - groups: TF's CPU has grouped kernels only in conv1d/conv2d and, for the gradients, only on its oneDNN path (float32,
   bfloat16; float64/float16 raise "Gradients for grouped convolutions are not supported on CPU", conv3d "input and
-  filter must have the same depth"). Where TF has them they are used; elsewhere one convolution per group
-  (``tf.split``/``tf.concat`` along the channels, exact).
+  filter must have the same depth"). Where TF has them they are used; a depthwise conv1d/conv2d (one group per
+  channel) in float64/float16 goes to ``tf.nn.depthwise_conv2d``; elsewhere one convolution per group
+  (``tf.split``/``tf.concat`` along the channels, exact; 65537 groups of the scale tier in conv3d are 65537 calls).
 - transposed: ``tape.gradient`` of ``tf.nn.convolution(z, w)`` with respect to ``z``, ``output_gradients=x``, on the
   full output ``(in - 1)*s + d*(k - 1) + 1`` (TF's ``Conv{2,3}DBackpropInput``, the kernel of ``tf.nn.conv_transpose``,
   which itself refuses dilation on the CPU in float64/float16); torch's output padding appends zeros at the far end
@@ -71,9 +72,22 @@ def full_sizes(problem: ConvProblem) -> tuple[int, ...]:
                  for n, k, s, d in zip(problem.in_sizes, problem.kernel, problem.stride, problem.dilation))
 
 
-def native_groups(rank: int, dtype: str, onednn: bool) -> bool:
-    """Whether TF's CPU computes this grouped convolution and its gradients itself (conv1d/conv2d on oneDNN)."""
-    return rank <= 2 and onednn and dtype in ONEDNN_DTYPES
+def grouping(rank: int, dtype: str, groups: int, channels: int, onednn: bool) -> str:
+    """How a convolution of ``groups`` over ``channels`` input channels is computed: ``"native"`` (TF's kernel takes
+    the groups, or there is one group), ``"depthwise"`` (one group per channel: ``tf.nn.depthwise_conv2d``, in
+    conv1d/conv2d, with gradients in every dtype), ``"split"`` (one convolution per group)."""
+    if groups == 1 or (rank <= 2 and onednn and dtype in ONEDNN_DTYPES):
+        return "native"
+    if rank <= 2 and groups == channels:
+        return "depthwise"
+    return "split"
+
+
+def strided_by_slicing(stride: tuple[int, ...], dilation: tuple[int, ...], how: str) -> bool:
+    """Whether the stride is taken by slicing a stride-1 result: ``tf.nn.convolution`` refuses a stride with a
+    dilation, and the depthwise path runs at stride 1 (``depthwise_conv2d`` takes one stride for both axes)."""
+    strided = any(s > 1 for s in stride)
+    return strided and (how == "depthwise" or any(d > 1 for d in dilation))
 
 
 #: measured with ``python -m conformance profile`` (conv2d) and against the oracle in every rank (TF 2.21.0, oneDNN on,
@@ -128,20 +142,35 @@ class TensorFlowCPU:
         """torch's convolution of channels-last ``x`` (already padded) by the TF filter ``f``, VALID."""
         import tensorflow as tf
 
-        stride, dilation = problem.stride, problem.dilation
-        both = any(s > 1 for s in stride) and any(d > 1 for d in dilation)
-        groups, fmt = problem.groups, DATA_FORMATS[problem.rank]
-        if groups > 1 and not native_groups(problem.rank, problem.dtype, self._onednn()):
-            xs = tf.split(x, groups, axis=-1)
-            fs = tf.split(f, groups, axis=-1)
-            y = tf.concat([tf.nn.convolution(a, g, strides=1 if both else stride, padding="VALID",
-                                             data_format=fmt, dilations=dilation) for a, g in zip(xs, fs)], axis=-1)
+        stride, dilation, groups = problem.stride, problem.dilation, problem.groups
+        how = grouping(problem.rank, problem.dtype, groups, int(x.shape[-1]), self._onednn())
+        sliced = strided_by_slicing(stride, dilation, how)
+        strides = (1,) * problem.rank if sliced else stride
+        fmt = DATA_FORMATS[problem.rank]
+        if how == "split":
+            y = tf.concat([tf.nn.convolution(a, g, strides=strides, padding="VALID", data_format=fmt,
+                                             dilations=dilation)
+                           for a, g in zip(tf.split(x, groups, axis=-1), tf.split(f, groups, axis=-1))], axis=-1)
+        elif how == "depthwise":
+            y = self._depthwise(problem.rank, x, f, dilation)
         else:
-            y = tf.nn.convolution(x, f, strides=1 if both else stride, padding="VALID", data_format=fmt,
-                                  dilations=dilation)
-        if both:
+            y = tf.nn.convolution(x, f, strides=strides, padding="VALID", data_format=fmt, dilations=dilation)
+        if sliced:
             y = y[(slice(None), *(slice(None, None, s) for s in stride), slice(None))]
         return y
+
+    @staticmethod
+    def _depthwise(rank: int, x: Any, f: Any, dilation: tuple[int, ...]) -> Any:
+        """``tf.nn.depthwise_conv2d`` at stride 1 (conv1d on a height of 1): the filter ``(*k, 1, C*m)``, output
+        channel ``c*m + j`` as torch orders a depthwise convolution's, reshaped to TF's ``(*k, C, m)``."""
+        import tensorflow as tf
+
+        if rank == 1:
+            x, f, dilation = x[:, None], f[None], (1, *dilation)
+        channels = int(x.shape[-1])
+        f = tf.reshape(f, (*f.shape[:2], channels, -1))
+        y = tf.nn.depthwise_conv2d(x, f, strides=(1, 1, 1, 1), padding="VALID", dilations=dilation)
+        return y[:, 0] if rank == 1 else y
 
     def _forward(self, problem: ConvProblem, x: Any, w: Any, b: Any) -> Any:
         """The problem's result from NC... tensors ``x``, ``w`` (torch's layouts), channels-last inside."""

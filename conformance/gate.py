@@ -129,8 +129,19 @@ def merge_results(spec: str, paths: list[str], *, strict: bool) -> GateResult:
     # whose tests all went to the others)
     codes = [int(f.end.get("exitstatus", 0)) if f.end else 2 for f in files]
     code = max((c for c in codes if c not in (1, 5)), default=0) or (1 if 1 in codes else 0)
-    res = judge(name, [r for f in files for r in f.rows], code, strict=strict)
+    rows = [r for f in files for r in f.rows]
+    res = judge(name, rows, code, strict=strict)
     res.results_dir = ", ".join(paths)
+    runs: dict[str, set[str]] = {}
+    for r in rows:
+        if r.impl == name and r.nodeid:
+            runs.setdefault(r.nodeid, set()).add(r.run_id)
+    twice = sorted(n for n, ids in runs.items() if len(ids) > 1)
+    if twice:  # shards that partitioned differently (other durations, other options), or a run merged twice
+        res.passed = False
+        res.reason = (f"{len(twice)} test(s) recorded by more than one run, e.g. {twice[0]}: the shards did not "
+                      f"partition alike (give every shard the same options and --shard-durations files), or "
+                      f"results were merged twice; {res.reason}")
     return res
 
 

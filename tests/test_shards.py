@@ -151,3 +151,7 @@ def test_the_gates_shards_merge_into_the_unsharded_gates_verdict(tmp_path: Path)
     assert merged.returncode == 1, merged.log[-3000:]
     assert merged.summary["failing_checks"] == whole.failing_checks
     assert merged.summary["checks"] == whole.summary["checks"]
+    # a test in two merged runs (shards that partitioned differently, or a run merged twice) is not a verdict
+    twice = mutants.gate(tmp_path / "twice", *args, "--merge", str(parts[0].results_dir), "--merge",
+                         str(whole.results_dir))
+    assert twice.returncode == 1 and "recorded by more than one run" in twice.summary["reason"], twice.log[-2000:]

@@ -111,12 +111,13 @@ class DatabasePlugin:
         self.is_suite_test = is_suite_test
 
     # innermost of the pytest_runtest_call wrappers: after Hypothesis' own has set (or not) its node-id key
-    @pytest.hookimpl(wrapper=True, trylast=True)
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:
         wrapped = getattr(item, "obj", None)
         inner = getattr(getattr(wrapped, "hypothesis", None), "inner_test", None)
         if inner is None or not self.is_suite_test(item):
-            return (yield)
+            yield
+            return
         # one function serves every implementation and operation of a check: set this test's key and seed for the
         # call, then put back what Hypothesis had, so that the next test's derandomized seed is computed as
         # Hypothesis computes it
@@ -125,7 +126,7 @@ class DatabasePlugin:
             if self.derandomized:  # the seed derandomize would use here: computed before the key changes
                 setattr(wrapped, _USE_SEED, derandomized_seed(inner))
             setattr(inner, _ADD_DIGEST, key_of(item))
-            return (yield)
+            yield
         finally:
             for obj, name, value in ((inner, _ADD_DIGEST, saved[0]), (wrapped, _USE_SEED, saved[1])):
                 if value is _ABSENT:

@@ -43,13 +43,11 @@ class DurationsRecorder:
         self.path = path
         self.durations: dict[str, float] = {}
 
-    @pytest.hookimpl(wrapper=True)
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Any) -> Any:
         t0 = time.perf_counter()
-        try:
-            return (yield)
-        finally:
-            self.durations[stable_id(item)] = round(time.perf_counter() - t0, 4)
+        yield
+        self.durations[stable_id(item)] = round(time.perf_counter() - t0, 4)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.durations:

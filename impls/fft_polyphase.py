@@ -153,8 +153,9 @@ def _spatial_first_spectrum(xg: np.ndarray, grid: tuple[int, ...]) -> np.ndarray
     """``xg`` ``(N, G, Cg, *in)`` -> its spectra bins-major, ``(bins, G, N, Cg)``: transformed spatial axes first
     (many short transforms side by side, one matrix per bin as they come out)."""
     r = len(grid)
-    xl = np.ascontiguousarray(xg.transpose(*range(3, 3 + r), 1, 0, 2))  # (*in, G, N, Cg)
-    spec = sfft.rfftn(xl, s=grid, axes=tuple(range(r)), overwrite_x=True)
+    xl = np.zeros((*grid, *xg.shape[1::-1], xg.shape[2]), xg.dtype)  # (*grid, G, N, Cg), zero-extended
+    xl[tuple(slice(0, m) for m in xg.shape[3:])] = xg.transpose(*range(3, 3 + r), 1, 0, 2)
+    spec = sfft.rfftn(xl, axes=tuple(range(r)), overwrite_x=True)
     return spec.reshape(-1, *spec.shape[r:])
 
 

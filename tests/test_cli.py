@@ -131,7 +131,7 @@ def test_every_option_has_a_help_text() -> None:
                if (not a.help or a.help == argparse.SUPPRESS)
                and (name, a.option_strings[0] if a.option_strings else a.dest) not in hidden]
     assert missing == []
-    assert set(ap.commands) == {"list", "run", "gate", "profile", "repro", "report"}
+    assert set(ap.commands) == {"list", "run", "gate", "profile", "repro", "report", "fuzz"}
     assert options_of(ap.commands["report"])["--out"].help == "report path (default reports/index.html)"
     assert "also list a backend" in str(options_of(ap.commands["list"])["--impl"].help)
 

@@ -36,7 +36,7 @@ bin and group::
 on a 9x9 grid: 4 phases x 45 bins of complex products, 720 real multiply-adds per (sample, input, output channel)
 against the direct sum's 1024 (and the plain method's 18x18 grid: 1 x 180 bins, but every product on a kernel whose
 spectrum holds 16 taps spread over the zeros). Only the few lags of ``DH`` that are read are evaluated, by the
-inverse DFT's sum at those lags (``_lags``), not a whole inverse transform of ``C_in*C_out*P`` planes.
+inverse DFT's sum at those lags (``_dft``), not a whole inverse transform of ``C_in*C_out*P`` planes.
 
 Single-tap phases (every axis ``K = 1``: the kernel no larger than the stride, e.g. a U-Net up-convolution, k2 s2):
 each ``h_r`` is one tap at ``m = 0``, whose spectrum is the same real number at every frequency, so the per-bin

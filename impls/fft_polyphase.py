@@ -1,8 +1,8 @@
 """The fft backend's fast path for transposed convolution (``conv_transpose1d/2d/3d``): ``impls/fft.py``'s method
 (the convolution theorem on a grid where nothing wraps) split into the stride's phases, so that no transform ever
 holds the zeros the stride inserts. ``FFTConv`` hands it the transposed problems of at least ``TILED_FROM_MACS``
-multiply-adds (``impls/fft.py``), inside ``scipy.fft.set_workers(WORKERS)``; tests/test_fft_speed_paths.py holds it
-to the plain method. It applies to every transposed problem (any rank, stride, dilation, groups, padding, output
+multiply-adds (``impls/fft.py``), inside ``scipy.fft.set_workers(WORKERS)``; tests/test_fft_polyphase.py holds it to
+the plain method. It applies to every transposed problem (any rank, stride, dilation, groups, padding, output
 padding): with stride 1 on an axis that axis has one phase, and the method is the plain one there.
 
 Polyphase (sub-pixel) decomposition. On one axis (the others are the same, independently), input ``x[i]``
@@ -34,11 +34,14 @@ bin and group::
 
 ``G`` is ``next_fast_len(H + K - 1)`` per axis. A DCGAN layer (8x8 -> 16x16, 4x4 kernel, stride 2) has 2x2-tap phases
 on a 9x9 grid: 4 phases x 45 bins of complex products, 720 real multiply-adds per (sample, input, output channel)
-against the direct sum's 1024 (and the plain method's 18x18 grid: 1 x 180 bins, but every product on a kernel whose
-spectrum holds 16 taps spread over the zeros). Only the few lags of ``DH`` that are read are evaluated, by the
-inverse DFT's sum at those lags (``_dft``), not a whole inverse transform of ``C_in*C_out*P`` planes.
+against the direct sum's 1024. The plain method's 18x18 grid has as many (180 bins of one phase); what the phases
+save is transform work: ``x`` on 9x9 instead of zero-inserted on 18x18, each kernel's spectrum from its few taps. A
+kernel of ``K`` taps has its spectrum computed as the DFT's sum over those taps (``_dft``, ``_kernel_spectra``: a
+real matrix product, a block of bins at a time, ``BLOCK_BYTES``), not by an FFT of a mostly zero grid; only the few
+lags of ``DH`` that are read are evaluated, by the inverse DFT's sum at those lags, not by an inverse transform of
+``C_in*C_out*P`` planes.
 
-Single-tap phases (every axis ``K = 1``: the kernel no larger than the stride, e.g. a U-Net up-convolution, k2 s2):
+Single-tap phases (every axis ``K = 1``, i.e. ``(k - 1)*d < s``, e.g. a U-Net up-convolution, k2 s2):
 each ``h_r`` is one tap at ``m = 0``, whose spectrum is the same real number at every frequency, so the per-bin
 products are one real matrix product over all bins together, the spectra's real and imaginary parts side by side
 (``_mix_real``), and ``dh_r[0]``, the inverse DFT at lag 0, is the weighted sum over the bins (Parseval). The
@@ -46,7 +49,8 @@ transforms are still computed: on a 1x1-tap kernel they are what the FFT method 
 it costs (docs/performance.md).
 
 Error model: normwise per output plane, as ``impls/fft.py``'s (each phase's transform is of the plane's own data on
-a grid ``G`` smaller than the plain method's ``F``); the lag sums are direct DFT sums of ``prod(G)`` terms.
+a grid ``G`` smaller than the plain method's ``F``); the kernels' spectra are direct DFT sums of their ``K`` taps,
+the lag sums of ``prod(G)`` bins.
 Precision: single precision stays single (complex64), nothing is upcast.
 """
 

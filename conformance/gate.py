@@ -65,15 +65,18 @@ def judge(impl: str, rows: list[Row], pytest_exit: int, *, strict: bool, shard: 
     not_reached = sorted({name[id(r)] for r in mine if r.status == "not_reached"})
     res = GateResult(impl, False, "", checks, failing, stale, pytest_exit, explained=explained,
                      not_reached=not_reached, messages=failure_messages(mine, failing))
-    # failures first: with a shared example database a check may fail on its first, replayed example and pass none
+    # the failures are named even where nothing passed: with a shared example database a check may fail on its first,
+    # replayed example and pass none
+    nothing_passed = not any(r.status == "passed" for r in mine)
     if failing:
-        res.reason = f"failing checks: {', '.join(failing)}" + (
+        res.reason = ("no check ran and passed; " if nothing_passed else "") + (
+            f"failing checks: {', '.join(failing)}") + (
             f" (the failures of {', '.join(explained)} follow from the arithmetic finding)" if explained else "") + (
             f"; not reached: {', '.join(not_reached)}" if not_reached else "")
-    elif not any(r.status == "passed" for r in mine) and shard and not not_reached and pytest_exit in (0, 5):
+    elif nothing_passed and shard and not not_reached and pytest_exit in (0, 5):
         res.passed, res.reason = True, (f"no check of shard {shard} ran and passed (each was skipped): the merged "
                                         "gate (gate --merge) judges the whole")
-    elif not any(r.status == "passed" for r in mine):
+    elif nothing_passed:
         res.reason = "no check ran and passed: the backend declares nothing runnable here, or every check was skipped"
     elif not_reached:
         res.reason = f"checks not reached: {', '.join(not_reached)} ({not_reached_reason(mine)})"

@@ -234,8 +234,9 @@ def forward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
             np.matmul(X[f], Hf, out=Y[f])  # (bins, G, N, Cg) @ (bins, G, Cg, Og*P)
         del H, X
         Y = Y.reshape(*grid[:-1], grid[-1] // 2 + 1, g, n, og, *problem.stride)
-        y_phases = sfft.irfftn(Y, s=grid, axes=tuple(range(r)), overwrite_x=True)  # (*grid, G, N, Og, *P)
-        y_phases = y_phases.transpose(r + 1, r, *range(r + 2, 2 * r + 3), *range(r))  # (N, G, Og, *P, *grid)
+        Y = Y.transpose(r + 1, r, *range(r + 2, 2 * r + 3), *range(r))  # (N, G, Og, *P, *bins), a view
+        # the inverse comes out (N, G, Og, *P, *grid), each phase's rows contiguous for the interleaving
+        y_phases = sfft.irfftn(Y, s=grid, axes=tuple(range(-r, 0)))
     y = _interleave(y_phases, problem, grid)
     if b is not None:
         y += np.asarray(b, dtype=problem.dtype).reshape(-1, *(1,) * r)
@@ -279,10 +280,9 @@ def backward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray)
             dh += lags[f].T.astype(X.dtype) @ DH.reshape(DH.shape[0], -1)
         del H, X, DYF
         np.conj(DX, out=DX)
-        dx = sfft.irfftn(DX.reshape(*grid[:-1], grid[-1] // 2 + 1, g, n, cg), s=grid, axes=tuple(range(r)),
-                         overwrite_x=True)
+        DX = DX.reshape(*grid[:-1], grid[-1] // 2 + 1, g, n, cg).transpose(r + 1, r, r + 2, *range(r))  # a view
+        dx = sfft.irfftn(DX, s=grid, axes=tuple(range(-r, 0)))[(..., *(slice(0, m) for m in problem.in_sizes))]
         del DX
-        dx = dx[tuple(slice(0, m) for m in problem.in_sizes)].transpose(r + 1, r, r + 2, *range(r))  # (N,G,Cg,*in)
         dh = np.ascontiguousarray(dh.real).reshape(*taps, problem.c_in, og, *problem.stride)
         dh = dh.transpose(r, r + 1, *range(r + 2, 2 * r + 2), *range(r))  # (C_in, Og, *P, *K)
     dx = np.ascontiguousarray(dx).reshape(problem.input_shape)

@@ -13,7 +13,10 @@ Optional: ``available(self) -> str | None`` returns why the backend cannot run h
 and ``version`` (a string shown in the report); both are asked in the suite's own process, so keep them cheap
 (find a library, do not import it). ``prepare(self)`` is called once where the backend runs, before its first
 timed call: import the library, create the device context (seconds on a GPU), so that the times the report shows
-are the convolution's, not the start-up's. What a backend does not declare is never generated for it;
+are the convolution's, not the start-up's. ``warm_up(self, method, args)`` (``method`` ``"forward"`` or
+``"backward"``, ``args`` the very arguments of the call that follows) is called before every timed call, untimed: a
+backend that compiles per shape (``torch.compile``, ``jax.jit``) compiles there; an exception in it is the call's.
+What a backend does not declare is never generated for it;
 the runner reports it as unsupported, with the reason. A backend never calls ``pytest.skip`` itself.
 """
 

@@ -1,6 +1,7 @@
 """Call a backend so that whatever it does becomes an ``Outcome``, never an exception in the suite.
 
-``invoke`` runs the call here and watches the contract around it: exceptions (with their traceback), wall time,
+``invoke`` runs the call here and watches the contract around it: exceptions (with their traceback), wall time
+(after the backend's optional ``warm_up(method, args)``, untimed: a compiler's compilation for these shapes),
 inputs the backend modified, the memory layout of what it returned, and, with ``repeat=2``, a second call with
 the very same objects. ``conformance.backends.isolation`` runs ``invoke`` inside a worker process, which adds timeouts,
 crashes (a segfault, ``os.abort()``) and a memory budget on top.
@@ -78,8 +79,12 @@ def invoke(backend: Any, method: str, args: tuple[Any, ...], repeat: int = 1,
     names = ARG_NAMES.get(method, tuple(f"arg{i}" for i in range(len(args))))
     before = [(n, a.copy()) for n, a in zip(names, args) if isinstance(a, np.ndarray)]
     values = []
+    warm_up = getattr(backend, "warm_up", None)
     t0 = time.perf_counter()
     try:
+        if callable(warm_up):  # untimed: a compiling backend compiles for these shapes here (torch.compile)
+            warm_up(method, args)
+            t0 = time.perf_counter()
         for _ in range(repeat):
             values.append(fn(*args))
     except Exception as exc:  # the backend's failure is a result, not our crash

@@ -283,13 +283,17 @@ def check_scale_args(args: argparse.Namespace) -> None:
                                                     or getattr(args, "conv_database_readonly", None)):
         raise ConformanceError("--seed with --database: under a forced seed Hypothesis reads and writes no example "
                                "database; leave one of them out")
+    if getattr(args, "conv_database", None) or getattr(args, "conv_database_readonly", None):
+        from conformance.scale.database import build_database
+
+        build_database(args.conv_database, args.conv_database_readonly)  # a bad spec or no server: said here, once
 
 
-def _render(paths: Sequence[str | Path], out: str) -> Path:
+def _render(paths: Sequence[str | Path], out: str, missing: Sequence[str] = ()) -> Path:
     from conformance.reports.render import write_report
     from conformance.reports.summarize import terminal_summary
 
-    path = write_report(list(paths), out)
+    path = write_report(list(paths), out, missing=missing)
     print(terminal_summary(list(paths), report_path=path))
     return path
 
@@ -382,6 +386,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         args.conv_max_examples = DEFAULT_EXAMPLES
     for name, default in (("seed", None), ("exitfirst", False), ("maxfail", None), ("verbose", 0), ("quiet", 0)):
         setattr(args, name, getattr(args, name, default))  # the gate's options that fuzzing has not
+    check_scale_args(args)
     databases = list(args.conv_database)
     args.conv_database = []  # given to each round by run_fuzz (its default where none)
     run_id = f"fuzz-{new_run_id()}"
@@ -478,11 +483,12 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     present = [p for p in args.results if Path(p).exists()]
-    for p in sorted(set(args.results) - set(present)):
-        print(f"conv-conformance report: no results at {p} (skipped)", file=sys.stderr)
+    missing = [p for p in args.results if p not in present]
+    for p in missing:
+        print(f"conv-conformance report: no results at {p} (skipped; the report names it)", file=sys.stderr)
     if not present:
         raise FileNotFoundError(f"none of the results paths exist: {', '.join(args.results)}")
-    _render(present, args.out)
+    _render(present, args.out, missing)
     return 0
 
 

@@ -23,7 +23,10 @@ class ShardPlugin:
     @pytest.hookimpl(trylast=True)  # after -k / -m have deselected theirs: the shards split what this run selects
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         ids = [stable_id(item) for item in items]
-        mine = set(partition(ids, self.shard.count, self.durations)[self.shard.index - 1])
+        try:
+            mine = set(partition(ids, self.shard.count, self.durations)[self.shard.index - 1])
+        except ValueError as exc:
+            raise pytest.UsageError(f"--conv-shard {self.shard}: {exc}") from None
         keep = [item for item, i in zip(items, ids) if i in mine]
         drop = [item for item, i in zip(items, ids) if i not in mine]
         if drop:

@@ -201,3 +201,14 @@ def test_ort_against_the_oracle(p: ConvProblem) -> None:
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y, R.forward(p.replace(dtype="float64"), x, w, b))
     assert backend._session(p) is backend._session(p.replace(label="another label"))  # one session per problem
+
+
+@pytest.mark.parametrize("lib, make", [("jax", lambda: jax_lax.JaxLax()),
+                                       ("onnxruntime", lambda: onnxruntime_conv.OnnxRuntimeConv())])
+def test_a_bias_problem_called_without_a_bias_is_the_convolution_alone(lib: str, make: object) -> None:
+    """The oracle-free checks call forward(p, x, w, None) on a problem with a bias: as torch does, no bias."""
+    pytest.importorskip(lib, reason=f"{lib} is not installed here (tox -e {lib} installs it)")
+    p = ConvProblem.parse("mb1ic2oc2ih4iw4kh3kw3ph1pw1_bias_float32")
+    x, w, _, _ = small_int_operands(p, 5)
+    y = make().forward(p, x.astype(np.float32), w.astype(np.float32), None)  # type: ignore[operator]
+    np.testing.assert_array_equal(y, R.forward(p.replace(bias=False, dtype="float64"), x, w))

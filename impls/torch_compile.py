@@ -12,7 +12,10 @@ ValueRangeError: Invalid ranges [0:-1]``), and a problem's stride, padding, dila
 constants anyway. The compilation happens in ``warm_up`` (the runner calls it before every timed call, untimed), so the
 reported times are the compiled code's. Dynamo's recompile limit is raised above ``CACHE`` and hitting it raises
 (``fail_on_recompile_limit_hit``), so a problem never silently falls back to eager; after ``CACHE`` compiled graphs
-Dynamo's caches are reset (``torch._dynamo.reset()``), which keeps its guard lists short.
+Dynamo's caches are reset (``torch._dynamo.reset()``), which keeps its guard lists short. Inductor's on-disk cache
+(``TORCHINDUCTOR_CACHE_DIR``, by default under the temporary directory) makes a second run of the same (derandomized)
+problems a fraction of the first. Unavailable unless ``CONV_CONFORMANCE_TORCH_COMPILE=1``: a run compiles every
+problem it checks, seconds each, too long for the main job of every environment with torch.
 
 Inductor lowers the convolution and its backward to ATen's own kernels (extern calls: oneDNN where torch-cpu uses it)
 and generates C++ (gcc) for what surrounds them (padding, the crop, their gradients): the precision profiles are
@@ -22,6 +25,7 @@ torch-cpu's (``precision_here``), checked against the oracle in every rank and d
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import numpy as np
@@ -33,6 +37,8 @@ from .torch_cpu import TorchCPU, cpu_facts, precision_here
 
 #: compiled graphs kept before Dynamo's caches are reset
 CACHE = 64
+#: the opt-in: Inductor compiles every problem of a run (seconds each), too long for every environment's main job
+OPT_IN = "CONV_CONFORMANCE_TORCH_COMPILE"
 
 
 def compile_key(method: str, problem: ConvProblem, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -66,6 +72,13 @@ class TorchCompile(TorchCPU):
     def __init__(self) -> None:
         self._compiled: dict[Any, Any] = {}    #: problem -> its compiled convolution
         self._warm: set[tuple[Any, ...]] = set()  #: compile_key of every call compiled so far
+
+    def available(self) -> str | None:
+        reason = super().available()
+        if reason is None and os.environ.get(OPT_IN) != "1":
+            return (f"opt-in: set {OPT_IN}=1 (tox -e torch-compile does); Inductor compiles each problem, "
+                    "seconds a problem")
+        return reason
 
     def environment(self) -> dict[str, str]:
         return cpu_facts() | {"compile": "inductor, fullgraph, dynamic=False"}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conformance.impls import tensorflow_conv as tfc
-from conformance.impls.torch_compile import CACHE, TorchCompile, compile_key
+from conformance.impls.torch_compile import CACHE, OPT_IN, TorchCompile, compile_key
 
 from conformance.backends.backend import Grads
 from conformance.backends.runner import invoke
@@ -207,6 +207,14 @@ def test_warm_up_calls_once_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
     backend.warm_up("forward", (p, np.asfortranarray(x), w, None))  # another layout: Dynamo guards on strides
     assert calls == ["forward", "forward"]
     assert CACHE >= 8
+
+
+@needs_torch
+def test_torch_compile_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(OPT_IN, raising=False)
+    assert f"{OPT_IN}=1" in (TorchCompile().available() or "")
+    monkeypatch.setenv(OPT_IN, "1")
+    assert TorchCompile().available() is None
 
 
 @needs_torch

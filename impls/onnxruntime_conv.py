@@ -12,15 +12,15 @@ and circular padding are a ``Pad`` node (modes ``reflect``, ``edge``, ``wrap``; 
 models then import) before a ``Conv`` without pads, as torch.onnx exports ``Conv2d(padding_mode=...)``.
 Layouts are torch's (NCHW and its 1-D and 3-D kin): nothing is converted.
 
-Dtypes are those ORT's CPU provider has kernels for: float32 and float16 (float16 is not a float16 kernel: ORT's
-graph transformer inserts Casts to float32 around the node, so it computes in float32 and rounds the result once);
+Dtypes are those ORT's CPU provider runs: float32 and float16 (measured with ``python -m conformance profile``:
+float32 a float32 sum without FMA, float16 a 24-bit accumulator rounded once to float16, the default profiles);
 there is no float64 Conv on the CPU (``NOT_IMPLEMENTED``) and bfloat16 is not a type ONNX's Conv admits.
 
 Building and loading a session takes milliseconds, far longer than a small convolution: sessions are cached per
-problem (its geometry, dtype and bias; the label aside). The graph optimisation level (``GRAPH_OPTIMIZATION``,
-default ``ORT_ENABLE_ALL``, as a user's session gets it; override with the environment variable
-``CONV_CONFORMANCE_ORT_OPT_LEVEL``) is recorded in ``environment()`` and so in every row's facts. onnxruntime and
-onnx are imported inside the methods; ``available()`` only looks for them.
+problem (its geometry, dtype and bias; the label aside) and built in the runner's untimed ``warm_up``. The graph
+optimisation level (``optimization_level()``: ``ORT_ENABLE_ALL``, as a user's session gets it, unless the
+environment variable ``CONV_CONFORMANCE_ORT_OPT_LEVEL`` names another) is recorded in ``environment()`` and so in
+every row's facts. onnxruntime and onnx are imported inside the methods; ``available()`` only looks for them.
 """
 
 from __future__ import annotations
@@ -178,6 +178,11 @@ class OnnxRuntimeConv:
     def prepare(self) -> None:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
+
+    def warm_up(self, method: str, args: tuple[Any, ...]) -> None:
+        """The runner's untimed hook before a timed call: build and load this problem's session."""
+        if method == "forward":
+            self._session(args[0] if args[3] is not None else args[0].replace(bias=False))
 
     def _session(self, problem: ConvProblem) -> Any:
         key = problem.replace(label="")

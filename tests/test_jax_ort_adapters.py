@@ -212,3 +212,13 @@ def test_a_bias_problem_called_without_a_bias_is_the_convolution_alone(lib: str,
     x, w, _, _ = small_int_operands(p, 5)
     y = make().forward(p, x.astype(np.float32), w.astype(np.float32), None)  # type: ignore[operator]
     np.testing.assert_array_equal(y, R.forward(p.replace(bias=False, dtype="float64"), x, w))
+
+
+def test_jax_warm_up_compiles_once_per_problem_and_pass() -> None:
+    pytest.importorskip("jax", reason="jax is not installed here (tox -e jax installs it)")
+    backend = jax_lax.JaxLax()
+    p = ConvProblem.parse("mb1ic1oc2iw5kw3_bias_float64")
+    x, w, b, dy = small_int_operands(p, 6)
+    backend.warm_up("forward", (p, x, w, None))
+    backend.warm_up("backward", (p.replace(label="x"), x, w, dy))
+    assert backend._warm == {(p.replace(bias=False), "forward"), (p, "backward")}

@@ -205,17 +205,20 @@ def build_context(rep: Report, title: str = "conv-conformance report") -> dict[s
             "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-def render_html(source: Report | Sequence[str | Path | RunFile], title: str = "conv-conformance report"
-                ) -> str:
-    """The report page as a string."""
+def render_html(source: Report | Sequence[str | Path | RunFile], title: str = "conv-conformance report",
+                missing: Sequence[str | Path] = ()) -> str:
+    """The report page as a string; ``missing``: results paths that were asked for and do not exist (an environment
+    that did not run, or whose framework did not install), named in a banner."""
     rep = source if isinstance(source, Report) else summarize(source)
-    return _environment().get_template("report.html.j2").render(**build_context(rep, title))
+    context = build_context(rep, title) | {"missing": [str(p) for p in missing]}
+    return _environment().get_template("report.html.j2").render(**context)
 
 
 def write_report(paths: Sequence[str | Path | RunFile], out: Path | str = DEFAULT_OUT, *,
-                 title: str = "conv-conformance report") -> Path:
-    """Merge the results files/directories in ``paths`` and write the report to ``out``; returns its path."""
+                 title: str = "conv-conformance report", missing: Sequence[str | Path] = ()) -> Path:
+    """Merge the results files/directories in ``paths`` and write the report to ``out``; returns its path.
+    ``missing``: results paths asked for that do not exist (see ``render_html``)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(summarize(list(paths)), title), encoding="utf-8")
+    out.write_text(render_html(summarize(list(paths)), title, missing), encoding="utf-8")
     return out

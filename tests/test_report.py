@@ -234,11 +234,18 @@ def test_terminal_summary_fits_one_screen(run_a: Path) -> None:
 
 
 def test_report_command_rerenders_saved_results(recorded_results: dict[str, Path], tmp_path: Path) -> None:
-    out = tmp_path / "r" / "index.html"
+    """... and names an environment that recorded nothing (a tox environment whose framework did not install): the
+    others still merge."""
+    out, never_ran = tmp_path / "r" / "index.html", tmp_path / "results" / "jax"
     proc = subprocess.run([sys.executable, "-m", "conformance", "report", str(recorded_results["a"]),
-                           str(recorded_results["b"]), "--out", str(out)], capture_output=True, text=True, timeout=300)
+                           str(never_ran), str(recorded_results["b"]), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and f"report: {out}" in proc.stdout and "flipped-conv" in proc.stdout
+    assert f"no results at {never_ran}" in proc.stderr
+    banner = section(out.read_text(encoding="utf-8"), 'id="missing-banner"', "</div>")
+    assert "No results from 1 environment(s)" in banner and str(never_ran) in banner
+    assert 'id="missing-banner"' not in render_html([recorded_results["a"]])
 
 
 # -- speed: the backend's time per call beside its accuracy -------------------------------------------------------

@@ -140,14 +140,15 @@ def test_tensorflow_matches_the_oracle(desc: str) -> None:
 
 # -- torch-native -----------------------------------------------------------------------------------------------------
 @needs_torch
-def test_torch_native_holds_mkldnn_off_and_restores_it() -> None:
+def test_torch_native_holds_mkldnn_and_nnpack_off_and_restores_them() -> None:
     import torch
     from conformance.impls.torch_native import TorchNative
 
-    before = torch.backends.mkldnn.enabled
+    before = torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled()
     with TorchNative()._settings():
         assert torch.backends.mkldnn.enabled is False
-    assert torch.backends.mkldnn.enabled == before
+        assert torch._C._get_nnpack_enabled() is False
+    assert (torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled()) == before
 
 
 @needs_torch
@@ -168,7 +169,7 @@ def test_torch_native_runs_no_onednn_kernel() -> None:
     from conformance.impls.torch_cpu import TorchCPU
     from conformance.impls.torch_native import TorchNative
 
-    p = ConvProblem.parse("mb2ic4oc8ih9iw9kh3kw3ph1pw1_bias_float32")
+    p = ConvProblem.parse("mb16ic4oc8ih9iw9kh3kw3_bias_float32")  # a batch of 16: NNPACK's, were it on
     x, w, b, dy = operands(p)
     ops = {}
     for backend in (TorchCPU(), TorchNative()):
@@ -176,7 +177,7 @@ def test_torch_native_runs_no_onednn_kernel() -> None:
             backend.forward(p, x, w, b)
             backend.backward(p, x, w, dy)
         ops[backend.name] = {e.name for e in prof.function_events}
-    assert not any("mkldnn" in name for name in ops["torch-native"]), sorted(ops["torch-native"])
+    assert not any("mkldnn" in name or "nnpack" in name for name in ops["torch-native"]), sorted(ops["torch-native"])
     assert "aten::_slow_conv2d_forward" in ops["torch-native"]
     if torch.backends.mkldnn.is_available():  # the default path is another: oneDNN's
         assert "aten::mkldnn_convolution" in ops["torch-cpu"]

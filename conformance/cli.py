@@ -226,7 +226,8 @@ def pytest_args_for_run(args: argparse.Namespace, results_dir: Path) -> list[str
     if not getattr(args, "conv_entry_points", True):
         pa.append("--conv-no-entry-points")
     for opt, dest in (("--conv-profile", "conv_profile"), ("--conv-max-examples", "conv_max_examples"),
-                      ("--conv-env-name", "conv_env_name"), ("--conv-max-time", "conv_max_time")):
+                      ("--conv-max-macs", "conv_max_macs"), ("--conv-env-name", "conv_env_name"),
+                      ("--conv-max-time", "conv_max_time")):
         if getattr(args, dest, None) is not None:  # (the gate has no --env-name)
             pa += [opt, str(getattr(args, dest))]
     for opt, dest in (("--conv-dtypes", "conv_dtypes"), ("--conv-data-kinds", "conv_data_kinds"),
@@ -373,7 +374,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from .fuzz import DEFAULT_EXAMPLES, parse_duration, run_fuzz
+    from .fuzz import DEFAULT_EXAMPLES, DEFAULT_MAX_MACS, parse_duration, run_fuzz
 
     if len(args.conv_impl) != 1:
         print(f"{PROG} fuzz: give exactly one --impl (an import path or a registered name)", file=sys.stderr)
@@ -384,6 +385,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise ConformanceError(str(exc)) from None
     if args.conv_max_examples is None:
         args.conv_max_examples = DEFAULT_EXAMPLES
+    if args.conv_max_macs is None:
+        args.conv_max_macs = DEFAULT_MAX_MACS
     for name, default in (("seed", None), ("exitfirst", False), ("maxfail", None), ("verbose", 0), ("quiet", 0)):
         setattr(args, name, getattr(args, name, default))  # the gate's options that fuzzing has not
     check_scale_args(args)
@@ -392,7 +395,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     run_id = f"fuzz-{new_run_id()}"
     root = Path(args.conv_results or DEFAULT_RESULTS)
     extra = gate_pytest_args(args, root / run_id)
-    print(f"{PROG} fuzz: {args.conv_impl[0]} for {seconds:g} s, results in {root / run_id}")
+    print(f"{PROG} fuzz: {args.conv_impl[0]} for {seconds:g} s ({args.conv_max_examples} examples a check a round, "
+          f"problems of up to {args.conv_max_macs} multiply-adds a pass), results in {root / run_id}")
     res = run_fuzz(args.conv_impl[0], seconds=seconds, results_root=root, run_id=run_id, databases=databases,
                    extra=extra)
     rounds = sorted(Path(res.results_dir).glob("r[0-9]*/"))

@@ -5,9 +5,10 @@
 The search is rounds of the conformance suite, each a pytest process of its own over the backend's checks at the
 ``thorough`` profile (randomized; the corpus tier's layers at 1,000,000 multiply-adds, every distinct problem; the
 scale tier's operands past 2^31 elements where the memory allows) with ``--max-examples`` per check (default
-1000), without Hypothesis' explain phase (``conformance.scale.fuzz_round``). Round after round until ``--time`` is
-up, each with fresh randomness; the example database (``--database``; default a directory beside the results) gives
-every round, and every machine that shares it, the failures found so far first.
+1000) and drawn problems of up to ``--max-macs`` multiply-adds a pass (default 2,000,000, ten times the gate's),
+without Hypothesis' explain phase (``conformance.scale.fuzz_round``). Round after round until ``--time`` is up, each
+with fresh randomness; the example database (``--database``; default a directory beside the results) gives every
+round, and every machine that shares it, the failures found so far first.
 
 As it goes: each failing check's minimal example is recorded in the round's results when its test ends (and saved
 in the database when Hypothesis finds it); ``fuzz`` prints each failure it has not printed before (the finding,
@@ -44,6 +45,9 @@ from conformance.results import records
 from conformance.results.row import Row
 
 DEFAULT_EXAMPLES = 1000  #: examples per check and round
+#: multiply-adds a pass of the drawn problems (``--max-macs``): ten times the gate's budget (``strategies.MAX_MACS``),
+#: layers the ci profile never draws, at about ten times its cost per example
+DEFAULT_MAX_MACS = 2_000_000
 GRACE = 30.0  #: seconds a round has, after SIGTERM at the end of the time, to write its files
 POLL = 2.0  #: seconds between looks at the running round's results
 MIN_ROUND = 5.0  #: no new round starts with less time than this left (a pytest process takes seconds to start)

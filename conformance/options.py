@@ -79,10 +79,10 @@ def _profile(text: str) -> str:
 
 
 #: the unprefixed names of the run options, in the order they are defined (what ``exclude=`` may name)
-RUN_OPTION_NAMES = ("impl", "profile", "max-examples", "dtypes", "data-kinds", "shapes", "shapes-max-macs", "scale-2g",
-                    "results", "known-failures", "strict", "no-isolate", "timeout", "memory-limit", "max-time",
-                    "select", "no-entry-points", "env-name", "run-id", "ranks", "ops", "shard", "shard-durations",
-                    "database", "database-readonly")
+RUN_OPTION_NAMES = ("impl", "profile", "max-examples", "max-macs", "dtypes", "data-kinds", "shapes",
+                    "shapes-max-macs", "scale-2g", "results", "known-failures", "strict", "no-isolate", "timeout",
+                    "memory-limit", "max-time", "select", "no-entry-points", "env-name", "run-id", "ranks", "ops",
+                    "shard", "shard-durations", "database", "database-readonly")
 
 
 def _leaving_out(addoption: Callable[..., Any], prefix: str, exclude: tuple[str, ...]) -> Callable[..., None]:
@@ -112,6 +112,9 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "conv-", *, exc
               help=f"hypothesis profile: {', '.join(PROFILE_NAMES)} (default {DEFAULT_PROFILE}: derandomized)")
     addoption(f"--{prefix}max-examples", type=_int_at_least("max-examples", 1), default=None,
               dest="conv_max_examples", metavar="N", help="override the profile's examples per check")
+    addoption(f"--{prefix}max-macs", type=_int_at_least("max-macs", 1), default=None, dest="conv_max_macs",
+              metavar="N", help="multiply-adds per pass of the drawn problems (default 200000; fuzz: 2000000): larger "
+                                "budgets reach larger layers at a higher cost per example")
     addoption(f"--{prefix}dtypes", type=choice_list("dtypes", DTYPES), default=None, dest="conv_dtypes",
               metavar="LIST", help=f"comma-separated dtypes to generate (default: each backend's declared "
                                    f"float32/float64); known: {', '.join(DTYPES)}")

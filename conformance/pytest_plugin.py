@@ -373,7 +373,8 @@ def conv(request: pytest.FixtureRequest, impl: Any, conv_op: str) -> Any:
     cfg = request.config
     ctx = SuiteContext(entry=impl, recorder=cfg.stash[RECORDER_KEY], nodeid=request.node.nodeid,
                        check=_check_of(request.node) or "", dtypes=cfg.getoption("conv_dtypes"),
-                       data_kinds=cfg.getoption("conv_data_kinds"), backend=_isolated(cfg, impl),
+                       data_kinds=cfg.getoption("conv_data_kinds"), max_macs=cfg.getoption("conv_max_macs"),
+                       backend=_isolated(cfg, impl),
                        known=request.node.stash.get(KNOWN_KEY, None),
                        known_dtypes=request.node.stash.get(KNOWN_DTYPES_KEY, []), operation=conv_op)
     yield ctx

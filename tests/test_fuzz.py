@@ -9,9 +9,10 @@ from pathlib import Path
 
 import mutants
 import pytest
-from helpers import child_env
+from helpers import QUICK, child_env, run_suite
 
 from conformance.fuzz import failure_key, parse_duration, round_command
+from conformance.model.problem import ConvProblem
 from conformance.results import records
 from conformance.results.row import Row
 
@@ -67,5 +68,17 @@ def test_fuzz_of_a_correct_builtin_ends_clean(tmp_path: Path) -> None:
     code, out = fuzz(tmp_path, "--impl", "im2col", "--time", "15s", "-k", "test_forward")
     assert code == 0, out[-3000:]
     assert "FUZZ CLEAN for 'im2col'" in out and "--- failure" not in out
+    assert "(1000 examples a check a round, problems of up to 2000000 multiply-adds a pass)" in out
     judged = [r for r in records.rows([tmp_path / "results"]) if r.status == "passed"]
     assert judged and f"FUZZ CLEAN for 'im2col': {len(judged)} examples judged" in out
+
+
+@pytest.mark.slow
+def test_max_macs_bounds_the_drawn_problems(tmp_path: Path) -> None:
+    """``--max-macs`` (fuzz's larger budget, 2,000,000 by default) is the drawn problems' work budget: at 40, every
+    problem drawn for the forward check has at most 40 multiply-adds."""
+    proc = run_suite(tmp_path, tmp_path / "results", *QUICK, "--conv-select", "naive", "-k", "test_forward",
+                     "--conv-max-macs", "40")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    drawn = [r for r in records.rows([tmp_path / "results"]) if r.tier == "hypothesis"]
+    assert drawn and max(ConvProblem.parse(r.problem_text).macs for r in drawn) <= 40, [r.problem_text for r in drawn]

@@ -25,7 +25,7 @@ from conformance.checks.differential import CheckResult, check_backward, check_f
 from conformance.errors import BackendFailure
 from conformance.inputs import onnx_golden
 from conformance.inputs.data import Inputs, make_inputs
-from conformance.inputs.strategies import SIZE_CLASSES, boundary_problems, conv_problems, data_kinds, seeds
+from conformance.inputs.strategies import MAX_MACS, SIZE_CLASSES, boundary_problems, conv_problems, data_kinds, seeds
 from conformance.model import shapes
 from conformance.model.passes import BACKWARD, FORWARD
 from conformance.model.problem import RANK_IDS, ConvProblem, operation_of
@@ -72,8 +72,10 @@ class SuiteContext:
     def __init__(self, entry: Entry, recorder: Recorder, nodeid: str, check: str,
                  dtypes: Sequence[str] | None = None, data_kinds: Sequence[str] | None = None,
                  backend: Any = None, known: Any = None, known_dtypes: Sequence[Any] = (),
-                 operation: str = "conv2d") -> None:
+                 operation: str = "conv2d", max_macs: int | None = None) -> None:
         self.entry, self.recorder, self.nodeid, self.check = entry, recorder, nodeid, check
+        #: the drawn problems' work budget, multiply-adds a pass (``--max-macs``; None: the strategies' own)
+        self.max_macs = max_macs if max_macs is not None else MAX_MACS
         self.operation = operation  #: this test's operation: conv1d ... conv_transpose3d
         self.rank, self.transposed = operation_of(operation)  #: its spatial rank (1, 2, 3), and its kind
         self.spec = checktable.get(check)  #: the check's row in the table
@@ -134,11 +136,11 @@ class SuiteContext:
         dtypes = spec.dtypes or dtypes_for(caps, self.dtypes)
         if spec.strategy == "boundary":
             strategy = boundary_problems(dtypes=dtypes, capabilities=caps, ranks=(self.rank,),
-                                         transposed=self.transposed)
+                                         transposed=self.transposed, max_macs=self.max_macs)
         else:
             strategy = conv_problems(dtypes=dtypes, capabilities=caps, bias=True if spec.name == "grad_bias" else None,
                                      size_classes=spec.size_classes or tuple(SIZE_CLASSES), ranks=(self.rank,),
-                                     transposed=self.transposed)
+                                     transposed=self.transposed, max_macs=self.max_macs)
         problem = data.draw(strategy, label="problem")
         seed = data.draw(seeds, label="seed")
         if spec.data_kind is not None:
@@ -161,7 +163,7 @@ class SuiteContext:
         """Forward and backward on one problem with the operands in ``layout``; dy constant for 'broadcast'."""
         caps: Capabilities = self.backend.capabilities
         problem = data.draw(conv_problems(dtypes=dtypes_for(caps, self.dtypes), capabilities=caps, ranks=(self.rank,),
-                                          transposed=self.transposed), label="problem")
+                                          transposed=self.transposed, max_macs=self.max_macs), label="problem")
         seed = data.draw(seeds, label="seed")
         kind = data.draw(data_kinds(self.data_kinds or DEFAULT_DATA_KINDS), label="data_kind")
         inputs = make_inputs(problem, seed, kind)

@@ -17,6 +17,13 @@ Dynamo's caches are reset (``torch._dynamo.reset()``), which keeps its guard lis
 problems a fraction of the first. Unavailable unless ``CONV_CONFORMANCE_TORCH_COMPILE=1``: a run compiles every
 problem it checks, seconds each, too long for the main job of every environment with torch.
 
+Replicate padding is not declared: in torch 2.13 the compiled backward of ``conv2d(F.pad(x, mode="replicate"))`` with
+more than one input channel raises in every dtype (Inductor expects ``replication_pad2d_backward`` to return the
+channels-last strides of its incoming gradient; the ATen kernel returns a contiguous tensor: ``AssertionError: expected
+size 2==2, stride 1==16 at dim=1``), eager is right. Reproduce: x (1, 2, 4, 4), w (1, 2, 3, 3), ``F.pad(x, (1, 1, 1, 1),
+mode="replicate")``, ``torch.compile(fullgraph=True, dynamic=False)``, ``torch.autograd.grad``. Declared, it would fail
+every conv2d gradient check at its first replicate draw and hide whatever else those checks find.
+
 Inductor lowers the convolution and its backward to ATen's own kernels (extern calls: oneDNN where torch-cpu uses it)
 and generates C++ (gcc) for what surrounds them (padding, the crop, their gradients): the precision profiles are
 torch-cpu's (``precision_here``), checked against the oracle in every rank and dtype.
@@ -64,10 +71,11 @@ class TorchCompile(TorchCPU):
 
     name = "torch-compile"
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
-                                padding_modes=("zeros", "reflect", "replicate", "circular"), asymmetric_padding=True,
+                                padding_modes=("zeros", "reflect", "circular"), asymmetric_padding=True,
                                 precision=precision_here, ranks=(1, 2, 3), transposed=True,
                                 notes="torch.compile (Inductor, CPU), fullgraph, dynamic=False, one graph per problem "
-                                      "and pass; compiled backward (AOTAutograd)")
+                                      "and pass; compiled backward (AOTAutograd); no replicate padding (torch 2.13: "
+                                      "its compiled conv2d backward raises)")
 
     def __init__(self) -> None:
         self._compiled: dict[Any, Any] = {}    #: problem -> its compiled convolution

@@ -50,7 +50,7 @@ def _record(root: Path) -> None:
     runs = {"a": ("--conv-env-name", "env-a", "-n", "2", *impls, "-k", "naive or flipped or alert or cuda"),
             "b": ("--conv-env-name", "env-b", *impls, "-k", "naive or flipped")}
     for name, args in runs.items():
-        proc = run_suite(root, root / name, *QUICK, *args)
+        proc = run_suite(root, root / name, *QUICK, *args, shrink=False)  # a failure's row, not its smallest form
         if proc.returncode != 1:
             raise RuntimeError(f"run {name}: expected failures (exit 1), got {proc.returncode}:\n"
                                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -90,10 +90,13 @@ RECORDED_RUNS = {"recorded_results", "error_results"}
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by mark
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses a recorded run (directly or through another fixture) is ``slow``."""
+    """A test that uses a recorded run (directly or through another fixture) is ``slow``; and the slow tests (the
+    subprocess runs, 5 to 80 s each) go first, so that pytest-xdist's workers end on the quick ones together instead
+    of one worker finishing a long gate while the other waits (the same order on every worker: a stable sort)."""
     for item in items:
         if RECORDED_RUNS & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

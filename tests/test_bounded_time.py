@@ -20,11 +20,11 @@ pytestmark = pytest.mark.slow  # every test here runs the gate in a subprocess
 
 
 @pytest.mark.parametrize("cls, budget, cause, options", [
-    (HangsOnEveryCall, 120.0, "timed out after 20 s", ("--timeout", "20")),
+    (HangsOnEveryCall, 80.0, "timed out after 10 s", ("--timeout", "10")),
     (AbortsOnEveryCall, 120.0, "died with signal SIGABRT", ())], ids=["hangs", "aborts"])
 def test_a_backend_that_fails_every_call_is_judged_in_bounded_time(tmp_path: Path, cls: type, budget: float,
                                                                    cause: str, options: tuple[str, ...]) -> None:
-    """A hang costs two timeouts (then the backend is taken for dead: at a 20 s timeout here, the gate's bound scales
+    """A hang costs two timeouts (then the backend is taken for dead: at a 10 s timeout here, the gate's bound scales
     with it; at the default 60 s the gate of such a backend took 158 s, README), a crash one worker restart per
     check; every check it declares is recorded as an error naming the cause, none as passed."""
     run = mutants.run_gate(ALWAYS_BAD, cls, tmp_path, timeout=budget + 60, extra=options)

@@ -395,7 +395,11 @@ BUILT_INS = {"naive": "conformance.impls.naive:NaiveLoops",
              "im2col": "conformance.impls.im2col:Im2col", "fft": "conformance.impls.fft:FFTConv",
              "torch-cpu": "conformance.impls.torch_cpu:TorchCPU",
              "torch-cuda-strict": "conformance.impls.torch_cuda:TorchCudaStrict",
-             "torch-cuda-default": "conformance.impls.torch_cuda:TorchCudaDefault"}
+             "torch-cuda-default": "conformance.impls.torch_cuda:TorchCudaDefault",
+             "torch-native": "conformance.impls.torch_native:TorchNative",
+             "torch-compile": "conformance.impls.torch_compile:TorchCompile",
+             "jax": "conformance.impls.jax_lax:JaxLax", "tensorflow": "conformance.impls.tensorflow_conv:TensorFlowCPU",
+             "onnxruntime": "conformance.impls.onnxruntime_conv:OnnxRuntimeConv"}
 
 
 def test_installed_entry_points_are_the_built_ins() -> None:

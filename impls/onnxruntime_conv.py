@@ -78,7 +78,8 @@ def attributes(problem: ConvProblem) -> dict[str, list[int] | int]:
 def output_padding_plan(problem: ConvProblem) -> tuple[list[int], list[int], list[int]]:
     """A transposed problem's ``(output_padding, pads_end, tail)`` per axis as ORT runs them. ORT refuses an output
     padding at least the stride ("output_padding may be too large for stride"), which torch allows below the dilation
-    (and ONNX's shape formula admits). On such an axis the output padding is folded into the end padding, exactly:
+    (ONNX's spec: "less than the corresponding stride/dilation dimension", read by ORT as the stride). On such an
+    axis the output padding is folded into the end padding, exactly:
     the output ends ``pads_end - output_padding`` before the full result's end, and where that is negative the
     ``tail`` (``output_padding - pads_end``) elements past the full result, which no input reaches, are zeros that a
     ``Pad`` node appends before the bias is added (``model_for``). Other axes keep ONNX's own output_padding."""

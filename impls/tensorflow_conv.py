@@ -16,7 +16,9 @@ Mapping torch's semantics onto TF, exactly (no operation below changes a value):
   bfloat16; float64/float16 raise "Gradients for grouped convolutions are not supported on CPU", conv3d "input and
   filter must have the same depth"). Where TF has them they are used; a depthwise conv1d/conv2d (one group per
   channel) in float64/float16 goes to ``tf.nn.depthwise_conv2d``; elsewhere one convolution per group
-  (``tf.split``/``tf.concat`` along the channels, exact; 65537 groups of the scale tier in conv3d are 65537 calls).
+  (``tf.split``/``tf.concat`` along the channels, exact). The scale tier's 65537 groups in conv3d are 65537 TF calls:
+  13 s forward, 31 s backward, 25 s and 49 s transposed on an idle 2-core AMD EPYC, past the default 60 s timeout
+  when the machine is loaded: run it with ``--timeout 180``.
 - transposed: ``tape.gradient`` of ``tf.nn.convolution(z, w)`` with respect to ``z``, ``output_gradients=x``, on the
   full output ``(in - 1)*s + d*(k - 1) + 1`` (TF's ``Conv{2,3}DBackpropInput``, the kernel of ``tf.nn.conv_transpose``,
   which itself refuses dilation on the CPU in float64/float16); torch's output padding appends zeros at the far end

@@ -215,7 +215,7 @@ class JaxLax:
             problem = problem.replace(bias=False)
         fwd, _ = self._functions(problem)
         args = [self._array(problem, x), self._array(problem, w)]
-        if problem.bias:
+        if b is not None and problem.bias:
             args.append(self._array(problem, b))
         return _checked(problem, "the forward result", fwd(*args))
 

@@ -57,10 +57,10 @@ def optimization_level() -> str:
     return level
 
 
-def attributes(problem: ConvProblem) -> dict[str, list[int] | int]:
+def attributes(problem: ConvProblem) -> dict[str, Any]:
     """The ``Conv``/``ConvTranspose`` node's attributes of ``problem`` (pads: every begin, then every end; none where
     a ``Pad`` node pads the input, i.e. a padding mode other than zeros)."""
-    attrs: dict[str, list[int] | int] = {
+    attrs: dict[str, Any] = {
         "kernel_shape": list(problem.kernel), "strides": list(problem.stride), "dilations": list(problem.dilation),
         "group": problem.groups}
     if problem.padding_mode == "zeros":
@@ -83,13 +83,9 @@ def output_padding_plan(problem: ConvProblem) -> tuple[list[int], list[int], lis
     the output ends ``pads_end - output_padding`` before the full result's end, and where that is negative the
     ``tail`` (``output_padding - pads_end``) elements past the full result, which no input reaches, are zeros that a
     ``Pad`` node appends before the bias is added (``model_for``). Other axes keep ONNX's own output_padding."""
-    ops, ends, tails = [], [], []
-    for op, s, e in zip(problem.output_padding, problem.stride, problem.pad_end):
-        if op < s:
-            ops.append(op), ends.append(e), tails.append(0)
-        else:
-            ops.append(0), ends.append(max(e - op, 0)), tails.append(max(op - e, 0))
-    return ops, ends, tails
+    plan = [(op, e, 0) if op < s else (0, max(e - op, 0), max(op - e, 0))
+            for op, s, e in zip(problem.output_padding, problem.stride, problem.pad_end)]
+    return [p[0] for p in plan], [p[1] for p in plan], [p[2] for p in plan]
 
 
 def pad_input(problem: ConvProblem) -> tuple[str, list[int]] | None:

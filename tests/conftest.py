@@ -88,6 +88,15 @@ def recorded_once(factory: pytest.TempPathFactory, name: str, record: Callable[[
 RECORDED_RUNS = {"recorded_results", "error_results"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-xdist's ``load`` scheduling hands each worker a quarter of the tests up front and refills in chunks:
+    with the slow tests first, one worker held a queue of mutant gates while the other had run everything else
+    (minutes of one idle core at the end). Two at a time (``--maxschedchunk 2``, xdist's own option) keeps the
+    slow tests in the common pool until a worker is free, unless the command line says otherwise."""
+    if getattr(config.option, "maxschedchunk", False) is None:  # xdist is loaded and the option was not given
+        config.option.maxschedchunk = 2
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m selects by mark
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that uses a recorded run (directly or through another fixture) is ``slow``; and the slow tests (the

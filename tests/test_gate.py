@@ -28,7 +28,7 @@ def test_template_passes_the_gate(tmp_path: Path) -> None:
     assert code == 0, log
     assert summary["passed"] and summary["failing_checks"] == []
     assert (tmp_path / "results").is_dir() and list((tmp_path / "results").rglob("junit.xml"))
-    assert "GATE PASSED for 'my-conv'" in log
+    assert "GATE PASSED for 'my-conv'" in log and (tmp_path / "gate.html").is_file()
 
 
 def test_a_backend_that_checks_nothing_fails(tmp_path: Path) -> None:
@@ -42,9 +42,13 @@ def test_a_backend_that_checks_nothing_fails(tmp_path: Path) -> None:
             def backward(self, problem, x, w, dy): raise NotImplementedError
     '''))
     # every call raises: without the shrink phase, which would shrink each check's error for nothing here
-    run = mutants.gate(tmp_path, "--impl", f"{mod}:HalfOnly", "--max-examples", "5", timeout=300, shrink=False)
+    run = mutants.gate(tmp_path, "--impl", f"{mod}:HalfOnly", "--max-examples", "5", "--no-html", timeout=300,
+                       shrink=False)
     code, summary, log = run.returncode, run.summary, run.log
     assert code == 1, log
+    # --no-html: the verdict, the JUnit XML and the JSON summary, and no page
+    assert not (tmp_path / "gate.html").exists() and list((tmp_path / "results").rglob("junit.xml"))
+    assert "GATE FAILED for 'half-only'" in log
     assert not summary["passed"] and "no check ran and passed" in summary["reason"]
 
 

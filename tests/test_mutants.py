@@ -45,7 +45,8 @@ def _gate(path: str, cls: Any, tmp_path: Path, *, examples: tuple[str, ...] = ()
     # CONV_MUTANTS_NO_SHRINK=1: the ci profile without Hypothesis's shrink phase (same checks fail, ~3x faster)
     if "--max-examples" in getattr(cls, "gate_args", ()):
         examples = ()  # the member says its own
-    run = mutants.run_gate(path, cls, tmp_path, timeout=GATE_TIMEOUT, extra=examples)
+    # without the HTML report: its plots are a third of a mutant's gate (tests/test_gate.py covers the report)
+    run = mutants.run_gate(path, cls, tmp_path, timeout=GATE_TIMEOUT, extra=examples, html=False)
     if run.returncode is None:
         pytest.fail(f"the gate did not finish within {GATE_TIMEOUT:.0f} s on {cls.name} (killed):\n{run.output}")
     return run

@@ -154,6 +154,8 @@ def gate(workdir: Path, *args: str, timeout: float = 240.0, shrink: bool | None 
 
 
 def run_gate(path: str, cls: type, workdir: Path, *, timeout: float = 240.0, extra: tuple[str, ...] = (),
-             shrink: bool | None = None) -> GateRun:
-    """``gate`` on one member: its ``--impl``, its known failures and options (``gate_options``), then ``extra``."""
-    return gate(workdir, "--impl", spec(path, cls), *gate_options(cls), *extra, timeout=timeout, shrink=shrink)
+             shrink: bool | None = None, html: bool = True) -> GateRun:
+    """``gate`` on one member: its ``--impl``, its known failures and options (``gate_options``), then ``extra``;
+    ``html=False``: without the HTML report (``--no-html``)."""
+    return gate(workdir, "--impl", spec(path, cls), *gate_options(cls), *extra, *(() if html else ("--no-html",)),
+                timeout=timeout, shrink=shrink)

@@ -292,7 +292,8 @@ def boundary_problems(
             pads[a] = draw(st.integers(0, min(2, (padded - 1) // 2)))
             sizes[a] = padded - 2 * pads[a]
         elif a == boundary_axis and draw(st.booleans()):  # the input size at the boundary
-            pads[a] = draw(st.integers(0, min(2, k[a] - 1)))
+            # a padding that leaves an input size of at least 1 within the output cap: 1 + 2p - span < cap_a * s
+            pads[a] = draw(st.integers(0, min(2, k[a] - 1, (cap_a * s[a] + span - 2) // 2)))
             hi = (cap_a - 1) * s[a] + span - 2 * pads[a] + s[a] - 1
             lo = max(1, span - 2 * pads[a])
             candidates = [v for v in NEAR_POWERS_OF_TWO if lo <= v <= hi]

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import math
 from types import EllipsisType
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
@@ -211,14 +212,22 @@ def _dy_phases(problem: ConvProblem, dy: np.ndarray, grid: tuple[int, ...], spat
     return dyf
 
 
+def _operands(problem: ConvProblem, x: np.ndarray, w: np.ndarray) -> tuple[Any, tuple[int, ...], tuple[int, ...],
+                                                                       np.ndarray, np.ndarray]:
+    """What both passes start from: where each phase's taps sit in w and their counts, the transform grid, the
+    phases' kernels (C_in, Og, *P, *K) and x by groups (N, G, Cg, *in)."""
+    where, taps = _phase_taps(problem)
+    h = _phase_kernels(problem, w, taps, where)
+    xg = np.asarray(x, dtype=problem.dtype).reshape(problem.batch, problem.groups, problem.c_in // problem.groups,
+                                                    *problem.in_sizes)
+    return where, taps, _grid(problem, taps), h, xg
+
+
 def forward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """``FFTConv.forward`` of a transposed problem: every phase's convolution from one transform of ``x``."""
     r, g, n = problem.rank, problem.groups, problem.batch
     cg, og, phases = problem.c_in // g, problem.c_out // g, math.prod(problem.stride)
-    where, taps = _phase_taps(problem)
-    grid = _grid(problem, taps)
-    h = _phase_kernels(problem, w, taps, where)  # (C_in, Og, *P, *K)
-    xg = np.asarray(x, dtype=problem.dtype).reshape(n, g, cg, *problem.in_sizes)
+    where, taps, grid, h, xg = _operands(problem, x, w)
     if taps == (1,) * r:  # one tap per phase: its spectrum is h at every bin
         hm = h.reshape(g, cg, og * phases).swapaxes(-1, -2)  # (G, Og*P, Cg)
         Y = _mix_real(_spectrum(xg, grid).reshape(n, g, cg, -1), hm)  # (N, G, Og*P, bins)
@@ -248,10 +257,7 @@ def backward(problem: ConvProblem, x: np.ndarray, w: np.ndarray, dy: np.ndarray)
     ``x`` and one of dy's phases."""
     r, g, n = problem.rank, problem.groups, problem.batch
     cg, og, phases = problem.c_in // g, problem.c_out // g, math.prod(problem.stride)
-    where, taps = _phase_taps(problem)
-    grid = _grid(problem, taps)
-    h = _phase_kernels(problem, w, taps, where)  # (C_in, Og, *P, *K)
-    xg = np.asarray(x, dtype=problem.dtype).reshape(n, g, cg, *problem.in_sizes)
+    where, taps, grid, h, xg = _operands(problem, x, w)
     if taps == (1,) * r:  # one tap per phase: its spectrum is h at every bin
         DYF = _spectrum(_dy_phases(problem, dy, grid, spatial_first=False), grid).reshape(n, g, og * phases, -1)
         hm = h.reshape(g, cg, og * phases)  # (G, Cg, Og*P)

@@ -198,6 +198,14 @@ def _known_failures(config: pytest.Config) -> tuple[Any, ...]:
     return config.stash[KNOWN_ENTRIES_KEY]
 
 
+def _names_selected(config: pytest.Config, entry: Any) -> bool:
+    """Whether a known-failure entry concerns this run: every entry does, unless ``--select`` names the backends
+    (one tox environment a framework), where another backend's entries are not this run's news; the runs without
+    ``--select`` (the main job, the tests) still see them all, so a misspelt name is caught there."""
+    select = config.getoption("conv_select")
+    return not select or any(fnmatch.fnmatchcase(name, entry.impl) for name in select)
+
+
 def _known_in_force(config: pytest.Config, selected: set[str]) -> tuple[list[Any], list[Any]]:
     """(the entries in force, (the others, why)) for a run of the ``selected`` backends: the machine-fact
     requirements of the entries that name one are judged by this machine's facts and that backend's own."""
@@ -231,7 +239,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         _, _, inactive, _ = _known_failures(config)
     except Exception:  # a bad file is reported where the tests are collected
         inactive = []
-    lines += [f"  known failure {e} not in force here ({e.source}): {why}" for e, why in inactive]
+    shown = [(e, why) for e, why in inactive if _names_selected(config, e)]
+    if len(shown) < len(inactive):
+        lines.append(f"  {len(inactive) - len(shown)} known-failure entries of backends not selected "
+                     "(--select) are not shown")
+    lines += [f"  known failure {e} not in force here ({e.source}): {why}" for e, why in shown]
     env = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("CONV_CONFORMANCE_")]
     if env:
         lines.append("  " + " ".join(env))
@@ -317,8 +329,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     items.sort(key=_longest_first)  # stable: the collection order within each group, the same in every worker
     entries = _known_failures(config)[0]
-    # every entry, in force or not, must name something collected: a misspelt name is found in any environment
-    unmatched = [str(e) for e in entries if not any(e.matches(i, c, r, t) for i, c, r, t in collected)]
+    # every entry of the selected backends, in force or not, must name something collected: a misspelt name is found
+    unmatched = [str(e) for e in entries if _names_selected(config, e)
+                 and not any(e.matches(i, c, r, t) for i, c, r, t in collected)]
     if unmatched:
         config.issue_config_time_warning(pytest.PytestWarning(
             f"known-failure entries that match no collected test: {', '.join(unmatched)}"), stacklevel=2)

@@ -120,6 +120,25 @@ def test_the_run_says_which_entries_are_not_in_force_and_which_match_nothing(tmp
     assert "PASSED" in log and "XFAIL" not in log  # golden judged as it is
 
 
+
+def test_a_run_of_selected_backends_names_only_their_entries_not_in_force(tmp_path: Path) -> None:
+    """One tox environment a framework (``--select jax``): the header lists the selected backends' entries not in
+    force, and only counts the others (every framework's entries would otherwise print in every environment)."""
+    kf = tmp_path / "known.txt"
+    kf.write_text("naive::golden ; no-such-distribution-xyz>=1   # naive's, shown\n"
+                  "scipy::golden ; no-such-distribution-xyz>=1   # another backend's, counted\n"
+                  "fft::golden ; no-such-distribution-xyz>=1     # another backend's, counted\n",
+                  encoding="utf-8")
+    (tmp_path / "x.ini").write_text("[pytest]\n", encoding="utf-8")
+    out = run_suite(tmp_path, tmp_path / "res", "-k", "golden", "--conv-select", "naive", "--conv-known-failures",
+                    str(kf), "-c", str(tmp_path / "x.ini"), "--rootdir", str(tmp_path), timeout=300)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-3000:]
+    assert f"known failure naive::golden ; no-such-distribution-xyz>=1 not in force here ({kf}:1)" in log
+    assert "scipy::golden" not in log and "fft::golden" not in log
+    assert "2 known-failure entries of backends not selected (--select) are not shown" in log
+
+
 WRONG_IN_FLOAT64 = '''
 import numpy as np
 from conformance import Capabilities

@@ -24,7 +24,7 @@ from conformance.backends import machine
 from conformance.backends.backend import prepare
 from conformance.backends.isolation import IsolatedBackend
 from conformance.backends.machine import backend_facts
-from conformance.backends.registry import Registry, build_registry, describe
+from conformance.backends.registry import Registry, build_registry, describe, left_out
 from conformance.backends.runner import Caller, DirectCaller
 from conformance.checks import table as checktable
 from conformance.checks.example import SuiteContext, unsupported_check_reason
@@ -352,8 +352,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         config.stash[RECORDER_KEY].meta["impls"] = [describe(e) for e in {e.name: e for _, e, _ in selected}.values()]
         config.stash[RECORDER_KEY].meta["known_inactive"] = [f"{e} ({e.source}): {why}" for e, why in inactive]
     for item, entry, check in selected:
-        if entry.unavailable:
-            status, reason = "unavailable", entry.unavailable
+        left = left_out(entry, config.getoption("conv_select"))
+        if entry.unavailable or left:
+            status, reason = "unavailable", entry.unavailable or left
         else:
             rank, transposed = _op_of(item)
             status, reason = "unsupported", unsupported_check_reason(entry.backend.capabilities, check, dtypes,

@@ -14,8 +14,9 @@ reported times are the compiled code's. Dynamo's recompile limit is raised above
 (``fail_on_recompile_limit_hit``), so a problem never silently falls back to eager; after ``CACHE`` compiled graphs
 Dynamo's caches are reset (``torch._dynamo.reset()``), which keeps its guard lists short. Inductor's on-disk cache
 (``TORCHINDUCTOR_CACHE_DIR``, by default under the temporary directory) makes a second run of the same (derandomized)
-problems a fraction of the first. Unavailable unless ``CONV_CONFORMANCE_TORCH_COMPILE=1``: a run compiles every
-problem it checks, seconds each, too long for the main job of every environment with torch.
+problems a fraction of the first. Opt-in (``opt_in``): it runs only where a run names it (``--select torch-compile``,
+as ``tox -e torch-compile`` does, or ``gate --impl torch-compile``): a run compiles every problem it checks, seconds
+each, too long for the main job of every environment with torch.
 
 Replicate padding is not declared: in torch 2.13 the compiled backward of ``conv2d(F.pad(x, mode="replicate"))`` with
 more than one input channel raises in every dtype (Inductor expects ``replication_pad2d_backward`` to return the
@@ -32,7 +33,6 @@ torch-cpu's (``precision_here``), checked against the oracle in every rank and d
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import numpy as np
@@ -44,8 +44,6 @@ from .torch_cpu import TorchCPU, cpu_facts, precision_here
 
 #: compiled graphs kept before Dynamo's caches are reset
 CACHE = 64
-#: the opt-in: Inductor compiles every problem of a run (seconds each), too long for every environment's main job
-OPT_IN = "CONV_CONFORMANCE_TORCH_COMPILE"
 
 
 def compile_key(method: str, problem: ConvProblem, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -70,6 +68,7 @@ class TorchCompile(TorchCPU):
     """``torch-cpu`` compiled by ``torch.compile`` (Inductor), forward and backward."""
 
     name = "torch-compile"
+    opt_in = "Inductor compiles each problem it checks, seconds a problem (tox -e torch-compile names it)"
     capabilities = Capabilities(dtypes=("float32", "float64", "float16", "bfloat16"),
                                 padding_modes=("zeros", "reflect", "circular"), asymmetric_padding=True,
                                 precision=precision_here, ranks=(1, 2, 3), transposed=True,
@@ -80,13 +79,6 @@ class TorchCompile(TorchCPU):
     def __init__(self) -> None:
         self._compiled: dict[Any, Any] = {}    #: problem -> its compiled convolution
         self._warm: set[tuple[Any, ...]] = set()  #: compile_key of every call compiled so far
-
-    def available(self) -> str | None:
-        reason = super().available()
-        if reason is None and os.environ.get(OPT_IN) != "1":
-            return (f"opt-in: set {OPT_IN}=1 (tox -e torch-compile does); Inductor compiles each problem, "
-                    "seconds a problem")
-        return reason
 
     def environment(self) -> dict[str, str]:
         return cpu_facts() | {"compile": "inductor, fullgraph, dynamic=False"}

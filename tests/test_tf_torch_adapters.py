@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 from conformance.impls import tensorflow_conv as tfc
-from conformance.impls.torch_compile import CACHE, OPT_IN, TorchCompile, compile_key
+from conformance.impls.torch_compile import CACHE, TorchCompile, compile_key
+from conformance.impls.torch_cpu import TorchCPU
 
 from conformance.backends.backend import Grads
+from conformance.backends.registry import Entry, left_out
 from conformance.backends.runner import invoke
 from conformance.model.problem import ConvProblem
 
@@ -166,7 +168,6 @@ def test_torch_native_profiles_are_the_native_paths_on_any_cpu() -> None:
 @needs_torch
 def test_torch_native_runs_no_onednn_kernel() -> None:
     import torch
-    from conformance.impls.torch_cpu import TorchCPU
     from conformance.impls.torch_native import TorchNative
 
     p = ConvProblem.parse("mb16ic4oc8ih9iw9kh3kw3_bias_float32")  # a batch of 16: NNPACK's, were it on
@@ -210,12 +211,14 @@ def test_warm_up_calls_once_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert CACHE >= 8
 
 
-@needs_torch
-def test_torch_compile_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(OPT_IN, raising=False)
-    assert f"{OPT_IN}=1" in (TorchCompile().available() or "")
-    monkeypatch.setenv(OPT_IN, "1")
-    assert TorchCompile().available() is None
+def test_torch_compile_is_opt_in() -> None:
+    """Left out of a run that does not name it (the main job), with the reason; runs where ``--select`` names it."""
+    entry = Entry(name="torch-compile", backend=TorchCompile(), source="test", spec="test")
+    why = left_out(entry, selected=[])
+    assert why is not None and "--select torch-compile" in why and "Inductor" in why
+    assert left_out(entry, selected=["im2col"]) == why
+    assert left_out(entry, selected=["torch-compile"]) is None
+    assert left_out(Entry(name="torch-cpu", backend=TorchCPU(), source="test", spec="test"), selected=[]) is None
 
 
 @needs_torch
@@ -224,7 +227,6 @@ def test_torch_compile_runs_compiled_graphs_equal_to_eager() -> None:
     """Compiled forward and backward (seconds: Inductor compiles), one graph per pass, equal to eager torch to float64's
     rounding (Inductor calls ATen's convolution kernels; it may add the bias apart)."""
     import torch._dynamo
-    from conformance.impls.torch_cpu import TorchCPU
     from torch._dynamo.utils import counters
 
     p = ConvProblem.parse("mb2ic4oc4ih6iw6kh3kw3sh2sw2ph1pw1_bias_float64")

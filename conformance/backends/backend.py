@@ -16,6 +16,9 @@ timed call: import the library, create the device context (seconds on a GPU), so
 are the convolution's, not the start-up's. ``warm_up(self, method, args)`` (``method`` ``"forward"`` or
 ``"backward"``, ``args`` the very arguments of the call that follows) is called before every timed call, untimed: a
 backend that compiles per shape (``torch.compile``, ``jax.jit``) compiles there; an exception in it is the call's.
+``opt_in`` (a string: why) makes a backend run only where a run names it (``--select NAME``; ``gate --impl NAME``
+does): a run of every backend, such as the main job, lists it as unavailable with that reason (``torch-compile``:
+Inductor compiles every problem, seconds each).
 What a backend does not declare is never generated for it;
 the runner reports it as unsupported, with the reason. A backend never calls ``pytest.skip`` itself.
 """

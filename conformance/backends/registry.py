@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from conformance.backends.backend import Capabilities, availability
 from conformance.backends.machine import backend_facts
@@ -52,6 +52,15 @@ class Entry:
     def version(self) -> str:
         v = getattr(self.backend, "version", "")
         return str(v() if callable(v) else v)
+
+
+def left_out(e: Entry, selected: Sequence[str]) -> str | None:
+    """Why an opt-in backend (its ``opt_in`` attribute says why it is one) is left out of a run whose ``--select``
+    does not name it, or None: it runs."""
+    why = getattr(e.backend, "opt_in", "")
+    if not why or e.name in selected:
+        return None
+    return f"opt-in, runs only where a run names it (--select {e.name}): {why}"
 
 
 def describe(e: Entry) -> dict[str, Any]:

@@ -350,7 +350,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     known_entries, inactive = _known_in_force(config, {e.name for _, e, _ in selected})
     if RECORDER_KEY in config.stash:  # the report shows what each selected backend declared, and its version
         config.stash[RECORDER_KEY].meta["impls"] = [describe(e) for e in {e.name: e for _, e, _ in selected}.values()]
-        config.stash[RECORDER_KEY].meta["known_inactive"] = [f"{e} ({e.source}): {why}" for e, why in inactive]
+        config.stash[RECORDER_KEY].meta["known_inactive"] = [f"{e} ({e.source}): {why}" for e, why in inactive
+                                                             if _names_selected(config, e)]
     for item, entry, check in selected:
         left = left_out(entry, config.getoption("conv_select"))
         if entry.unavailable or left:

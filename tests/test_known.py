@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+import json
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,9 @@ def test_a_run_of_selected_backends_names_only_their_entries_not_in_force(tmp_pa
     assert f"known failure naive::golden ; no-such-distribution-xyz>=1 not in force here ({kf}:1)" in log
     assert "scipy::golden" not in log and "fft::golden" not in log
     assert "2 known-failure entries of backends not selected (--select) are not shown" in log
+    run = json.loads(next((tmp_path / "res").rglob("*.jsonl")).read_text(encoding="utf-8").splitlines()[0])
+    assert [line.split(" (")[0] for line in run["known_inactive"]] == [
+        "naive::golden ; no-such-distribution-xyz>=1"]  # the report's and the run summary's list too
 
 
 WRONG_IN_FLOAT64 = '''

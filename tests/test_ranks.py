@@ -3,6 +3,7 @@ its ranks only, the report and the gate keeping 1-D, 2-D and 3-D verdicts apart.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from conformance import Capabilities
 from conformance.checks import table as checktable
 from conformance.checks.example import unsupported_check_reason
 from conformance.errors import InvalidProblem
-from conformance.model.problem import RANK_IDS, parse_rank
+from conformance.model.problem import RANK_IDS, ConvProblem, parse_rank
+from conformance.numerics.tolerance import exact_bits_for
 from conformance.results.records import rows as load_rows
 from conformance.results.row import Row
 
@@ -47,6 +49,32 @@ def test_a_rank_not_declared_is_unsupported_with_the_reason() -> None:
     assert "ONNX's Conv node tests are all 2-D" in unsupported_check_reason(both, "onnx", None, rank=3)
     assert "measured once, on conv2d probes" in unsupported_check_reason(both, "arithmetic", None, rank=1)
     assert {c.name for c in checktable.CHECKS if c.ranks != (1, 2, 3)} == {"onnx", "arithmetic"}
+
+
+def test_a_precision_profile_can_be_declared_for_one_operation() -> None:
+    """The most specific key wins: operation:dtype:pass, operation:dtype, conv_transpose:..., dtype:pass, dtype."""
+    caps = Capabilities(dtypes=("float32", "float16"), ranks=(1, 2, 3), transposed=True,
+                        precision={"float16": "fp16-acc32", "float16:forward": "fp16-acc32-mid16",
+                                   "conv3d:float16:forward": "fp16-acc16", "conv1d:float16": "fp16-acc16",
+                                   "conv_transpose:float16:forward": "fp16-acc16",
+                                   "conv_transpose3d:float16:forward": "fp16-acc32"})
+    fwd = {(r, t): caps.profile_for("float16", "forward", t, r) for r in (1, 2, 3) for t in (False, True)}
+    assert fwd == {(1, False): "fp16-acc16", (2, False): "fp16-acc32-mid16", (3, False): "fp16-acc16",
+                   (1, True): "fp16-acc16", (2, True): "fp16-acc16", (3, True): "fp16-acc32"}
+    assert caps.profile_for("float16", "grad_input", rank=3) == "fp16-acc32"  # conv3d's other passes: the dtype's
+    assert caps.profile_for("float16", "grad_input", rank=1) == "fp16-acc16"  # conv1d's every pass
+    assert caps.profile_for("float32", "forward", rank=3) == "fp32"
+
+
+def test_the_exact_tier_draws_for_the_problems_own_operation() -> None:
+    """The exact tier's integer range comes from the profile of the problem's own operation (the run and a
+    reproduction both ask ``exact_bits_for(caps, problem)``: a transposed problem's data fit its own profile)."""
+    caps = Capabilities(ranks=(1, 2, 3), transposed=True,
+                        precision={"conv_transpose:float32": "tf32", "conv3d:float32": "tf32"})
+    conv = ConvProblem.parse("ic3oc8ih9kh3sh2_float32")
+    bits = [exact_bits_for(caps, p) for p in (conv, dataclasses.replace(conv, transposed=True),
+                                               ConvProblem.parse("ic3oc8id4ih9kd2kh3_float32"))]
+    assert bits == [24, 11, 11]  # fp32's 24 bits; TF32's 11 for the transposed convolution and conv3d
 
 
 def test_k_selects_one_rank(tmp_path: Path) -> None:

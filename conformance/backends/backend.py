@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol, runti
 import numpy as np
 
 from conformance.errors import RegistryError
-from conformance.model.problem import DTYPES, RANKS, ConvProblem
+from conformance.model.problem import DTYPES, RANKS, ConvProblem, operation_name
 
 ERROR_MODELS = ("componentwise", "normwise")
 
@@ -100,24 +100,24 @@ class Capabilities:
             object.__setattr__(self, "_resolved", self.precision())
         return self.__dict__["_resolved"]  # type: ignore[no-any-return]
 
-    def profile_for(self, dtype: str, check: str | None = None, transposed: bool = False) -> str:
+    def profile_for(self, dtype: str, check: str | None = None, transposed: bool = False, rank: int = 2) -> str:
         """The precision-profile name this backend computes ``dtype`` with; a key ``"float16:grad_weight"`` in
-        ``precision`` declares one pass apart (torch CPU accumulates float16 backward passes in float16), and a key
+        ``precision`` declares one pass apart (torch CPU accumulates float16 backward passes in float16), a key
         ``"conv_transpose:float16:forward"`` (or ``"conv_transpose:float16"``) the transposed convolution's apart
-        (``transposed``), which falls back on the convolution's where it is not given."""
+        (``transposed``), and a key that starts with an operation's name, ``"conv3d:float16:forward"`` (or
+        ``"conv3d:float16"``, ``"conv_transpose1d:..."``), one operation's apart (TensorFlow's float16 conv3d rounds
+        where its conv2d does not). The most specific key given wins; the others fall back on the convolution's."""
         from conformance.numerics.tolerance import default_profile
 
         precision = self.resolved_precision
         if isinstance(precision, str):
             return precision
-        if precision and transposed:
-            for key in (f"conv_transpose:{dtype}:{check}", f"conv_transpose:{dtype}"):
+        if not precision:
+            return default_profile(dtype)
+        for prefix in [f"{operation_name(rank, transposed)}:"] + (["conv_transpose:"] if transposed else []) + [""]:
+            for key in (f"{prefix}{dtype}:{check}", f"{prefix}{dtype}"):
                 if key in precision:
                     return precision[key]
-        if precision and check and f"{dtype}:{check}" in precision:
-            return precision[f"{dtype}:{check}"]
-        if precision and dtype in precision:
-            return precision[dtype]
         return default_profile(dtype)
 
     def unsupported_reason(self, problem: ConvProblem, *, backward: bool = False) -> str | None:

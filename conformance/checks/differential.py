@@ -47,7 +47,7 @@ def _judge(impl: str, check: str, actual: Any, p: ConvProblem, inp: Inputs, caps
 
 def _judge_quietly(impl: str, check: str, actual: Any, p: ConvProblem, inp: Inputs, caps: Capabilities,
                    data_kind: str, expected: Expected) -> Verdict:
-    profile = caps.profile_for(p.dtype, check, p.transposed)
+    profile = caps.profile_for(p.dtype, check, p.transposed, p.rank)
     kind = bound_kind(caps.error_model, data_kind)
     t = terms(check, p, inp.x, inp.w, inp.b, inp.dy, want_m2=(kind == "prob"))
     if kind == "exact":
@@ -86,7 +86,7 @@ def check_forward(backend: Any, p: ConvProblem, inp: Inputs, data_kind: str, *,
         out.error = unreadable_result(out, "forward")
     if not out.ok:
         v = _error_verdict(backend.name, "forward", out.error or "", bound_kind(caps.error_model, data_kind),
-                           caps.profile_for(p.dtype, transposed=p.transposed))
+                           caps.profile_for(p.dtype, transposed=p.transposed, rank=p.rank))
         return CheckResult([v], out.seconds, out.error, out.traceback)
     return CheckResult([_judge(backend.name, "forward", out.value, p, inp, caps, data_kind, expected)], out.seconds)
 
@@ -106,7 +106,8 @@ def check_backward(backend: Any, p: ConvProblem, inp: Inputs, data_kind: str,
     out = runner.call(backend, "backward", p, inp.x, inp.w, inp.dy, layout=layout)
     if out.ok and unreadable_result(out, "backward"):
         out.error = unreadable_result(out, "backward")
-    kind, profile = bound_kind(caps.error_model, data_kind), caps.profile_for(p.dtype, transposed=p.transposed)
+    kind = bound_kind(caps.error_model, data_kind)
+    profile = caps.profile_for(p.dtype, transposed=p.transposed, rank=p.rank)
     grads = _unpack_grads(out.value) if out.ok else (out.error or "")
     if isinstance(grads, str):
         return CheckResult([_error_verdict(backend.name, c, grads, kind, profile) for c in which],

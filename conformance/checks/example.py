@@ -302,7 +302,7 @@ class SuiteContext:
             layout: str = "contiguous") -> list[Verdict]:
         caps: Capabilities = self.backend.capabilities
         if inputs is None:
-            bits = exact_bits_for(caps, problem.dtype, problem.transposed)
+            bits = exact_bits_for(caps, problem)
             inputs = make_inputs(problem, seed, kind, exact_bits=bits)
         results: list[CheckResult] = []
         passes = self._passes(caps)

@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -120,11 +120,11 @@ def profiles_of(dtype: str) -> list[Profile]:
                   key=lambda p: p.looseness)
 
 
-def exact_bits_for(caps: object, dtype: str, transposed: bool = False) -> int:
-    """Integer data below 2**bits stays exact in every pass of a backend with these capabilities (of its transposed
-    convolution: ``transposed``)."""
-    return min(PROFILES[caps.profile_for(dtype, c, transposed)].exact_bits  # type: ignore[attr-defined]
-               for c in CHECKS)
+def exact_bits_for(caps: object, problem: Any) -> int:
+    """Integer data below 2**bits stays exact in every pass of ``problem``'s operation (its dtype, rank, transposed or
+    not) by a backend with these capabilities."""
+    return min(PROFILES[caps.profile_for(problem.dtype, c, problem.transposed,  # type: ignore[attr-defined]
+                                         problem.rank)].exact_bits for c in CHECKS)
 
 
 def gamma(k: np.ndarray | float, u: float) -> np.ndarray:

@@ -76,7 +76,7 @@ def run_example(backend: Any, problem: ConvProblem, *, seed: int, data_kind: str
             raise ValueError(f"check={check!r} does not apply to {backend.name!r} and {problem} ({why})")
         return worst_verdict(verdicts)
     warm_up(backend, problem)
-    bits = exact_bits_for(backend.capabilities, problem.dtype)
+    bits = exact_bits_for(backend.capabilities, problem)
     inputs = make_inputs(problem, seed, data_kind, exact_bits=bits)
     if layout == "broadcast":  # the layout tier feeds back the gradient of out.sum()
         inputs.dy = np.ones(problem.output_shape, dtype=problem.np_dtype)

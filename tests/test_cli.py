@@ -118,6 +118,13 @@ def test_list_format_json_output() -> None:
     assert "naive" in {d["name"] for d in json.loads(proc.stdout)}
 
 
+def test_list_says_an_opt_in_backend_runs_where_named() -> None:
+    proc = conv("list")
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("torch-compile "))
+    assert "NOT RUNNABLE" in line or "where a run names it, --select torch-compile: Inductor" in line  # (no torch)
+
+
 def test_gate_json_is_a_path() -> None:
     args = parse("gate", "--impl", "naive", "--json", "out/gate.json")
     assert args.json == "out/gate.json"

@@ -182,6 +182,36 @@ def _speed(rep: Report) -> dict[str, Any]:
     return {"columns": columns, "rows": rows, "plot": plot}
 
 
+#: a check's outcome over an implementation's settings, most telling first: the colour of its overview cell (not
+#: declared says more than not runnable in an environment without the library)
+OVERVIEW_ORDER = (*RUN_STATES, "unsupported", "not_reached", "skipped", "unavailable", "empty")
+#: the overview cell's words per state, short enough for 23 columns on one screen (its title says the rest)
+OVERVIEW_WORD = {"fail": "FAIL", "explained": "arith.", "xfail": "known", "stale": "stale", "pass": "ok"}
+OVERVIEW_GREY = {"unsupported": "unsupp.", "not_reached": "not reached", "skipped": "skipped", "unavailable": "n/a",
+                 "empty": "—"}
+
+
+def _overview(rep: Report) -> list[dict[str, Any]]:
+    """Framework × check on one screen: a row per implementation, a cell per check, coloured by the most telling
+    outcome over its environment · operation settings (a failure anywhere, else a known failure, else a pass, else
+    why it never ran) and counting the settings that had it among those where the check ran; its title lists each
+    setting's outcome. The matrix below has the row per setting."""
+    rows = []
+    for n, impl in enumerate(rep.impls):
+        cells = []
+        for col in rep.columns:
+            per = [(env, c) for env in rep.envs if (c := rep.cell(env, impl, col)) is not None]
+            states = [c.state for _, c in per]
+            state = min(states, key=OVERVIEW_ORDER.index) if states else "empty"
+            n_ran = sum(st in RUN_STATES for st in states)
+            cells.append({"column": col, "state": state, "word": OVERVIEW_WORD.get(state, "—"),
+                          "count": f"{states.count(state)}/{n_ran}" if state in RUN_STATES else OVERVIEW_GREY[state],
+                          "title": f"{impl} · {col}: " + ("; ".join(f"{env}: {c.label}" for env, c in per)
+                                                          or "no rows recorded")})
+        rows.append({"impl": impl, "anchor": f"impl-{n}", "cells": cells})
+    return rows
+
+
 def build_context(rep: Report, title: str = "conv-conformance report") -> dict[str, Any]:
     """Everything the template reads."""
     cells = sorted(rep.cells.values(), key=lambda c: int(c.ident.split("-")[1]))
@@ -191,7 +221,8 @@ def build_context(rep: Report, title: str = "conv-conformance report") -> dict[s
     states = [c.state for c in rep.cells.values()]
     matrix = _matrix(rep)
     n_cells = len(matrix) * len(rep.columns)  # what the matrix shows: a row per (implementation, environment)
-    return {"title": title, "rep": rep, "matrix": matrix, "cells_by_impl": cells_by_impl, "grey": grey,
+    return {"title": title, "rep": rep, "matrix": matrix, "overview": _overview(rep), "cells_by_impl": cells_by_impl,
+            "grey": grey,
             "plots": plots, "speed": _speed(rep), "runs": _runs(rep), "impl_rows": _impl_rows(rep),
             "env_fields": ENV_FIELDS, "multi_env": len(rep.envs) > 1,
             "setting_label": "environment · operation" if any(" · conv" in e for e in rep.envs) else "environment",

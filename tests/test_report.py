@@ -305,6 +305,37 @@ def timed(tmp_path: Path) -> Path:
     return results
 
 
+def test_the_overview_shows_each_implementation_and_check_once_over_its_settings(tmp_path: Path) -> None:
+    """Framework × check on one screen: a failure in one environment makes the check red for the implementation
+    (counted among the settings where it ran); a backend that ran only in its own environment shows that outcome; a
+    check it does not declare reads 'unsupp.' rather than the 'n/a' of an environment without its library."""
+    def rows(env: str, spec: list[tuple[str, str, str]]) -> list[dict]:
+        out = []
+        for seed, (impl, check, status) in enumerate(spec):
+            row = timed_row(impl, check, 0.001, SMALL, status=status, seed=seed)
+            row.update(env=env, run_id=f"run-{env}", reason="why" if status in ("unavailable", "unsupported") else "")
+            out.append(row)
+        return out
+    a = write_results(tmp_path / "a" / "r.jsonl", rows("env-a", [
+        ("lib", "forward", "passed"), ("lib", "grad_input", "unsupported"),
+        ("fw", "forward", "unavailable"), ("fw", "grad_input", "unavailable")]))
+    b = write_results(tmp_path / "b" / "r.jsonl", rows("env-b", [
+        ("lib", "forward", "failed"), ("lib", "grad_input", "unavailable"),
+        ("fw", "forward", "xfailed"), ("fw", "grad_input", "unsupported")]))
+    html = write_report([a.parent, b.parent], tmp_path / "index.html").read_text(encoding="utf-8")
+    table = html[html.index('id="overview-table"'):html.index("</table>", html.index('id="overview-table"'))]
+    cells = {(impl, col): (state, word, count) for impl, body in
+             re.findall(r'<tr data-impl="([^"]+)">(.*?)</tr>', table, flags=re.S)
+             for col, state, word, count in re.findall(r'data-column="([^"]+)" data-state="([^"]+)"[^>]*>'
+                                                      r'<div class="big">([^<]*)</div><div class="small">([^<]*)<',
+                                                      body)}
+    assert cells[("lib", "forward")] == ("fail", "FAIL", "1/2")
+    assert cells[("lib", "grad_input")] == ("unsupported", "—", "unsupp.")
+    assert cells[("fw", "forward")] == ("xfail", "known", "1/1")
+    assert cells[("fw", "grad_input")] == ("unsupported", "—", "unsupp.")
+    assert len({impl for impl, _ in cells}) == 2  # one row per implementation, not per setting
+
+
 def test_speed_statistics_of_a_cell(timed: Path) -> None:
     t = cell_in(summarize([timed]), "timed", "quick", "forward").timing
     assert t.n_calls == 3  # the error row's 30 s and the unsupported row are not speed

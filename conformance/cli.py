@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from conformance.backends.registry import add_spec, build_registry, describe, left_out
+from conformance.backends.registry import add_spec, build_registry, describe
 from conformance.results import records
 from conformance.results.records import new_run_id
 
@@ -205,8 +205,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(len(e.name) for e in reg) if len(reg) else 4
     for e in reg:
         state = "runnable" if e.runnable else f"NOT RUNNABLE: {e.unavailable}"
-        if e.runnable and left_out(e, ()):  # opt-in
-            state += f" where a run names it, --select {e.name}: {e.backend.opt_in}"
+        if e.runnable and (why := getattr(e.backend, "opt_in", "")):
+            state += f" where a run names it, --select {e.name}: {why}"
         print(f"{e.name:<{width}}  {state}")
         print(f"{'':<{width}}  capabilities: {e.backend.capabilities.summary()}")
         print(f"{'':<{width}}  from {e.source}" + (f"  [{e.version}]" if e.version else ""))

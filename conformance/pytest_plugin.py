@@ -9,7 +9,6 @@ skip is recorded as a row (``unsupported`` / ``unavailable``) so that the report
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import signal
 import threading
@@ -40,7 +39,7 @@ REGISTRY_KEY = pytest.StashKey[Registry]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 SKIP_STATUS_KEY = pytest.StashKey[tuple[str, str, str, str]]()  # (status, impl, check, reason)
 KNOWN_KEY = pytest.StashKey[known.KnownFailure]()
-KNOWN_ENTRIES_KEY = pytest.StashKey[tuple[Any, ...]]()  #: all, in force, (not in force, why)
+KNOWN_ENTRIES_KEY = pytest.StashKey[tuple[Any, ...]]()  #: this run's, in force, (not in force, why), waiting, left out
 KNOWN_DTYPES_KEY = pytest.StashKey[list[known.KnownFailure]]()  #: entries for some dtypes' examples of a test
 ISOLATED_KEY = pytest.StashKey[dict[str, IsolatedBackend]]()
 DEADLINE_KEY = pytest.StashKey[float]()  #: time.monotonic() after which no further check starts (--max-time)
@@ -186,33 +185,31 @@ def registry(config: pytest.Config) -> Registry:
 
 
 def _known_failures(config: pytest.Config) -> tuple[Any, ...]:
-    """(every entry of the known-failures files, those in force here, (the others, why), the entries whose machine-
-    fact requirements wait for the selected backends), read once per process. Facts are judged only for backends a
-    run selects (``_known_in_force``): a backend's facts may import its library (torch: seconds)."""
+    """(the entries of the known-failures files that concern this run, those in force here, (the others, why), the
+    entries whose machine-fact requirements wait for the selected backends, how many entries were left out), read
+    once per process. With ``--select`` (one tox environment a framework) the entries of the backends it does not
+    name are left out: not listed, not warned about as matching nothing; runs without it (the main job, the tests)
+    keep them all, so a misspelt name is caught there. Facts are judged only for backends a run selects
+    (``_known_in_force``): a backend's facts may import its library (torch: seconds)."""
     if KNOWN_ENTRIES_KEY not in config.stash:
-        entries = known.load(config.getoption("conv_known_failures"))
+        every = known.load(config.getoption("conv_known_failures"))
+        select = config.getoption("conv_select")
+        entries = [e for e in every if not select or any(e.names(name) for name in select)]
         active, inactive = known.in_force([e for e in entries if not e.facts])
         factual = [e for e in entries if e.facts]
         inactive += [(e, e.inactive) for e in factual if e.inactive]  # its version requirements already fail
-        config.stash[KNOWN_ENTRIES_KEY] = (entries, active, inactive, [e for e in factual if not e.inactive])
+        config.stash[KNOWN_ENTRIES_KEY] = (entries, active, inactive, [e for e in factual if not e.inactive],
+                                           len(every) - len(entries))
     return config.stash[KNOWN_ENTRIES_KEY]
-
-
-def _names_selected(config: pytest.Config, entry: Any) -> bool:
-    """Whether a known-failure entry concerns this run: every entry does, unless ``--select`` names the backends
-    (one tox environment a framework), where another backend's entries are not this run's news; the runs without
-    ``--select`` (the main job, the tests) still see them all, so a misspelt name is caught there."""
-    select = config.getoption("conv_select")
-    return not select or any(fnmatch.fnmatchcase(name, entry.impl) for name in select)
 
 
 def _known_in_force(config: pytest.Config, selected: set[str]) -> tuple[list[Any], list[Any]]:
     """(the entries in force, (the others, why)) for a run of the ``selected`` backends: the machine-fact
     requirements of the entries that name one are judged by this machine's facts and that backend's own."""
-    _, active, inactive, waiting = _known_failures(config)
+    _, active, inactive, waiting, _ = _known_failures(config)
     reg = registry(config)
     for e in waiting:
-        names = [n for n in sorted(selected) if fnmatch.fnmatchcase(n, e.impl)]
+        names = [n for n in sorted(selected) if e.names(n)]
         if not names:
             continue  # it names no backend of this run: judged nowhere, expects nothing
         why = e.unmet_facts(machine.facts() | backend_facts(reg.get(names[0]).backend))
@@ -236,14 +233,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     # which waits until a test of it is selected; the run's results header records both for the selected ones
     lines.append("  implementations: " + ", ".join(e.name for e in reg))
     try:  # here, not after collection: with pytest-xdist the process that prints collects nothing
-        _, _, inactive, _ = _known_failures(config)
+        _, _, inactive, _, left_out_entries = _known_failures(config)
     except Exception:  # a bad file is reported where the tests are collected
-        inactive = []
-    shown = [(e, why) for e, why in inactive if _names_selected(config, e)]
-    if len(shown) < len(inactive):
-        lines.append(f"  {len(inactive) - len(shown)} known-failure entries of backends not selected "
-                     "(--select) are not shown")
-    lines += [f"  known failure {e} not in force here ({e.source}): {why}" for e, why in shown]
+        inactive, left_out_entries = [], 0
+    if left_out_entries:
+        lines.append(f"  {left_out_entries} known-failure entries of backends not selected (--select) are not shown")
+    lines += [f"  known failure {e} not in force here ({e.source}): {why}" for e, why in inactive]
     env = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("CONV_CONFORMANCE_")]
     if env:
         lines.append("  " + " ".join(env))
@@ -330,8 +325,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=_longest_first)  # stable: the collection order within each group, the same in every worker
     entries = _known_failures(config)[0]
     # every entry of the selected backends, in force or not, must name something collected: a misspelt name is found
-    unmatched = [str(e) for e in entries if _names_selected(config, e)
-                 and not any(e.matches(i, c, r, t) for i, c, r, t in collected)]
+    unmatched = [str(e) for e in entries if not any(e.matches(i, c, r, t) for i, c, r, t in collected)]
     if unmatched:
         config.issue_config_time_warning(pytest.PytestWarning(
             f"known-failure entries that match no collected test: {', '.join(unmatched)}"), stacklevel=2)
@@ -350,8 +344,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     known_entries, inactive = _known_in_force(config, {e.name for _, e, _ in selected})
     if RECORDER_KEY in config.stash:  # the report shows what each selected backend declared, and its version
         config.stash[RECORDER_KEY].meta["impls"] = [describe(e) for e in {e.name: e for _, e, _ in selected}.values()]
-        config.stash[RECORDER_KEY].meta["known_inactive"] = [f"{e} ({e.source}): {why}" for e, why in inactive
-                                                             if _names_selected(config, e)]
+        config.stash[RECORDER_KEY].meta["known_inactive"] = [f"{e} ({e.source}): {why}" for e, why in inactive]
     for item, entry, check in selected:
         left = left_out(entry, config.getoption("conv_select"))
         if entry.unavailable or left:

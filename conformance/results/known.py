@@ -60,8 +60,11 @@ class KnownFailure:
     def matches(self, impl: str, check: str, rank: int = 2, transposed: bool = False) -> bool:
         """Whether the entry covers ``check`` of ``impl`` in ``rank`` (the check of another operation than conv2d is
         spelled ``conv3d:check``, ``conv_transpose2d:check``, as the gate's findings)."""
-        return fnmatch.fnmatchcase(impl, self.impl) and fnmatch.fnmatchcase(ranked_check(check, rank, transposed),
-                                                                            self.check)
+        return self.names(impl) and fnmatch.fnmatchcase(ranked_check(check, rank, transposed), self.check)
+
+    def names(self, impl: str) -> bool:
+        """Whether the entry's implementation pattern covers the backend ``impl``."""
+        return fnmatch.fnmatchcase(impl, self.impl)
 
     @cached_property  # the environment does not change during a run; asked by the header, the rows, the summary
     def inactive(self) -> str | None:
